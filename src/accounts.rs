@@ -1,0 +1,510 @@
+//! The account registry and identity resolution: who is behind a post, an
+//! open or a ticket.
+//!
+//! An actor (an e-mail address or a per-source handle) resolves to one of
+//! three things: a customer account, the vendor's own staff (never counted),
+//! or nobody known (counted as *unmatched* so the mapping can be fixed).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::config::IdentityConfig;
+use crate::diag::{Diagnostic, Diagnostics, SourceText};
+use crate::types::AccountId;
+
+#[derive(Debug, Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    account: Vec<RawAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAccount {
+    id: Spanned<String>,
+    name: Spanned<String>,
+    csm: Spanned<String>,
+    segment: Option<String>,
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    emails: Vec<Spanned<String>>,
+    #[serde(default)]
+    handles: BTreeMap<String, Vec<Spanned<String>>>,
+}
+
+/// A customer organisation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    /// The Customer Success Manager who receives this account's alerts.
+    pub csm: String,
+    /// Optional grouping (tier, region, product line) for per-segment
+    /// thresholds and reports.
+    pub segment: Option<String>,
+    pub domains: Vec<String>,
+    pub emails: Vec<String>,
+    pub handles: BTreeMap<String, Vec<String>>,
+}
+
+/// What an actor turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// A customer account, by its index in the registry.
+    Account(usize),
+    /// The vendor's own staff: never counted as customer activity.
+    Staff,
+    /// Nobody the accounts file knows.
+    Unmatched,
+}
+
+/// All accounts, indexed for fast identity resolution.
+#[derive(Debug, Default)]
+pub struct Registry {
+    accounts: Vec<Account>,
+    by_id: HashMap<String, usize>,
+    by_email: HashMap<String, usize>,
+    by_domain: HashMap<String, usize>,
+    /// source name → lower-cased handle → account.
+    by_handle: HashMap<String, HashMap<String, usize>>,
+    staff_emails: HashSet<String>,
+    staff_domains: HashSet<String>,
+    staff_handles: HashMap<String, HashSet<String>>,
+}
+
+impl Registry {
+    /// Reads and validates the accounts file; every problem is reported.
+    pub fn load(path: &Path, identity: &IdentityConfig) -> Result<Registry, Diagnostics> {
+        let src = SourceText::read(path).map_err(|d| Diagnostics(vec![d]))?;
+        let (raw, mut problems): (RawFile, Vec<Diagnostic>) = src.parse_toml()?;
+        let registry = Registry::build(&src, raw.account, identity, &mut problems);
+        if problems.is_empty() {
+            Ok(registry)
+        } else {
+            Err(Diagnostics(problems))
+        }
+    }
+
+    fn build(
+        src: &SourceText,
+        raw: Vec<RawAccount>,
+        identity: &IdentityConfig,
+        problems: &mut Vec<Diagnostic>,
+    ) -> Registry {
+        let mut reg = Registry {
+            staff_emails: identity
+                .ignore_emails
+                .iter()
+                .map(|e| e.get_ref().to_lowercase())
+                .collect(),
+            staff_domains: identity
+                .ignore_domains
+                .iter()
+                .map(|d| normalise_domain(d.get_ref()))
+                .collect(),
+            staff_handles: identity
+                .ignore_handles
+                .iter()
+                .map(|(s, hs)| (s.clone(), hs.iter().map(|h| h.to_lowercase()).collect()))
+                .collect(),
+            ..Registry::default()
+        };
+        // Where each claimed identity was first defined, for "also claimed
+        // at line N" messages.
+        let mut first_line: HashMap<String, usize> = HashMap::new();
+        let line_of = |s: &Spanned<String>| crate::diag::line_col(&src.text, s.span().start).0;
+
+        for a in raw {
+            let idx = reg.accounts.len();
+            let id = a.id.get_ref().trim();
+            if id.is_empty() {
+                problems.push(src.span(&a.id, "account `id` is empty"));
+            } else if let Some(bad) = id.chars().find(|c| c.is_control()) {
+                problems.push(src.span(
+                    &a.id,
+                    format!(
+                        "account id `{}` contains a control character ({:?})",
+                        id, bad
+                    ),
+                ));
+            } else if let Some(&other) = reg.by_id.get(id) {
+                problems.push(src.span(
+                    &a.id,
+                    format!(
+                        "duplicate account id `{id}` (first defined at line {})",
+                        first_line.get(&format!("id:{id}")).copied().unwrap_or(0)
+                    ),
+                ));
+                let _ = other;
+            } else {
+                reg.by_id.insert(id.to_string(), idx);
+                first_line.insert(format!("id:{id}"), line_of(&a.id));
+            }
+            if a.name.get_ref().trim().is_empty() {
+                problems.push(src.span(&a.name, format!("account `{id}` has an empty `name`")));
+            }
+            if !is_plausible_email(a.csm.get_ref()) {
+                problems.push(src.span(
+                    &a.csm,
+                    format!(
+                        "account `{id}`: csm `{}` is not an e-mail address (expected name@domain)",
+                        a.csm.get_ref()
+                    ),
+                ));
+            }
+            let mut domains = Vec::new();
+            for d in &a.domains {
+                let dn = normalise_domain(d.get_ref());
+                if !is_plausible_domain(&dn) {
+                    problems.push(src.span(
+                        d,
+                        format!("account `{id}`: `{}` is not an e-mail domain", d.get_ref()),
+                    ));
+                    continue;
+                }
+                if reg.staff_domains.contains(&dn) {
+                    problems.push(src.span(
+                        d,
+                        format!("account `{id}`: domain `{dn}` is also in identity.ignore_domains (staff)"),
+                    ));
+                }
+                match reg.by_domain.get(&dn) {
+                    Some(&other) if other != idx => problems.push(src.span(
+                        d,
+                        format!(
+                            "domain `{dn}` is claimed by account `{id}` and by account `{}` (line {}); a domain maps to one account",
+                            reg.accounts[other].id,
+                            first_line.get(&format!("domain:{dn}")).copied().unwrap_or(0)
+                        ),
+                    )),
+                    Some(_) => {}
+                    None => {
+                        reg.by_domain.insert(dn.clone(), idx);
+                        first_line.insert(format!("domain:{dn}"), line_of(d));
+                    }
+                }
+                domains.push(dn);
+            }
+            let mut emails = Vec::new();
+            for e in &a.emails {
+                let en = e.get_ref().trim().to_lowercase();
+                if !is_plausible_email(&en) {
+                    problems.push(src.span(
+                        e,
+                        format!("account `{id}`: `{}` is not an e-mail address", e.get_ref()),
+                    ));
+                    continue;
+                }
+                match reg.by_email.get(&en) {
+                    Some(&other) if other != idx => problems.push(src.span(
+                        e,
+                        format!(
+                            "e-mail `{en}` is claimed by account `{id}` and by account `{}`",
+                            reg.accounts[other].id
+                        ),
+                    )),
+                    Some(_) => {}
+                    None => {
+                        reg.by_email.insert(en.clone(), idx);
+                    }
+                }
+                emails.push(en);
+            }
+            let mut handles = BTreeMap::new();
+            for (source, hs) in &a.handles {
+                let map = reg.by_handle.entry(source.clone()).or_default();
+                let mut list = Vec::new();
+                for h in hs {
+                    let hn = h.get_ref().trim().to_lowercase();
+                    if hn.is_empty() {
+                        problems.push(src.span(
+                            h,
+                            format!("account `{id}`: empty handle for source `{source}`"),
+                        ));
+                        continue;
+                    }
+                    match map.get(&hn) {
+                        Some(&other) if other != idx => problems.push(src.span(
+                            h,
+                            format!(
+                                "handle `{hn}` on source `{source}` is claimed by account `{id}` and by account `{}`",
+                                reg.accounts[other].id
+                            ),
+                        )),
+                        Some(_) => {}
+                        None => {
+                            map.insert(hn, idx);
+                        }
+                    }
+                    list.push(h.get_ref().trim().to_string());
+                }
+                handles.insert(source.clone(), list);
+            }
+            reg.accounts.push(Account {
+                id: AccountId(id.to_string()),
+                name: a.name.get_ref().trim().to_string(),
+                csm: a.csm.get_ref().trim().to_string(),
+                segment: a
+                    .segment
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
+                domains,
+                emails,
+                handles,
+            });
+        }
+        reg
+    }
+
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    pub fn get(&self, idx: usize) -> &Account {
+        &self.accounts[idx]
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// The index of the account with this id.
+    pub fn by_id(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Resolves an actor seen on `source`: a handle of that source, or an
+    /// e-mail address (exact address first, then its domain and parent
+    /// domains, so `bob@mail.acme.com` belongs to `acme.com`).
+    ///
+    /// Staff always win over customers at the same level of precision: a
+    /// listed staff address is never a customer's.
+    pub fn resolve(&self, source: &str, actor: &str) -> Resolved {
+        let actor = actor.trim();
+        let lower;
+        let key = if actor.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = actor.to_lowercase();
+            lower.as_str()
+        } else {
+            actor
+        };
+        if self
+            .staff_handles
+            .get(source)
+            .is_some_and(|s| s.contains(key))
+        {
+            return Resolved::Staff;
+        }
+        if let Some(&idx) = self.by_handle.get(source).and_then(|m| m.get(key)) {
+            return Resolved::Account(idx);
+        }
+        let Some((_, domain)) = key.rsplit_once('@') else {
+            return Resolved::Unmatched;
+        };
+        if self.staff_emails.contains(key) {
+            return Resolved::Staff;
+        }
+        if let Some(&idx) = self.by_email.get(key) {
+            return Resolved::Account(idx);
+        }
+        let mut d = domain;
+        loop {
+            if self.staff_domains.contains(d) {
+                return Resolved::Staff;
+            }
+            if let Some(&idx) = self.by_domain.get(d) {
+                return Resolved::Account(idx);
+            }
+            match d.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => d = parent,
+                _ => return Resolved::Unmatched,
+            }
+        }
+    }
+}
+
+fn normalise_domain(d: &str) -> String {
+    d.trim()
+        .trim_start_matches('@')
+        .trim_end_matches('.')
+        .to_lowercase()
+}
+
+/// A domain name with at least two labels, each of letters, digits and `-`.
+pub fn is_plausible_domain(d: &str) -> bool {
+    let d = normalise_domain(d);
+    let labels: Vec<&str> = d.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+}
+
+/// `local@domain` with a plausible domain and no spaces or angle brackets.
+pub fn is_plausible_email(e: &str) -> bool {
+    let e = e.trim();
+    match e.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !local
+                    .chars()
+                    .any(|c| c.is_whitespace() || "<>@,;\"".contains(c))
+                && is_plausible_domain(domain)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn registry(accounts: &str, identity: &str) -> Result<Registry, Diagnostics> {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = dir.path().join("lull.toml");
+        std::fs::write(&ip, identity).unwrap();
+        let cfg = crate::config::Config::load(&ip).unwrap();
+        let ap: PathBuf = dir.path().join("accounts.toml");
+        std::fs::write(&ap, accounts).unwrap();
+        Registry::load(&ap, &cfg.identity)
+    }
+
+    const ACCOUNTS: &str = r#"
+[[account]]
+id = "acme"
+name = "Acme"
+csm = "jane@vendor.example"
+segment = "enterprise"
+domains = ["acme.com"]
+emails = ["bob.acme@gmail.com"]
+handles = { forum = ["BobTheBuilder"] }
+
+[[account]]
+id = "globex"
+name = "Globex"
+csm = "jane@vendor.example"
+domains = ["globex.io"]
+"#;
+
+    #[test]
+    fn subdomains_map_to_their_account() {
+        let r = registry(ACCOUNTS, "").unwrap();
+        let acme = r.by_id("acme").unwrap();
+        assert_eq!(r.resolve("forum", "ann@acme.com"), Resolved::Account(acme));
+        assert_eq!(
+            r.resolve("forum", "ann@mail.acme.com"),
+            Resolved::Account(acme)
+        );
+        assert_eq!(
+            r.resolve("forum", "ann@a.b.acme.com"),
+            Resolved::Account(acme)
+        );
+        assert_eq!(
+            r.resolve("forum", "ANN@Mail.ACME.com"),
+            Resolved::Account(acme)
+        );
+        assert_eq!(r.resolve("forum", "ann@notacme.com"), Resolved::Unmatched);
+        assert_eq!(
+            r.resolve("forum", "ann@acme.com.evil.org"),
+            Resolved::Unmatched
+        );
+    }
+
+    #[test]
+    fn emails_and_handles_resolve_per_source() {
+        let r = registry(ACCOUNTS, "").unwrap();
+        let acme = r.by_id("acme").unwrap();
+        assert_eq!(
+            r.resolve("x", "Bob.Acme@gmail.com"),
+            Resolved::Account(acme)
+        );
+        assert_eq!(r.resolve("x", "other@gmail.com"), Resolved::Unmatched);
+        assert_eq!(r.resolve("forum", "bobthebuilder"), Resolved::Account(acme));
+        assert_eq!(r.resolve("zendesk", "bobthebuilder"), Resolved::Unmatched);
+    }
+
+    #[test]
+    fn staff_activity_is_never_a_customer() {
+        let r = registry(
+            ACCOUNTS,
+            "[identity]\nignore_domains = [\"vendor.example\"]\nignore_emails = [\"helper@acme.com\"]\nignore_handles = { forum = [\"mod_anna\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(r.resolve("forum", "jane@vendor.example"), Resolved::Staff);
+        assert_eq!(
+            r.resolve("forum", "jane@eu.vendor.example"),
+            Resolved::Staff
+        );
+        assert_eq!(r.resolve("forum", "Helper@acme.com"), Resolved::Staff);
+        assert_eq!(r.resolve("forum", "mod_anna"), Resolved::Staff);
+        assert!(matches!(
+            r.resolve("forum", "other@acme.com"),
+            Resolved::Account(_)
+        ));
+    }
+
+    #[test]
+    fn every_accounts_problem_is_reported_with_its_line() {
+        let text = r#"[[account]]
+id = "acme"
+name = "Acme"
+csm = "not-an-address"
+domains = ["acme.com"]
+
+[[account]]
+id = "acme"
+name = "Acme again"
+csm = "jane@vendor.example"
+
+[[account]]
+id = "initech"
+name = "Initech"
+csm = "jane@vendor.example"
+domains = ["ACME.com", "bad domain"]
+colour = "blue"
+"#;
+        let err = registry(text, "").unwrap_err();
+        let msgs: Vec<String> = err
+            .0
+            .iter()
+            .map(|d| format!("{}: {}", d.line, d.message))
+            .collect();
+        let all = msgs.join("\n");
+        assert!(all.contains("17: unknown key `account[2].colour`"), "{all}");
+        assert!(
+            all.contains("4: account `acme`: csm `not-an-address`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("8: duplicate account id `acme` (first defined at line 2)"),
+            "{all}"
+        );
+        assert!(all.contains("16: domain `acme.com` is claimed by account `initech` and by account `acme` (line 5)"), "{all}");
+        assert!(
+            all.contains("16: account `initech`: `bad domain` is not an e-mail domain"),
+            "{all}"
+        );
+        assert_eq!(msgs.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn plausibility_checks() {
+        assert!(is_plausible_email("a@b.co"));
+        assert!(!is_plausible_email("Jane <a@b.co>"));
+        assert!(!is_plausible_email("a@localhost"));
+        assert!(is_plausible_domain("xn--bcher-kva.example"));
+        assert!(!is_plausible_domain("-a.com"));
+    }
+}

@@ -1,0 +1,66 @@
+//! Command-line definitions (clap). Dispatch lives in `cmd`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::types::Day;
+
+/// lull tells a Customer Success Manager when one of their customer
+/// accounts has gone quiet.
+#[derive(Debug, Parser)]
+#[command(name = "lull", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file [default: $LULL_CONFIG, then config/lull.toml]
+    #[arg(long, global = true, env = "LULL_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr (RUST_LOG sets the level)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and accounts files; print every problem with file and line
+    Check,
+    /// Load activity events from JSON Lines (FILE, or - for stdin)
+    Import {
+        /// JSON Lines file, or - for standard input
+        file: PathBuf,
+    },
+    /// Print stored daily activity as JSON Lines (the backup path)
+    Export {
+        /// First day to include (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_day)]
+        from: Option<Day>,
+        /// Last day to include (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_day)]
+        to: Option<Day>,
+    },
+    /// List accounts: CSM, state, recent activity
+    Accounts {
+        /// JSON array on stdout, for scripts
+        #[arg(long)]
+        json: bool,
+        /// List the actors that matched no account instead
+        #[arg(long)]
+        unmatched: bool,
+        /// Show activity as of this day (default: today)
+        #[arg(long, value_parser = parse_day)]
+        at: Option<Day>,
+    },
+}
+
+fn parse_day(s: &str) -> Result<Day, String> {
+    s.parse()
+}

@@ -1,0 +1,105 @@
+//! `lull accounts [--json] [--unmatched] [--at DATE]`.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use super::{Context, print_stdout};
+use crate::summary::{SUMMARY_WEEKS, sparkline, summarise};
+use crate::types::Day;
+
+pub fn run(
+    ctx: &Context,
+    json: bool,
+    unmatched: bool,
+    at: Option<Day>,
+) -> anyhow::Result<ExitCode> {
+    if unmatched {
+        let rows = ctx.store.unmatched()?;
+        if json {
+            print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
+        } else if rows.is_empty() {
+            print_stdout("every actor seen so far matched an account (or staff)\n")?;
+        } else {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.source.to_string(),
+                        r.actor.clone(),
+                        r.events.to_string(),
+                        r.last_seen.to_string(),
+                    ]
+                })
+                .collect();
+            let mut out = table_text(&["SOURCE", "ACTOR", "EVENTS", "LAST SEEN"], &table);
+            out.push_str("\nmap them with `domains`, `emails` or `handles` in the accounts file, then re-import (counts stay exact)\n");
+            print_stdout(&out)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let at = at.unwrap_or_else(|| Day::today(ctx.config.timezone));
+    let rows = summarise(&ctx.store, &ctx.registry, at)?;
+    if json {
+        print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.account.to_string(),
+                r.csm.clone(),
+                r.segment.clone().unwrap_or_else(|| "-".into()),
+                r.state.clone(),
+                r.last_activity
+                    .map_or_else(|| "never".into(), |d| d.to_string()),
+                r.events_8w.to_string(),
+                sparkline(&r.weekly),
+            ]
+        })
+        .collect();
+    let mut out = table_text(
+        &[
+            "ACCOUNT",
+            "CSM",
+            "SEGMENT",
+            "STATE",
+            "LAST ACTIVITY",
+            &format!("{SUMMARY_WEEKS}W EVENTS"),
+            "WEEKLY",
+        ],
+        &table,
+    );
+    let _ = writeln!(out, "\n{} accounts, as of {at}", rows.len());
+    print_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table_text(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}

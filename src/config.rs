@@ -1,0 +1,205 @@
+//! The config file: TOML, every key defaulted where a default can work,
+//! paths relative to the file's folder, unknown keys rejected with their line.
+
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diagnostic, Diagnostics, SourceText};
+
+/// Where the store lives when the config does not say: next to the config.
+pub const DEFAULT_STORE_PATH: &str = "data/lull.db";
+/// The accounts file when the config does not name one.
+pub const DEFAULT_ACCOUNTS_FILE: &str = "accounts.toml";
+/// sled's page cache. sled's own default is 1 GiB and its RSS can exceed
+/// the setting; 64 MiB holds the hot part of a store with 100k accounts
+/// and keeps `lull run` small on a shared host.
+pub const DEFAULT_CACHE_MB: u64 = 64;
+/// Where lull looks for its config without `--config` or `$LULL_CONFIG`.
+pub const DEFAULT_CONFIG_PATH: &str = "config/lull.toml";
+
+#[derive(Debug, Deserialize, Default)]
+struct RawConfig {
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    accounts: RawAccounts,
+    #[serde(default)]
+    identity: IdentityConfig,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawStore {
+    path: Option<String>,
+    cache_mb: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawAccounts {
+    file: Option<String>,
+}
+
+/// Who is *not* a customer. The vendor's own staff answer in the forum and
+/// on tickets all day; counting them would make every account look busy.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+pub struct IdentityConfig {
+    /// E-mail domains of staff (subdomains included).
+    #[serde(default)]
+    pub ignore_domains: Vec<Spanned<String>>,
+    /// Individual staff e-mail addresses.
+    #[serde(default)]
+    pub ignore_emails: Vec<Spanned<String>>,
+    /// Forum/portal handles of staff, per source name.
+    #[serde(default)]
+    pub ignore_handles: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this config was read from.
+    pub file: PathBuf,
+    /// Days are calendar days in this zone (UTC unless set).
+    pub timezone: Tz,
+    pub store: StoreConfig,
+    pub accounts_file: PathBuf,
+    pub identity: IdentityConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub cache_bytes: u64,
+}
+
+impl Config {
+    /// Picks the config path: `--config`, then `$LULL_CONFIG`, then
+    /// `config/lull.toml`. (clap already folds the env var into the flag.)
+    pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+        flag.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+
+    /// Reads and validates the config file, returning every problem found.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let src = SourceText::read(path).map_err(|d| Diagnostics(vec![d]))?;
+        let (raw, mut problems): (RawConfig, Vec<Diagnostic>) = src.parse_toml()?;
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let timezone = match &raw.timezone {
+            None => Tz::UTC,
+            Some(tz) => tz.get_ref().parse::<Tz>().unwrap_or_else(|_| {
+                problems.push(src.span(
+                    tz,
+                    format!(
+                        "`timezone = \"{}\"` is not an IANA time zone name (e.g. \"UTC\", \"Europe/Berlin\")",
+                        tz.get_ref()
+                    ),
+                ));
+                Tz::UTC
+            }),
+        };
+        let cache_mb = match &raw.store.cache_mb {
+            None => DEFAULT_CACHE_MB,
+            Some(c) if *c.get_ref() == 0 => {
+                problems.push(src.span(c, "`store.cache_mb` must be at least 1"));
+                DEFAULT_CACHE_MB
+            }
+            Some(c) => *c.get_ref(),
+        };
+        for d in &raw.identity.ignore_domains {
+            if !crate::accounts::is_plausible_domain(d.get_ref()) {
+                problems.push(src.span(
+                    d,
+                    format!(
+                        "`{}` in identity.ignore_domains is not a domain",
+                        d.get_ref()
+                    ),
+                ));
+            }
+        }
+        for e in &raw.identity.ignore_emails {
+            if !crate::accounts::is_plausible_email(e.get_ref()) {
+                problems.push(src.span(
+                    e,
+                    format!(
+                        "`{}` in identity.ignore_emails is not an e-mail address",
+                        e.get_ref()
+                    ),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Diagnostics(problems));
+        }
+        Ok(Config {
+            file: path.to_path_buf(),
+            timezone,
+            store: StoreConfig {
+                path: base.join(raw.store.path.as_deref().unwrap_or(DEFAULT_STORE_PATH)),
+                cache_bytes: cache_mb * 1024 * 1024,
+            },
+            accounts_file: base.join(
+                raw.accounts
+                    .file
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ACCOUNTS_FILE),
+            ),
+            identity: raw.identity,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("lull.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn minimal_config_from_the_contract_works_and_paths_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[store]\npath = \"data/lull.db\"\n\n[accounts]\nfile = \"accounts.toml\"\n",
+        );
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.store.path, dir.path().join("data/lull.db"));
+        assert_eq!(c.accounts_file, dir.path().join("accounts.toml"));
+        assert_eq!(c.timezone, Tz::UTC);
+        assert_eq!(c.store.cache_bytes, DEFAULT_CACHE_MB * 1024 * 1024);
+    }
+
+    #[test]
+    fn empty_config_uses_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), "")).unwrap();
+        assert_eq!(c.store.path, dir.path().join(DEFAULT_STORE_PATH));
+    }
+
+    #[test]
+    fn config_errors_name_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "timezone = \"Mars/Olympus\"\n[store]\npath = \"x\"\ncache_size = 3\n[identity]\nignore_domains = [\"not a domain\"]\n",
+        );
+        let err = Config::load(&p).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("lull.toml:4:1: unknown key `store.cache_size`"),
+            "{text}"
+        );
+        // Every problem is reported, not just the first.
+        assert_eq!(err.0.len(), 3, "{text}");
+        assert!(text.contains("lull.toml:1:12:"), "{text}");
+        assert!(text.contains("Mars/Olympus"), "{text}");
+        assert!(text.contains("lull.toml:6:19:"), "{text}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Diagnostics that point at a place in a file.
+//!
+//! Config and accounts files are written by people; when one is wrong, lull
+//! says *where* (`file:line:column`) and *what*, and reports every problem it
+//! can find in one go rather than making the user fix them one at a time.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// One problem found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem is about the file as a whole.
+    pub line: usize,
+    /// 1-based column; 0 when unknown.
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (0, _) => write!(f, "{}: {}", self.file.display(), self.message),
+            (l, 0) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            (l, c) => write!(f, "{}:{}:{}: {}", self.file.display(), l, c, self.message),
+        }
+    }
+}
+
+/// A list of diagnostics that is itself an error, so callers can `?` it.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// A file's text, kept so that byte offsets can be turned into lines.
+pub struct SourceText {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceText {
+    /// Reads `path`; an unreadable file is itself a diagnostic.
+    pub fn read(path: &Path) -> Result<Self, Diagnostic> {
+        std::fs::read_to_string(path)
+            .map(|text| SourceText {
+                path: path.to_path_buf(),
+                text,
+            })
+            .map_err(|e| Diagnostic {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read file: {e}"),
+            })
+    }
+
+    /// A diagnostic at byte offset `at` of this file.
+    pub fn at(&self, at: usize, message: impl Into<String>) -> Diagnostic {
+        let (line, column) = line_col(&self.text, at);
+        Diagnostic {
+            file: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// A diagnostic at the start of a span.
+    pub fn span<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> Diagnostic {
+        self.at(spanned.span().start, message)
+    }
+
+    /// A diagnostic about the whole file.
+    pub fn whole(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.path.clone(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
+    }
+
+    /// Deserialises the file as TOML into `T`.
+    ///
+    /// Unknown keys are collected (every one of them, with its line) and
+    /// returned beside the value, so the caller can go on to find the rest of
+    /// the file's problems; a syntax or type error stops the parse, as nothing
+    /// after it can be trusted, and is reported with its line.
+    pub fn parse_toml<T: DeserializeOwned>(&self) -> Result<(T, Vec<Diagnostic>), Diagnostics> {
+        let to_diag = |e: toml::de::Error| {
+            let at = e.span().map(|s| s.start).unwrap_or(0);
+            self.at(at, e.message().trim_end().to_string())
+        };
+        let spanned = DeTable::parse(&self.text).map_err(|e| Diagnostics(vec![to_diag(e)]))?;
+        let de =
+            toml::de::Deserializer::parse(&self.text).map_err(|e| Diagnostics(vec![to_diag(e)]))?;
+        let mut unknown = Vec::new();
+        let value: Result<T, _> = serde_ignored::deserialize(de, |path| {
+            let segments = path_segments(&path);
+            let offset = locate(spanned.get_ref(), &segments).unwrap_or(0);
+            unknown.push(self.at(offset, format!("unknown key `{}`", display_path(&segments))));
+        });
+        match value {
+            Ok(v) => Ok((v, unknown)),
+            Err(e) => {
+                unknown.push(to_diag(e));
+                Err(Diagnostics(unknown))
+            }
+        }
+    }
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text.as_bytes()[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let column = text
+        .get(line_start..at)
+        .map_or(1, |s| s.chars().count() + 1);
+    (line, column)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
+    use serde_ignored::Path;
+    let mut out = Vec::new();
+    let mut cur = path;
+    loop {
+        match cur {
+            Path::Root => break,
+            Path::Seq { parent, index } => {
+                out.push(Segment::Index(*index));
+                cur = parent;
+            }
+            Path::Map { parent, key } => {
+                out.push(Segment::Key(key.clone()));
+                cur = parent;
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => cur = parent,
+        }
+    }
+    out.reverse();
+    out
+}
+
+fn display_path(segments: &[Segment]) -> String {
+    let mut s = String::new();
+    for seg in segments {
+        match seg {
+            Segment::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Segment::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// Byte offset of the key (or array element) that `segments` names.
+fn locate(table: &DeTable<'_>, segments: &[Segment]) -> Option<usize> {
+    let (first, rest) = segments.split_first()?;
+    let Segment::Key(key) = first else {
+        return None;
+    };
+    let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key)?;
+    if rest.is_empty() {
+        return Some(k.span().start);
+    }
+    locate_value(v, rest).or(Some(k.span().start))
+}
+
+fn locate_value(value: &Spanned<DeValue<'_>>, segments: &[Segment]) -> Option<usize> {
+    match (value.get_ref(), segments.first()) {
+        (_, None) => Some(value.span().start),
+        (DeValue::Table(t), Some(Segment::Key(_))) => locate(t, segments),
+        (DeValue::Array(items), Some(Segment::Index(i))) => {
+            let item = items.get(*i)?;
+            locate_value(item, &segments[1..]).or(Some(item.span().start))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        a: u32,
+    }
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Outer {
+        #[serde(default)]
+        inner: Option<Inner>,
+        #[serde(default)]
+        item: Vec<Inner>,
+        name: Option<Spanned<String>>,
+    }
+
+    fn src(text: &str) -> SourceText {
+        SourceText {
+            path: PathBuf::from("t.toml"),
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_its_line() {
+        let s = src(
+            "name = \"x\"\nbogus = 1\n[inner]\na = 1\nb = 2\n[[item]]\na = 1\n[[item]]\na = 2\nzz = 3\n",
+        );
+        let (_, err) = s.parse_toml::<Outer>().unwrap();
+        let lines: Vec<_> = err.iter().map(|d| (d.line, d.message.clone())).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (2, "unknown key `bogus`".to_string()),
+                (5, "unknown key `inner.b`".to_string()),
+                (10, "unknown key `item[1].zz`".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn type_errors_name_their_line() {
+        let s = src("name = \"x\"\n[inner]\na = \"not a number\"\n");
+        let err = s.parse_toml::<Outer>().err().unwrap();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].line, 3, "{}", err);
+    }
+
+    #[test]
+    fn spans_survive_the_unknown_key_collector() {
+        let s = src("\n\nname = \"x\"\n");
+        let (o, unknown) = s.parse_toml::<Outer>().unwrap();
+        assert!(unknown.is_empty());
+        let name = o.name.unwrap();
+        assert_eq!(name.get_ref(), "x");
+        assert_eq!(line_col(&s.text, name.span().start).0, 3);
+    }
+}

@@ -1,0 +1,439 @@
+//! `lull import`: activity events from JSON Lines, counted exactly once.
+//!
+//! Each line is parsed and resolved on the calling thread while a writer
+//! thread commits the previous batch, so parsing and disk writes overlap.
+//! A bad line is reported with its number and skipped; every good line is
+//! stored. Coverage (first to last event day, per source) is written last,
+//! only after every event of the file is durable: an import cut short never
+//! marks a day covered whose events it had not yet stored.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::mpsc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::accounts::{Registry, Resolved};
+use crate::store::{Activity, COVERED_BY_IMPORT, Committed, Ingest, Owner, Store, StoreError};
+use crate::types::{AccountId, Day, Kind, SourceName};
+
+/// Activities per atomic commit. Large enough that the flush at the end of
+/// each batch costs little per event; small enough that a batch's memory
+/// (a few hundred bytes an event) stays in the tens of megabytes.
+pub const DEFAULT_BATCH: usize = 50_000;
+
+/// The kind of an event whose line names none.
+pub const DEFAULT_KIND: &str = "activity";
+
+/// The id prefix of daily-count lines (the `lull export` format), which
+/// have no id of their own: one per (account, kind, day), so importing the
+/// same backup twice counts it once.
+const DAY_LINE_ID: &str = "\u{1}day";
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    account: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    actor: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    day: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+/// What happened to one line.
+enum Parsed {
+    Event {
+        activity: Activity,
+    },
+    /// Valid, by the vendor's own staff: covers its day, counts nothing.
+    Staff {
+        source: SourceName,
+        day: Day,
+    },
+    Blank,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub lines: u64,
+    pub committed: Committed,
+    pub staff: u64,
+    pub rejected: u64,
+    /// First and last covered day, per source.
+    pub covered: BTreeMap<SourceName, (Day, Day)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("reading {input} at line {line}: {source}")]
+    Read {
+        input: String,
+        line: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Imports JSON Lines from `reader`. `on_reject(line, message)` is called
+/// for every bad line; `on_progress(bytes)` after every line read.
+pub fn import(
+    reader: impl BufRead,
+    input: &str,
+    store: &Store,
+    registry: &Registry,
+    tz: Tz,
+    batch_size: usize,
+    mut on_reject: impl FnMut(u64, &str),
+    mut on_progress: impl FnMut(u64),
+) -> Result<Report, ImportError> {
+    let mut report = Report::default();
+    let (tx, rx) = mpsc::sync_channel::<Ingest>(1);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<Committed, StoreError> {
+            let mut total = Committed::default();
+            for ingest in rx {
+                total += store.commit(&ingest)?;
+            }
+            Ok(total)
+        });
+        let read = read_lines(
+            reader,
+            input,
+            registry,
+            tz,
+            batch_size,
+            &tx,
+            &mut report,
+            &mut on_reject,
+            &mut on_progress,
+        );
+        // Coverage goes last, after every event batch before it.
+        if read.is_ok() && !report.covered.is_empty() {
+            let mut coverage = Vec::new();
+            for (source, (first, last)) in &report.covered {
+                for d in first.0..=last.0 {
+                    coverage.push((source.clone(), Day(d), COVERED_BY_IMPORT));
+                }
+            }
+            let _ = tx.send(Ingest {
+                coverage,
+                ..Ingest::default()
+            });
+        }
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        // A store error explains a failed send too, so it goes first.
+        report.committed = written?;
+        read
+    })?;
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_lines(
+    mut reader: impl BufRead,
+    input: &str,
+    registry: &Registry,
+    tz: Tz,
+    batch_size: usize,
+    tx: &mpsc::SyncSender<Ingest>,
+    report: &mut Report,
+    on_reject: &mut impl FnMut(u64, &str),
+    on_progress: &mut impl FnMut(u64),
+) -> Result<(), ImportError> {
+    let mut buf = Vec::with_capacity(512);
+    let mut batch = Ingest::default();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| ImportError::Read {
+                input: input.to_string(),
+                line: line_no + 1,
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        on_progress(n as u64);
+        match parse_line(&buf, registry, tz) {
+            Ok(Parsed::Blank) => continue,
+            Ok(Parsed::Event { activity }) => {
+                widen(&mut report.covered, &activity.source, activity.day);
+                batch.activities.push(activity);
+            }
+            Ok(Parsed::Staff { source, day }) => {
+                widen(&mut report.covered, &source, day);
+                report.staff += 1;
+            }
+            Err(msg) => {
+                report.rejected += 1;
+                on_reject(line_no, &msg);
+            }
+        }
+        if batch.activities.len() >= batch_size {
+            // A closed channel means the writer failed; its error is
+            // reported by the caller.
+            if tx.send(std::mem::take(&mut batch)).is_err() {
+                break;
+            }
+        }
+    }
+    report.lines = line_no;
+    if !batch.activities.is_empty() {
+        let _ = tx.send(batch);
+    }
+    Ok(())
+}
+
+fn widen(covered: &mut BTreeMap<SourceName, (Day, Day)>, source: &SourceName, day: Day) {
+    match covered.get_mut(source) {
+        Some((first, last)) => {
+            *first = (*first).min(day);
+            *last = (*last).max(day);
+        }
+        None => {
+            covered.insert(source.clone(), (day, day));
+        }
+    }
+}
+
+fn parse_line(raw: &[u8], registry: &Registry, tz: Tz) -> Result<Parsed, String> {
+    let text = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8 ({e})"))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Parsed::Blank);
+    }
+    let line: Line<'_> = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+    let source = required(&line.source, "source")?;
+    let kind = match &line.kind {
+        Some(k) => checked("kind", k)?,
+        None => DEFAULT_KIND,
+    };
+    let count = match line.count {
+        None => 1,
+        Some(c) if c >= 1 => c as u64,
+        Some(c) => return Err(format!("`count` must be a positive integer, got {c}")),
+    };
+    let day = match (&line.at, &line.day) {
+        (Some(at), None) => {
+            let at = checked("at", at)?;
+            let t = DateTime::parse_from_rfc3339(at)
+                .map_err(|e| format!("`at` = {at:?} is not an RFC 3339 timestamp ({e})"))?;
+            Day::of(t.with_timezone(&Utc), tz)
+        }
+        (None, Some(day)) => checked("day", day)?
+            .parse::<Day>()
+            .map_err(|e| format!("`day`: {e}"))?,
+        (Some(_), Some(_)) => {
+            return Err("give either `at` (an event) or `day` (a daily count), not both".into());
+        }
+        (None, None) => return Err("missing `at` (the event's RFC 3339 timestamp)".into()),
+    };
+    let owner = match (&line.account, &line.actor) {
+        (Some(acc), None) => {
+            let acc = checked("account", acc)?;
+            if registry.by_id(acc).is_none() {
+                return Err(format!(
+                    "unknown account `{acc}` (not in the accounts file; use `actor` for identities to resolve)"
+                ));
+            }
+            Owner::Account(AccountId(acc.to_string()))
+        }
+        (None, Some(actor)) => {
+            let actor = checked("actor", actor)?;
+            match registry.resolve(source, actor) {
+                Resolved::Account(i) => Owner::Account(registry.get(i).id.clone()),
+                Resolved::Staff => {
+                    return Ok(Parsed::Staff {
+                        source: SourceName(source.to_string()),
+                        day,
+                    });
+                }
+                Resolved::Unmatched => Owner::Unmatched {
+                    actor: actor.to_string(),
+                },
+            }
+        }
+        (Some(_), Some(_)) => return Err("give either `account` or `actor`, not both".into()),
+        (None, None) => return Err("missing `account` (or `actor`)".into()),
+    };
+    let id = match (&line.id, &line.day) {
+        (Some(id), _) => checked("id", id)?.to_string(),
+        (None, Some(_)) => {
+            let who = match &owner {
+                Owner::Account(a) => a.as_str(),
+                Owner::Unmatched { actor } => actor.as_str(),
+            };
+            format!("{DAY_LINE_ID}\u{1}{who}\u{1}{kind}\u{1}{day}")
+        }
+        (None, None) => return Err("missing `id` (unique within its source)".into()),
+    };
+    Ok(Parsed::Event {
+        activity: Activity {
+            source: SourceName(source.to_string()),
+            id,
+            owner,
+            kind: Kind(kind.to_string()),
+            day,
+            count,
+        },
+    })
+}
+
+fn required<'a>(v: &'a Option<Cow<'_, str>>, field: &str) -> Result<&'a str, String> {
+    match v {
+        Some(s) => checked(field, s),
+        None => Err(format!("missing `{field}`")),
+    }
+}
+
+fn checked<'a>(field: &str, v: &'a str) -> Result<&'a str, String> {
+    if v.trim().is_empty() {
+        Err(format!("`{field}` is empty"))
+    } else if v.contains('\0') {
+        Err(format!("`{field}` contains a NUL character"))
+    } else {
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.toml");
+        std::fs::write(
+            &p,
+            "[[account]]\nid = \"acme\"\nname = \"Acme\"\ncsm = \"c@v.example\"\ndomains = [\"acme.com\"]\n",
+        )
+        .unwrap();
+        let mut ident = crate::config::IdentityConfig::default();
+        ident
+            .ignore_domains
+            .push(toml::Spanned::new(0..0, "vendor.example".to_string()));
+        Registry::load(&p, &ident).unwrap()
+    }
+
+    fn parse(s: &str) -> Result<Parsed, String> {
+        parse_line(s.as_bytes(), &registry(), Tz::UTC)
+    }
+
+    fn err(s: &str) -> String {
+        match parse(s) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {s}"),
+        }
+    }
+
+    #[test]
+    fn good_lines_parse() {
+        let Ok(Parsed::Event { activity }) = parse(
+            r#"{"account":"acme","source":"forum","at":"2026-03-02T14:05:00Z","id":"p1","kind":"post"}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                activity.day.to_string(),
+                activity.kind.as_str(),
+                activity.count
+            ),
+            ("2026-03-02".into(), "post", 1)
+        );
+        let Ok(Parsed::Event { activity }) = parse(
+            r#"{"actor":"Bob@Mail.Acme.com","source":"s","at":"2026-03-02T23:05:00-05:00","id":"x","count":3}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(activity.owner, Owner::Account("acme".into()));
+        assert_eq!(
+            (
+                activity.day.to_string(),
+                activity.kind.as_str(),
+                activity.count
+            ),
+            ("2026-03-03".into(), DEFAULT_KIND, 3)
+        );
+        assert!(matches!(
+            parse(
+                r#"{"actor":"x@vendor.example","source":"s","at":"2026-03-02T00:00:00Z","id":"x"}"#
+            ),
+            Ok(Parsed::Staff { .. })
+        ));
+        assert!(matches!(parse("   \r\n"), Ok(Parsed::Blank)));
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        assert!(err("{not json").starts_with("bad JSON"));
+        assert!(err(r#"{"account":"acme","source":"f","id":"1"}"#).contains("missing `at`"));
+        assert!(
+            err(r#"{"account":"acme","source":"f","id":"1","at":"2026-13-01T00:00:00Z"}"#)
+                .contains("not an RFC 3339")
+        );
+        assert!(
+            err(r#"{"account":"nope","source":"f","id":"1","at":"2026-01-01T00:00:00Z"}"#)
+                .contains("unknown account `nope`")
+        );
+        assert!(
+            err(
+                r#"{"account":"acme","source":"f","id":"1","at":"2026-01-01T00:00:00Z","count":-2}"#
+            )
+            .contains("positive integer, got -2")
+        );
+        assert!(
+            err(
+                r#"{"account":"acme","source":"f","id":"1","at":"2026-01-01T00:00:00Z","count":0}"#
+            )
+            .contains("positive")
+        );
+        assert!(
+            err(r#"{"account":"acme","at":"2026-01-01T00:00:00Z","id":"1"}"#)
+                .contains("missing `source`")
+        );
+        assert!(
+            err(r#"{"account":"acme","source":"f","at":"2026-01-01T00:00:00Z"}"#)
+                .contains("missing `id`")
+        );
+        assert!(
+            err(r#"{"account":"acme","source":"f\u0000","at":"2026-01-01T00:00:00Z","id":"1"}"#)
+                .contains("NUL")
+        );
+        assert!(err(r#"{"account":"acme","actor":"a@acme.com","source":"f","at":"2026-01-01T00:00:00Z","id":"1"}"#).contains("not both"));
+    }
+
+    #[test]
+    fn daily_count_lines_from_export_get_a_stable_id() {
+        let l = r#"{"account":"acme","source":"forum","kind":"post","day":"2026-03-02","count":4}"#;
+        let (Ok(Parsed::Event { activity: a }), Ok(Parsed::Event { activity: b })) =
+            (parse(l), parse(l))
+        else {
+            panic!()
+        };
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.count, 4);
+    }
+}

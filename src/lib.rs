@@ -1,0 +1,18 @@
+//! lull: tells a Customer Success Manager when one of their accounts has
+//! gone quiet.
+//!
+//! Data flows one way: sources → identity ([`accounts`]) → [`store`] →
+//! detector → alerts. The binary (`src/main.rs`) is a thin shell over this
+//! library: it parses the command line ([`cli`]) and hands it to [`cmd`].
+
+pub mod accounts;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod diag;
+pub mod import;
+pub mod logging;
+pub mod secret;
+pub mod store;
+pub mod summary;
+pub mod types;
