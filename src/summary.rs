@@ -69,8 +69,9 @@ pub fn sparkline(values: &[u64]) -> String {
             if v == 0 {
                 '·'
             } else {
-                let i = ((v as f64 / max as f64) * 7.0).round() as usize;
-                BARS[i.min(7)]
+                // Eight equal bands of (0, max]: the top band is full.
+                let i = ((v as f64 / max as f64) * 8.0).ceil() as usize;
+                BARS[i.clamp(1, 8) - 1]
             }
         })
         .collect()
