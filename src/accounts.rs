@@ -115,7 +115,7 @@ impl Registry {
         // Where each claimed identity was first defined, for "also claimed
         // at line N" messages.
         let mut first_line: HashMap<String, usize> = HashMap::new();
-        let line_of = |s: &Spanned<String>| crate::diag::line_col(&src.text, s.span().start).0;
+        let line_of = |s: &Spanned<String>| src.line_col(s.span().start).0;
 
         for a in raw {
             let idx = reg.accounts.len();

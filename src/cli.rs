@@ -37,6 +37,9 @@ pub enum Command {
     Import {
         /// JSON Lines file, or - for standard input
         file: PathBuf,
+        /// Events per atomic, flushed commit
+        #[arg(long, default_value_t = crate::import::DEFAULT_BATCH, value_parser = clap::value_parser!(u64).range(1..))]
+        batch_size: u64,
     },
     /// Print stored daily activity as JSON Lines (the backup path)
     Export {

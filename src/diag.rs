@@ -54,16 +54,16 @@ impl std::error::Error for Diagnostics {}
 pub struct SourceText {
     pub path: PathBuf,
     pub text: String,
+    /// Byte offset where each line starts, for offset → line lookups that
+    /// stay fast on files with tens of thousands of accounts.
+    line_starts: Vec<usize>,
 }
 
 impl SourceText {
     /// Reads `path`; an unreadable file is itself a diagnostic.
     pub fn read(path: &Path) -> Result<Self, Diagnostic> {
         std::fs::read_to_string(path)
-            .map(|text| SourceText {
-                path: path.to_path_buf(),
-                text,
-            })
+            .map(|text| SourceText::new(path, text))
             .map_err(|e| Diagnostic {
                 file: path.to_path_buf(),
                 line: 0,
@@ -72,9 +72,37 @@ impl SourceText {
             })
     }
 
+    pub fn new(path: &Path, text: String) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        SourceText {
+            path: path.to_path_buf(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and column of byte offset `at`.
+    pub fn line_col(&self, at: usize) -> (usize, usize) {
+        let at = at.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= at);
+        let start = self.line_starts[line - 1];
+        let column = self
+            .text
+            .get(start..at)
+            .map_or(1, |s| s.chars().count() + 1);
+        (line, column)
+    }
+
     /// A diagnostic at byte offset `at` of this file.
     pub fn at(&self, at: usize, message: impl Into<String>) -> Diagnostic {
-        let (line, column) = line_col(&self.text, at);
+        let (line, column) = self.line_col(at);
         Diagnostic {
             file: self.path.clone(),
             line,
@@ -126,21 +154,6 @@ impl SourceText {
             }
         }
     }
-}
-
-/// 1-based line and column of byte offset `at` in `text`.
-pub fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = &text.as_bytes()[..at];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |p| p + 1);
-    let column = text
-        .get(line_start..at)
-        .map_or(1, |s| s.chars().count() + 1);
-    (line, column)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,10 +248,7 @@ mod tests {
     }
 
     fn src(text: &str) -> SourceText {
-        SourceText {
-            path: PathBuf::from("t.toml"),
-            text: text.to_string(),
-        }
+        SourceText::new(Path::new("t.toml"), text.to_string())
     }
 
     #[test]
@@ -273,6 +283,8 @@ mod tests {
         assert!(unknown.is_empty());
         let name = o.name.unwrap();
         assert_eq!(name.get_ref(), "x");
-        assert_eq!(line_col(&s.text, name.span().start).0, 3);
+        assert_eq!(s.line_col(name.span().start), (3, 8));
+        assert_eq!(s.line_col(0), (1, 1));
+        assert_eq!(s.line_col(999), (4, 1));
     }
 }

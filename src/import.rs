@@ -17,13 +17,14 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::accounts::{Registry, Resolved};
-use crate::store::{Activity, COVERED_BY_IMPORT, Committed, Ingest, Owner, Store, StoreError};
-use crate::types::{AccountId, Day, Kind, SourceName};
+use crate::store::{COVERED_BY_IMPORT, Committed, Ingest, Owner, Store, StoreError};
+use crate::types::{Day, SourceName};
 
-/// Activities per atomic commit. Large enough that the flush at the end of
-/// each batch costs little per event; small enough that a batch's memory
-/// (a few hundred bytes an event) stays in the tens of megabytes.
-pub const DEFAULT_BATCH: usize = 50_000;
+/// Activities per atomic commit. A commit rewrites every (source, day)
+/// marker set and (account, channel) series it touches, so bigger batches
+/// mean fewer rewrites; an event costs about 60 bytes in a batch, so 250k
+/// keep a batch near 15 MB.
+pub const DEFAULT_BATCH: u64 = 250_000;
 
 /// The kind of an event whose line names none.
 pub const DEFAULT_KIND: &str = "activity";
@@ -53,14 +54,31 @@ struct Line<'a> {
     count: Option<i64>,
 }
 
-/// What happened to one line.
-enum Parsed {
-    Event {
-        activity: Activity,
-    },
+/// One valid event line, borrowing from the line (and the registry)
+/// wherever it can.
+#[derive(Debug)]
+struct Event<'a> {
+    source: Cow<'a, str>,
+    id: Cow<'a, str>,
+    owner: Who<'a>,
+    kind: Cow<'a, str>,
+    day: Day,
+    count: u64,
+}
+
+#[derive(Debug)]
+enum Who<'a> {
+    Account(Cow<'a, str>),
+    Unmatched(Cow<'a, str>),
+}
+
+/// What one line turned out to be.
+#[derive(Debug)]
+enum Parsed<'a> {
+    Event(Event<'a>),
     /// Valid, by the vendor's own staff: covers its day, counts nothing.
     Staff {
-        source: SourceName,
+        source: Cow<'a, str>,
         day: Day,
     },
     Blank,
@@ -90,6 +108,15 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+/// How to import.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Days are calendar days in this zone.
+    pub tz: Tz,
+    /// Activities per atomic commit.
+    pub batch_size: usize,
+}
+
 /// Imports JSON Lines from `reader`. `on_reject(line, message)` is called
 /// for every bad line; `on_progress(bytes)` after every line read.
 pub fn import(
@@ -97,8 +124,7 @@ pub fn import(
     input: &str,
     store: &Store,
     registry: &Registry,
-    tz: Tz,
-    batch_size: usize,
+    options: Options,
     mut on_reject: impl FnMut(u64, &str),
     mut on_progress: impl FnMut(u64),
 ) -> Result<Report, ImportError> {
@@ -116,8 +142,8 @@ pub fn import(
             reader,
             input,
             registry,
-            tz,
-            batch_size,
+            options.tz,
+            options.batch_size,
             &tx,
             &mut report,
             &mut on_reject,
@@ -131,10 +157,9 @@ pub fn import(
                     coverage.push((source.clone(), Day(d), COVERED_BY_IMPORT));
                 }
             }
-            let _ = tx.send(Ingest {
-                coverage,
-                ..Ingest::default()
-            });
+            let mut last = Ingest::default();
+            last.coverage = coverage;
+            let _ = tx.send(last);
         }
         drop(tx);
         let written = writer
@@ -178,9 +203,18 @@ fn read_lines(
         on_progress(n as u64);
         match parse_line(&buf, registry, tz) {
             Ok(Parsed::Blank) => continue,
-            Ok(Parsed::Event { activity }) => {
-                widen(&mut report.covered, &activity.source, activity.day);
-                batch.activities.push(activity);
+            Ok(Parsed::Event(e)) => {
+                widen(&mut report.covered, &e.source, e.day);
+                let owner = match &e.owner {
+                    Who::Account(a) => Owner::Account(a),
+                    Who::Unmatched(actor) => Owner::Unmatched { actor },
+                };
+                // Names were checked for NUL by the parser, so this cannot
+                // fail; if it did, the line is reported like any other.
+                if let Err(err) = batch.add(&e.source, &e.id, owner, &e.kind, e.day, e.count) {
+                    report.rejected += 1;
+                    on_reject(line_no, &err.to_string());
+                }
             }
             Ok(Parsed::Staff { source, day }) => {
                 widen(&mut report.covered, &source, day);
@@ -191,7 +225,7 @@ fn read_lines(
                 on_reject(line_no, &msg);
             }
         }
-        if batch.activities.len() >= batch_size {
+        if batch.len() >= batch_size {
             // A closed channel means the writer failed; its error is
             // reported by the caller.
             if tx.send(std::mem::take(&mut batch)).is_err() {
@@ -200,45 +234,60 @@ fn read_lines(
         }
     }
     report.lines = line_no;
-    if !batch.activities.is_empty() {
+    if !batch.is_empty() {
         let _ = tx.send(batch);
     }
     Ok(())
 }
 
-fn widen(covered: &mut BTreeMap<SourceName, (Day, Day)>, source: &SourceName, day: Day) {
-    match covered.get_mut(source) {
+fn widen(covered: &mut BTreeMap<SourceName, (Day, Day)>, source: &str, day: Day) {
+    // Keyed by String-backed SourceName; look up without allocating.
+    match covered
+        .iter_mut()
+        .find(|(s, _)| s.as_str() == source)
+        .map(|(_, v)| v)
+    {
         Some((first, last)) => {
             *first = (*first).min(day);
             *last = (*last).max(day);
         }
         None => {
-            covered.insert(source.clone(), (day, day));
+            covered.insert(SourceName(source.to_string()), (day, day));
         }
     }
 }
 
-fn parse_line(raw: &[u8], registry: &Registry, tz: Tz) -> Result<Parsed, String> {
+fn parse_line<'a>(raw: &'a [u8], registry: &'a Registry, tz: Tz) -> Result<Parsed<'a>, String> {
     let text = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8 ({e})"))?;
     let text = text.trim();
     if text.is_empty() {
         return Ok(Parsed::Blank);
     }
-    let line: Line<'_> = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
-    let source = required(&line.source, "source")?;
-    let kind = match &line.kind {
+    let Line {
+        account,
+        actor,
+        source,
+        at,
+        day,
+        id,
+        kind,
+        count,
+    } = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+    let source = checked("source", source.ok_or("missing `source`")?)?;
+    let kind = match kind {
         Some(k) => checked("kind", k)?,
-        None => DEFAULT_KIND,
+        None => Cow::Borrowed(DEFAULT_KIND),
     };
-    let count = match line.count {
+    let count = match count {
         None => 1,
         Some(c) if c >= 1 => c as u64,
         Some(c) => return Err(format!("`count` must be a positive integer, got {c}")),
     };
-    let day = match (&line.at, &line.day) {
+    let is_day_line = day.is_some();
+    let day = match (at, day) {
         (Some(at), None) => {
             let at = checked("at", at)?;
-            let t = DateTime::parse_from_rfc3339(at)
+            let t = DateTime::parse_from_rfc3339(&at)
                 .map_err(|e| format!("`at` = {at:?} is not an RFC 3339 timestamp ({e})"))?;
             Day::of(t.with_timezone(&Utc), tz)
         }
@@ -250,65 +299,48 @@ fn parse_line(raw: &[u8], registry: &Registry, tz: Tz) -> Result<Parsed, String>
         }
         (None, None) => return Err("missing `at` (the event's RFC 3339 timestamp)".into()),
     };
-    let owner = match (&line.account, &line.actor) {
+    let owner = match (account, actor) {
         (Some(acc), None) => {
             let acc = checked("account", acc)?;
-            if registry.by_id(acc).is_none() {
+            if registry.by_id(&acc).is_none() {
                 return Err(format!(
                     "unknown account `{acc}` (not in the accounts file; use `actor` for identities to resolve)"
                 ));
             }
-            Owner::Account(AccountId(acc.to_string()))
+            Who::Account(acc)
         }
         (None, Some(actor)) => {
             let actor = checked("actor", actor)?;
-            match registry.resolve(source, actor) {
-                Resolved::Account(i) => Owner::Account(registry.get(i).id.clone()),
-                Resolved::Staff => {
-                    return Ok(Parsed::Staff {
-                        source: SourceName(source.to_string()),
-                        day,
-                    });
-                }
-                Resolved::Unmatched => Owner::Unmatched {
-                    actor: actor.to_string(),
-                },
+            match registry.resolve(&source, &actor) {
+                Resolved::Account(i) => Who::Account(Cow::Borrowed(registry.get(i).id.as_str())),
+                Resolved::Staff => return Ok(Parsed::Staff { source, day }),
+                Resolved::Unmatched => Who::Unmatched(actor),
             }
         }
         (Some(_), Some(_)) => return Err("give either `account` or `actor`, not both".into()),
         (None, None) => return Err("missing `account` (or `actor`)".into()),
     };
-    let id = match (&line.id, &line.day) {
-        (Some(id), _) => checked("id", id)?.to_string(),
-        (None, Some(_)) => {
+    let id = match id {
+        Some(id) => checked("id", id)?,
+        None if is_day_line => {
             let who = match &owner {
-                Owner::Account(a) => a.as_str(),
-                Owner::Unmatched { actor } => actor.as_str(),
+                Who::Account(a) | Who::Unmatched(a) => a,
             };
-            format!("{DAY_LINE_ID}\u{1}{who}\u{1}{kind}\u{1}{day}")
+            Cow::Owned(format!("{DAY_LINE_ID}\u{1}{who}\u{1}{kind}\u{1}{day}"))
         }
-        (None, None) => return Err("missing `id` (unique within its source)".into()),
+        None => return Err("missing `id` (unique within its source)".into()),
     };
-    Ok(Parsed::Event {
-        activity: Activity {
-            source: SourceName(source.to_string()),
-            id,
-            owner,
-            kind: Kind(kind.to_string()),
-            day,
-            count,
-        },
-    })
+    Ok(Parsed::Event(Event {
+        source,
+        id,
+        owner,
+        kind,
+        day,
+        count,
+    }))
 }
 
-fn required<'a>(v: &'a Option<Cow<'_, str>>, field: &str) -> Result<&'a str, String> {
-    match v {
-        Some(s) => checked(field, s),
-        None => Err(format!("missing `{field}`")),
-    }
-}
-
-fn checked<'a>(field: &str, v: &'a str) -> Result<&'a str, String> {
+fn checked<'a>(field: &str, v: Cow<'a, str>) -> Result<Cow<'a, str>, String> {
     if v.trim().is_empty() {
         Err(format!("`{field}` is empty"))
     } else if v.contains('\0') {
@@ -337,53 +369,58 @@ mod tests {
         Registry::load(&p, &ident).unwrap()
     }
 
-    fn parse(s: &str) -> Result<Parsed, String> {
-        parse_line(s.as_bytes(), &registry(), Tz::UTC)
+    /// Parses one line into a short description, or its error.
+    fn parse(s: &str) -> Result<String, String> {
+        let reg = registry();
+        parse_line(s.as_bytes(), &reg, Tz::UTC).map(|p| match p {
+            Parsed::Event(e) => {
+                let who = match &e.owner {
+                    Who::Account(a) => format!("account {a}"),
+                    Who::Unmatched(a) => format!("unmatched {a}"),
+                };
+                format!(
+                    "{who} {} {} {} {} x{}",
+                    e.source, e.id, e.kind, e.day, e.count
+                )
+            }
+            Parsed::Staff { source, day } => format!("staff {source} {day}"),
+            Parsed::Blank => "blank".into(),
+        })
     }
 
     fn err(s: &str) -> String {
         match parse(s) {
             Err(e) => e,
-            Ok(_) => panic!("accepted: {s}"),
+            Ok(p) => panic!("accepted: {s} as {p}"),
         }
     }
 
     #[test]
     fn good_lines_parse() {
-        let Ok(Parsed::Event { activity }) = parse(
-            r#"{"account":"acme","source":"forum","at":"2026-03-02T14:05:00Z","id":"p1","kind":"post"}"#,
-        ) else {
-            panic!()
-        };
+        let ok = |s: &str| parse(s).unwrap();
         assert_eq!(
-            (
-                activity.day.to_string(),
-                activity.kind.as_str(),
-                activity.count
+            ok(
+                r#"{"account":"acme","source":"forum","at":"2026-03-02T14:05:00Z","id":"p1","kind":"post"}"#
             ),
-            ("2026-03-02".into(), "post", 1)
+            "account acme forum p1 post 2026-03-02 x1"
         );
-        let Ok(Parsed::Event { activity }) = parse(
-            r#"{"actor":"Bob@Mail.Acme.com","source":"s","at":"2026-03-02T23:05:00-05:00","id":"x","count":3}"#,
-        ) else {
-            panic!()
-        };
-        assert_eq!(activity.owner, Owner::Account("acme".into()));
         assert_eq!(
-            (
-                activity.day.to_string(),
-                activity.kind.as_str(),
-                activity.count
+            ok(
+                r#"{"actor":"Bob@Mail.Acme.com","source":"s","at":"2026-03-02T23:05:00-05:00","id":"x","count":3}"#
             ),
-            ("2026-03-03".into(), DEFAULT_KIND, 3)
+            "account acme s x activity 2026-03-03 x3"
         );
-        assert!(matches!(
-            parse(
-                r#"{"actor":"x@vendor.example","source":"s","at":"2026-03-02T00:00:00Z","id":"x"}"#
+        assert_eq!(
+            ok(
+                r#"{"actor":"x\u0040nowhere.org","source":"s","at":"2026-03-02T23:05:00Z","id":"esc\u00e9"}"#
             ),
-            Ok(Parsed::Staff { .. })
-        ));
-        assert!(matches!(parse("   \r\n"), Ok(Parsed::Blank)));
+            "unmatched x@nowhere.org s escé activity 2026-03-02 x1"
+        );
+        assert_eq!(
+            ok(r#"{"actor":"x@vendor.example","source":"s","at":"2026-03-02T00:00:00Z","id":"x"}"#),
+            "staff s 2026-03-02"
+        );
+        assert_eq!(ok("   \r\n"), "blank");
     }
 
     #[test]
@@ -423,17 +460,17 @@ mod tests {
                 .contains("NUL")
         );
         assert!(err(r#"{"account":"acme","actor":"a@acme.com","source":"f","at":"2026-01-01T00:00:00Z","id":"1"}"#).contains("not both"));
+        assert!(err("\u{feff}garbage").starts_with("bad JSON"));
     }
 
     #[test]
     fn daily_count_lines_from_export_get_a_stable_id() {
         let l = r#"{"account":"acme","source":"forum","kind":"post","day":"2026-03-02","count":4}"#;
-        let (Ok(Parsed::Event { activity: a }), Ok(Parsed::Event { activity: b })) =
-            (parse(l), parse(l))
-        else {
-            panic!()
-        };
-        assert_eq!(a.id, b.id);
-        assert_eq!(a.count, 4);
+        let a = parse(l).unwrap();
+        assert_eq!(a, parse(l).unwrap());
+        assert!(
+            a.starts_with("account acme forum ") && a.ends_with("post 2026-03-02 x4"),
+            "{a}"
+        );
     }
 }

@@ -3,29 +3,38 @@
 //! # Layout
 //!
 //! sled's `Batch` is atomic (also across a crash) within one tree, and
-//! counting exactly once needs the dedupe marker and the bucket increment to
+//! counting exactly once needs the dedupe marker and the count increment to
 //! commit together. So everything an ingest writes lives in one tree,
 //! `activity`, split into key spaces by a one-byte prefix:
 //!
 //! | prefix | key | value | what |
 //! | --- | --- | --- | --- |
-//! | `d` | source · id | – | dedupe marker: this (source, id) was counted |
-//! | `b` | account · source · kind · day | u64 | daily bucket |
+//! | `d` | source · day | sorted 128-bit id hashes | dedupe markers: these (source, id) were counted |
+//! | `b` | account · source · kind | sorted (day, count) pairs | an account's daily series for one channel |
 //! | `c` | source · day | u8 | coverage: lull has data for this source and day |
 //! | `k` | source | bytes | a source's cursor (where its next poll starts) |
-//! | `u` | source · id | day · actor | an event whose actor matched no account |
+//! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
 //! that sort in time order. Alert state and the outbox have trees of their
 //! own (`alerts`, `outbox`); `meta` holds the schema version.
 //!
+//! Markers and counts are grouped into few large values on purpose: sled
+//! manages about 70,000 random-key inserts a second on this class of
+//! machine, so one key per event could never import a million events a
+//! second, while a batch touches only as many values as it has distinct
+//! (source, day) and (account, channel) pairs. An event's id is kept as its
+//! 128-bit xxh3 hash (a collision among 10^12 ids has odds below 10^-14);
+//! an event is identified by (source, id), and its day is that of its
+//! timestamp, which every source lull reads keeps fixed.
+//!
 //! # Durability
 //!
 //! [`Store::commit`] applies one atomic batch and then flushes, so when it
 //! returns the batch is on disk. A crash before that leaves none of it.
-//! Writers are serialised by a mutex (bucket increments read, add, write).
+//! Writers are serialised by a mutex (increments read, add, write).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -90,36 +99,109 @@ fn sled_err(doing: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
     move |source| StoreError::Sled { doing, source }
 }
 
-/// Who an ingested event belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    Account(AccountId),
+/// Who an event belongs to, as given to [`Ingest::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Account(&'a str),
     /// The actor resolved to no account; kept so the mapping can be fixed.
     Unmatched {
-        actor: String,
+        actor: &'a str,
     },
 }
 
-/// One activity, ready to be counted.
-#[derive(Debug, Clone)]
-pub struct Activity {
-    pub source: SourceName,
-    /// Unique within `source`; the dedupe key.
-    pub id: String,
-    pub owner: Owner,
-    pub kind: Kind,
-    pub day: Day,
-    pub count: u64,
+#[derive(Debug)]
+enum EventOwner {
+    Account(u32),
+    Unmatched(Box<str>),
 }
 
-/// Everything one commit writes, atomically.
+#[derive(Debug)]
+struct Event {
+    source: u32,
+    kind: u32,
+    owner: EventOwner,
+    id: u128,
+    day: Day,
+    count: u64,
+}
+
+/// Strings seen in a batch, stored once each.
+#[derive(Debug, Default)]
+struct Interner {
+    index: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Result<u32, StoreError> {
+        if let Some(&i) = self.index.get(s) {
+            return Ok(i);
+        }
+        check_name(s)?;
+        let i = self.names.len() as u32;
+        self.names.push(s.into());
+        self.index.insert(s.into(), i);
+        Ok(i)
+    }
+
+    fn name(&self, i: u32) -> &str {
+        &self.names[i as usize]
+    }
+}
+
+/// Everything one commit writes, atomically: activities, the coverage they
+/// establish, and the cursors that move with them.
 #[derive(Debug, Default)]
 pub struct Ingest {
-    pub activities: Vec<Activity>,
+    sources: Interner,
+    kinds: Interner,
+    accounts: Interner,
+    events: Vec<Event>,
     /// Days to mark covered, with who covered them.
     pub coverage: Vec<(SourceName, Day, u8)>,
     /// Cursors to advance; they move only together with their activities.
     pub cursors: Vec<(SourceName, Vec<u8>)>,
+}
+
+impl Ingest {
+    /// Adds one activity: `id` is unique within `source`.
+    pub fn add(
+        &mut self,
+        source: &str,
+        id: &str,
+        owner: Owner<'_>,
+        kind: &str,
+        day: Day,
+        count: u64,
+    ) -> Result<(), StoreError> {
+        let owner = match owner {
+            Owner::Account(a) => EventOwner::Account(self.accounts.intern(a)?),
+            Owner::Unmatched { actor } => EventOwner::Unmatched(actor.into()),
+        };
+        self.events.push(Event {
+            source: self.sources.intern(source)?,
+            kind: self.kinds.intern(kind)?,
+            owner,
+            id: id_hash(id),
+            day,
+            count,
+        });
+        Ok(())
+    }
+
+    /// Activities added so far.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// The dedupe identity of an event id.
+fn id_hash(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 /// What a commit did.
@@ -234,61 +316,95 @@ impl Store {
 
     /// Counts a batch exactly once and makes it durable.
     ///
-    /// Each activity is checked against the dedupe markers (and against the
-    /// rest of this batch); new ones get their marker and their bucket
-    /// increment in the same atomic batch, together with the coverage and
-    /// cursors; then the store is flushed. When this returns `Ok`, all of it
-    /// is on disk; if the process dies before, none of it is.
+    /// Each activity is checked against the dedupe markers of its (source,
+    /// day) and against the rest of this batch; new ones get their marker
+    /// and their count in the same atomic batch, together with the coverage
+    /// and cursors; then the store is flushed. When this returns `Ok`, all
+    /// of it is on disk; if the process dies before, none of it is.
     pub fn commit(&self, ingest: &Ingest) -> Result<Committed, StoreError> {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = sled::Batch::default();
         let mut stats = Committed::default();
-        let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(ingest.activities.len());
-        let mut increments: HashMap<Vec<u8>, u64> = HashMap::new();
 
-        for a in &ingest.activities {
-            let marker = key2(P_DEDUPE, a.source.as_str(), a.id.as_bytes())?;
-            if seen.contains(&marker) || self.has(&marker)? {
-                stats.duplicates += 1;
-                continue;
-            }
-            let parked = key2(P_UNMATCHED, a.source.as_str(), a.id.as_bytes())?;
-            match &a.owner {
-                Owner::Account(acc) => {
-                    let bucket = bucket_key(acc, &a.source, &a.kind, a.day)?;
-                    *increments.entry(bucket).or_insert(0) += a.count;
-                    batch.insert(marker.as_slice(), &[]);
-                    // It may have been parked as unmatched by an earlier
-                    // import, before the accounts file knew its actor.
-                    batch.remove(parked);
-                    seen.insert(marker);
-                    stats.counted += 1;
+        // Events of one (source, day), in arrival order: an id always falls
+        // in the same group, so groups are independent.
+        let mut groups: HashMap<(u32, Day), Vec<usize>> = HashMap::new();
+        for (i, e) in ingest.events.iter().enumerate() {
+            groups.entry((e.source, e.day)).or_default().push(i);
+        }
+        // (account, source, kind) -> day -> added count.
+        let mut increments: HashMap<(u32, u32, u32), BTreeMap<Day, u64>> = HashMap::new();
+        for ((source, day), members) in groups {
+            let source_name = ingest.sources.name(source);
+            let dkey = key2(P_DEDUPE, source_name, &day.to_key())?;
+            let old = self.get(&dkey, "reading dedupe markers")?;
+            let old: &[u8] = old.as_deref().unwrap_or(&[]);
+            let ukey = key2(P_UNMATCHED, source_name, &day.to_key())?;
+            let parked_raw = self.get(&ukey, "reading unmatched events")?;
+            let mut parked = decode_parked(parked_raw.as_deref().unwrap_or(&[]));
+            let mut parked_changed = false;
+            let mut new: Vec<u128> = Vec::new();
+            let mut new_set: HashSet<u128> = HashSet::new();
+            for i in members {
+                let e = &ingest.events[i];
+                if contains_hash(old, e.id) || new_set.contains(&e.id) {
+                    stats.duplicates += 1;
+                    continue;
                 }
-                Owner::Unmatched { actor } => {
-                    let mut v = Vec::with_capacity(4 + actor.len());
-                    v.extend_from_slice(&a.day.to_key());
-                    v.extend_from_slice(actor.as_bytes());
-                    // No marker: if a later line (or import) maps this
-                    // event to an account, it is counted then.
-                    batch.insert(parked, v);
-                    stats.unmatched += 1;
+                match &e.owner {
+                    EventOwner::Account(a) => {
+                        new_set.insert(e.id);
+                        new.push(e.id);
+                        *increments
+                            .entry((*a, e.source, e.kind))
+                            .or_default()
+                            .entry(day)
+                            .or_insert(0) += e.count;
+                        // It may have been parked as unmatched by an earlier
+                        // import, before the accounts file knew its actor.
+                        parked_changed |= parked.remove(&e.id).is_some();
+                        stats.counted += 1;
+                    }
+                    EventOwner::Unmatched(actor) => {
+                        // No marker: if a later line (or import) maps this
+                        // event to an account, it is counted then.
+                        if parked.get(&e.id).map(|a| a.as_ref()) != Some(actor.as_ref()) {
+                            parked.insert(e.id, actor.clone());
+                            parked_changed = true;
+                        }
+                        stats.unmatched += 1;
+                    }
+                }
+            }
+            if !new.is_empty() {
+                batch.insert(dkey, merge_hashes(old, new));
+            }
+            if parked_changed {
+                if parked.is_empty() {
+                    batch.remove(ukey);
+                } else {
+                    batch.insert(ukey, encode_parked(&parked));
                 }
             }
         }
-        for (key, add) in increments {
-            let old = self
-                .activity
-                .get(&key)
-                .map_err(sled_err("reading a bucket"))?
-                .map_or(0, |v| decode_u64(&v));
-            batch.insert(key, &(old.saturating_add(add)).to_be_bytes());
+        for ((account, source, kind), days) in increments {
+            let key = series_key(
+                ingest.accounts.name(account),
+                ingest.sources.name(source),
+                ingest.kinds.name(kind),
+            )?;
+            let old = self.get(&key, "reading a series")?;
+            let mut series = decode_series(old.as_deref().unwrap_or(&[]));
+            for (day, add) in days {
+                let c = series.entry(day).or_insert(0);
+                *c = c.saturating_add(add);
+            }
+            batch.insert(key, encode_series(&series));
         }
         for (source, day, flag) in &ingest.coverage {
-            let key = coverage_key(source, *day)?;
+            let key = key2(P_COVERAGE, source.as_str(), &day.to_key())?;
             let old = self
-                .activity
-                .get(&key)
-                .map_err(sled_err("reading coverage"))?
+                .get(&key, "reading coverage")?
                 .and_then(|v| v.first().copied())
                 .unwrap_or(0);
             if old & flag != *flag {
@@ -305,10 +421,8 @@ impl Store {
         Ok(stats)
     }
 
-    fn has(&self, key: &[u8]) -> Result<bool, StoreError> {
-        self.activity
-            .contains_key(key)
-            .map_err(sled_err("checking a dedupe marker"))
+    fn get(&self, key: &[u8], doing: &'static str) -> Result<Option<sled::IVec>, StoreError> {
+        self.activity.get(key).map_err(sled_err(doing))
     }
 
     /// Makes everything written so far durable.
@@ -346,16 +460,29 @@ impl Store {
         from: Option<Day>,
         to: Option<Day>,
     ) -> impl Iterator<Item = Result<Bucket, StoreError>> + '_ {
-        self.activity.scan_prefix(prefix).filter_map(move |r| {
-            let (k, v) = match r {
-                Ok(kv) => kv,
-                Err(e) => return Some(Err(sled_err("reading buckets")(e))),
+        self.activity.scan_prefix(prefix).flat_map(move |r| {
+            let rows: Vec<Result<Bucket, StoreError>> = match r {
+                Err(e) => vec![Err(sled_err("reading buckets")(e))],
+                Ok((k, v)) => match decode_series_key(&k) {
+                    None => Vec::new(),
+                    Some((account, source, kind)) => decode_series(&v)
+                        .into_iter()
+                        .filter(|(day, _)| {
+                            from.is_none_or(|f| *day >= f) && to.is_none_or(|t| *day <= t)
+                        })
+                        .map(|(day, count)| {
+                            Ok(Bucket {
+                                account: account.clone(),
+                                source: source.clone(),
+                                kind: kind.clone(),
+                                day,
+                                count,
+                            })
+                        })
+                        .collect(),
+                },
             };
-            let b = decode_bucket(&k, &v)?;
-            if from.is_some_and(|f| b.day < f) || to.is_some_and(|t| b.day > t) {
-                return None;
-            }
-            Some(Ok(b))
+            rows
         })
     }
 
@@ -410,17 +537,23 @@ impl Store {
         let mut agg: HashMap<(String, String), (u64, Day)> = HashMap::new();
         for r in self.activity.scan_prefix([P_UNMATCHED]) {
             let (k, v) = r.map_err(sled_err("reading unmatched actors"))?;
-            let Some(end) = k[1..].iter().position(|&b| b == SEP) else {
+            let Some(name) = k.get(1..k.len().saturating_sub(5)) else {
                 continue;
             };
-            let source = String::from_utf8_lossy(&k[1..1 + end]).into_owned();
-            let Some(day) = v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+            let Some(day) = k
+                .get(k.len() - 4..)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            else {
                 continue;
             };
-            let actor = String::from_utf8_lossy(&v[4..]).into_owned();
-            let e = agg.entry((source, actor)).or_insert((0, Day(i32::MIN)));
-            e.0 += 1;
-            e.1 = e.1.max(Day::from_key(day));
+            let source = String::from_utf8_lossy(name).into_owned();
+            for actor in decode_parked(&v).into_values() {
+                let e = agg
+                    .entry((source.clone(), actor.into_string()))
+                    .or_insert((0, Day(i32::MIN)));
+                e.0 += 1;
+                e.1 = e.1.max(Day::from_key(day));
+            }
         }
         let mut out: Vec<UnmatchedActor> = agg
             .into_iter()
@@ -485,49 +618,119 @@ fn key2(prefix: u8, a: &str, rest: &[u8]) -> Result<Vec<u8>, StoreError> {
     Ok(k)
 }
 
-fn coverage_key(source: &SourceName, day: Day) -> Result<Vec<u8>, StoreError> {
-    key2(P_COVERAGE, source.as_str(), &day.to_key())
-}
-
-fn bucket_key(
-    acc: &AccountId,
-    source: &SourceName,
-    kind: &Kind,
-    day: Day,
-) -> Result<Vec<u8>, StoreError> {
-    let (a, s, k) = (
-        check_name(acc.as_str())?,
-        check_name(source.as_str())?,
-        check_name(kind.as_str())?,
-    );
-    let mut key = Vec::with_capacity(8 + a.len() + s.len() + k.len());
+fn series_key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
+    let (a, s, k) = (check_name(account)?, check_name(source)?, check_name(kind)?);
+    let mut key = Vec::with_capacity(3 + a.len() + s.len() + k.len());
     key.push(P_BUCKET);
-    for part in [a, s, k] {
-        key.extend_from_slice(part);
-        key.push(SEP);
-    }
-    key.extend_from_slice(&day.to_key());
+    key.extend_from_slice(a);
+    key.push(SEP);
+    key.extend_from_slice(s);
+    key.push(SEP);
+    key.extend_from_slice(k);
     Ok(key)
 }
 
-fn decode_bucket(k: &[u8], v: &[u8]) -> Option<Bucket> {
-    let body = k.get(1..k.len().checked_sub(4)?)?;
-    let day = Day::from_key(k.get(k.len() - 4..)?.try_into().ok()?);
-    let mut parts = body.split(|&b| b == SEP);
+fn decode_series_key(k: &[u8]) -> Option<(AccountId, SourceName, Kind)> {
+    let mut parts = k.get(1..)?.split(|&b| b == SEP);
     let account = String::from_utf8(parts.next()?.to_vec()).ok()?;
     let source = String::from_utf8(parts.next()?.to_vec()).ok()?;
     let kind = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    Some(Bucket {
-        account: AccountId(account),
-        source: SourceName(source),
-        kind: Kind(kind),
-        day,
-        count: decode_u64(v),
-    })
+    Some((AccountId(account), SourceName(source), Kind(kind)))
 }
 
-fn decode_u64(v: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(v).map(u64::from_be_bytes).unwrap_or(0)
+/// A series value: (day key, count) pairs of 4 + 8 bytes, in day order.
+const SERIES_ENTRY: usize = 12;
+
+fn decode_series(v: &[u8]) -> BTreeMap<Day, u64> {
+    v.chunks_exact(SERIES_ENTRY)
+        .map(|c| {
+            let day = Day::from_key([c[0], c[1], c[2], c[3]]);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&c[4..]);
+            (day, u64::from_be_bytes(n))
+        })
+        .collect()
+}
+
+fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(series.len() * SERIES_ENTRY);
+    for (day, count) in series {
+        v.extend_from_slice(&day.to_key());
+        v.extend_from_slice(&count.to_be_bytes());
+    }
+    v
+}
+
+/// Binary search in a sorted array of 16-byte big-endian hashes.
+fn contains_hash(sorted: &[u8], h: u128) -> bool {
+    let n = sorted.len() / 16;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&sorted[mid * 16..mid * 16 + 16]);
+        match u128::from_be_bytes(b).cmp(&h) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+/// Merges new (unsorted, distinct, absent from `old`) hashes into `old`.
+fn merge_hashes(old: &[u8], mut new: Vec<u128>) -> Vec<u8> {
+    new.sort_unstable();
+    let mut out = Vec::with_capacity(old.len() + new.len() * 16);
+    let mut new = new.into_iter().peekable();
+    for c in old.chunks_exact(16) {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(c);
+        let h = u128::from_be_bytes(b);
+        while let Some(n) = new.next_if(|n| *n < h) {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(c);
+    }
+    for n in new {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    out
+}
+
+/// Parked (unmatched) events of one (source, day): id hash, actor length
+/// (u16), actor bytes, repeated.
+fn decode_parked(v: &[u8]) -> HashMap<u128, Box<str>> {
+    let mut out = HashMap::new();
+    let mut rest = v;
+    while rest.len() >= 18 {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&rest[..16]);
+        let len = u16::from_be_bytes([rest[16], rest[17]]) as usize;
+        let Some(actor) = rest.get(18..18 + len) else {
+            break;
+        };
+        out.insert(
+            u128::from_be_bytes(h),
+            String::from_utf8_lossy(actor).into(),
+        );
+        rest = &rest[18 + len..];
+    }
+    out
+}
+
+fn encode_parked(parked: &HashMap<u128, Box<str>>) -> Vec<u8> {
+    let mut entries: Vec<_> = parked.iter().collect();
+    entries.sort_unstable_by_key(|(h, _)| **h);
+    let mut v = Vec::new();
+    for (h, actor) in entries {
+        // Actors are e-mail addresses or handles; cap absurd ones.
+        let bytes = &actor.as_bytes()[..actor.len().min(u16::MAX as usize)];
+        v.extend_from_slice(&h.to_be_bytes());
+        v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        v.extend_from_slice(bytes);
+    }
+    v
 }
 
 #[cfg(test)]
@@ -542,33 +745,36 @@ mod tests {
         .unwrap()
     }
 
-    fn act(id: &str, account: &str, day: i32) -> Activity {
-        Activity {
-            source: "forum".into(),
-            id: id.to_string(),
-            owner: Owner::Account(account.into()),
-            kind: "post".into(),
-            day: Day(day),
-            count: 1,
+    /// (id, owner, day) triples into one ingest on source "forum".
+    fn ingest(events: &[(&str, Owner<'_>, i32)]) -> Ingest {
+        let mut i = Ingest::default();
+        for (id, owner, day) in events {
+            i.add("forum", id, *owner, "post", Day(*day), 1).unwrap();
         }
+        i
     }
+
+    fn all(s: &Store) -> Vec<Bucket> {
+        s.buckets(None, None).collect::<Result<_, _>>().unwrap()
+    }
+
+    const ACME: Owner<'static> = Owner::Account("acme");
+    const NOBODY: Owner<'static> = Owner::Unmatched { actor: "bob@x.com" };
 
     #[test]
     fn a_repeated_id_counts_once_within_and_across_batches() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
-        let batch = Ingest {
-            activities: vec![
-                act("1", "acme", 10),
-                act("1", "acme", 10),
-                act("2", "acme", 10),
-            ],
-            ..Ingest::default()
-        };
+        let batch = ingest(&[
+            ("1", ACME, 10),
+            ("1", ACME, 10),
+            ("2", ACME, 10),
+            ("3", ACME, 11),
+        ]);
         assert_eq!(
             s.commit(&batch).unwrap(),
             Committed {
-                counted: 2,
+                counted: 3,
                 duplicates: 1,
                 unmatched: 0
             }
@@ -577,84 +783,68 @@ mod tests {
             s.commit(&batch).unwrap(),
             Committed {
                 counted: 0,
-                duplicates: 3,
+                duplicates: 4,
                 unmatched: 0
             }
         );
-        let b: Vec<_> = s.buckets(None, None).collect::<Result<_, _>>().unwrap();
-        assert_eq!(b.len(), 1);
-        assert_eq!(b[0].count, 2);
+        let b = all(&s);
+        assert_eq!(
+            b.iter().map(|b| (b.day, b.count)).collect::<Vec<_>>(),
+            vec![(Day(10), 2), (Day(11), 1)]
+        );
+    }
+
+    #[test]
+    fn dedupe_markers_stay_sorted_across_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        for round in 0..5 {
+            let ids: Vec<String> = (0..200).map(|i| format!("{}", i * 5 + round)).collect();
+            let events: Vec<(&str, Owner<'_>, i32)> =
+                ids.iter().map(|id| (id.as_str(), ACME, 1)).collect();
+            assert_eq!(s.commit(&ingest(&events)).unwrap().counted, 200);
+        }
+        let ids: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let events: Vec<(&str, Owner<'_>, i32)> =
+            ids.iter().map(|id| (id.as_str(), ACME, 1)).collect();
+        assert_eq!(s.commit(&ingest(&events)).unwrap().duplicates, 1000);
+        assert_eq!(all(&s)[0].count, 1000);
     }
 
     #[test]
     fn an_unmatched_event_counts_once_its_actor_is_mapped() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
-        let mut a = act("7", "acme", 3);
-        a.owner = Owner::Unmatched {
-            actor: "bob@x.com".into(),
-        };
-        s.commit(&Ingest {
-            activities: vec![a.clone()],
-            ..Default::default()
-        })
-        .unwrap();
+        s.commit(&ingest(&[("7", NOBODY, 3)])).unwrap();
         let u = s.unmatched().unwrap();
         assert_eq!(
-            (u.len(), u[0].events, u[0].actor.as_str()),
-            (1, 1, "bob@x.com")
+            (u.len(), u[0].events, u[0].actor.as_str(), u[0].last_seen),
+            (1, 1, "bob@x.com", Day(3))
         );
         // The same event again, now mapped: counted, and no longer unmatched.
-        let c = s
-            .commit(&Ingest {
-                activities: vec![act("7", "acme", 3)],
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(c.counted, 1);
+        assert_eq!(s.commit(&ingest(&[("7", ACME, 3)])).unwrap().counted, 1);
         assert!(s.unmatched().unwrap().is_empty());
         // And once counted, an unmatched replay does not un-count it.
-        let c = s
-            .commit(&Ingest {
-                activities: vec![a],
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(c.duplicates, 1);
+        assert_eq!(
+            s.commit(&ingest(&[("7", NOBODY, 3)])).unwrap().duplicates,
+            1
+        );
         assert!(s.unmatched().unwrap().is_empty());
+        assert_eq!(all(&s)[0].count, 1);
     }
 
     #[test]
     fn counting_does_not_depend_on_batch_boundaries() {
-        // An unmatched line, then the same event mapped: counted once,
-        // whether the two arrive in one batch or two.
-        let mut unmatched = act("9", "acme", 3);
-        unmatched.owner = Owner::Unmatched {
-            actor: "x@y.com".into(),
-        };
         let one = tempfile::tempdir().unwrap();
         let s1 = open(one.path());
-        s1.commit(&Ingest {
-            activities: vec![unmatched.clone(), act("9", "acme", 3)],
-            ..Default::default()
-        })
-        .unwrap();
+        s1.commit(&ingest(&[("9", NOBODY, 3), ("9", ACME, 3)]))
+            .unwrap();
         let two = tempfile::tempdir().unwrap();
         let s2 = open(two.path());
-        s2.commit(&Ingest {
-            activities: vec![unmatched],
-            ..Default::default()
-        })
-        .unwrap();
-        s2.commit(&Ingest {
-            activities: vec![act("9", "acme", 3)],
-            ..Default::default()
-        })
-        .unwrap();
-        let b1: Vec<_> = s1.buckets(None, None).collect::<Result<_, _>>().unwrap();
-        let b2: Vec<_> = s2.buckets(None, None).collect::<Result<_, _>>().unwrap();
-        assert_eq!(b1, b2);
-        assert_eq!(b1[0].count, 1);
+        s2.commit(&ingest(&[("9", NOBODY, 3)])).unwrap();
+        s2.commit(&ingest(&[("9", ACME, 3)])).unwrap();
+        assert_eq!(all(&s1), all(&s2));
+        assert_eq!(all(&s1)[0].count, 1);
     }
 
     #[test]
@@ -662,16 +852,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = open(dir.path());
-            s.commit(&Ingest {
-                activities: vec![act("1", "acme", -3)],
-                coverage: vec![
-                    ("forum".into(), Day(-3), COVERED_BY_IMPORT),
-                    ("forum".into(), Day(5), COVERED_BY_POLL),
-                    ("mail".into(), Day(1), COVERED_BY_POLL),
-                ],
-                cursors: vec![("forum".into(), b"page=7".to_vec())],
-            })
-            .unwrap();
+            let mut i = ingest(&[("1", ACME, -3)]);
+            i.coverage = vec![
+                ("forum".into(), Day(-3), COVERED_BY_IMPORT),
+                ("forum".into(), Day(5), COVERED_BY_POLL),
+                ("mail".into(), Day(1), COVERED_BY_POLL),
+            ];
+            i.cursors = vec![("forum".into(), b"page=7".to_vec())];
+            s.commit(&i).unwrap();
         }
         let s = open(dir.path());
         assert_eq!(
@@ -693,6 +881,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["forum", "mail"]
         );
+        assert_eq!(all(&s)[0].day, Day(-3));
     }
 
     #[test]
@@ -719,13 +908,9 @@ mod tests {
 
     #[test]
     fn names_with_nul_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
-        let err = s
-            .commit(&Ingest {
-                activities: vec![act("1", "ac\0me", 1)],
-                ..Default::default()
-            })
+        let mut i = Ingest::default();
+        let err = i
+            .add("forum", "1", Owner::Account("ac\0me"), "post", Day(1), 1)
             .unwrap_err();
         assert!(matches!(err, StoreError::NulInName(_)));
     }

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::{Home, Rng, assert_same_export, events, stderr};
 
+/// Small batches, so that a kill lands between many commits.
+const BATCH: &str = "20000";
+
 #[test]
 fn kill_9_during_import_then_reimport_counts_exactly_once() {
     let data = events(300_000, 42);
@@ -15,7 +18,7 @@ fn kill_9_during_import_then_reimport_counts_exactly_once() {
     let clean = Home::new();
     let f = clean.file("events.jsonl", &data);
     let started = Instant::now();
-    let out = clean.run(&["import", f.to_str().unwrap()]);
+    let out = clean.run(&["import", "--batch-size", BATCH, f.to_str().unwrap()]);
     let clean_time = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let want = clean.export();
@@ -31,7 +34,7 @@ fn kill_9_during_import_then_reimport_counts_exactly_once() {
     let mut killed = 0;
     for round in 0..6 {
         let mut child = crashed
-            .cmd(&["import", f.to_str().unwrap()])
+            .cmd(&["import", "--batch-size", BATCH, f.to_str().unwrap()])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();

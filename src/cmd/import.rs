@@ -9,12 +9,12 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Context;
-use crate::import::{DEFAULT_BATCH, import};
+use crate::import::{Options, import};
 
 /// Files smaller than this import too fast for a progress bar to help.
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
 
-pub fn run(ctx: &Context, file: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Context, file: &Path, batch_size: usize) -> anyhow::Result<ExitCode> {
     let (reader, input, size): (Box<dyn BufRead>, String, Option<u64>) = if file == Path::new("-") {
         (
             Box::new(std::io::stdin().lock()),
@@ -51,8 +51,10 @@ pub fn run(ctx: &Context, file: &Path) -> anyhow::Result<ExitCode> {
         &input,
         &ctx.store,
         &ctx.registry,
-        ctx.config.timezone,
-        DEFAULT_BATCH,
+        Options {
+            tz: ctx.config.timezone,
+            batch_size,
+        },
         |line, msg| {
             let text = format!("{input}:{line}: {msg}");
             match &bar {

@@ -21,9 +21,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = Config::resolve_path(cli.config);
     match cli.command {
         Command::Check => Ok(check::run(&config_path)),
-        Command::Import { file } => {
+        Command::Import { file, batch_size } => {
             let ctx = Context::open(&config_path)?;
-            import::run(&ctx, &file)
+            import::run(&ctx, &file, batch_size as usize)
         }
         Command::Export { from, to } => {
             let ctx = Context::open(&config_path)?;
