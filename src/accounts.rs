@@ -130,7 +130,7 @@ impl Registry {
                         id, bad
                     ),
                 ));
-            } else if let Some(&other) = reg.by_id.get(id) {
+            } else if reg.by_id.contains_key(id) {
                 problems.push(src.span(
                     &a.id,
                     format!(
@@ -138,7 +138,6 @@ impl Registry {
                         first_line.get(&format!("id:{id}")).copied().unwrap_or(0)
                     ),
                 ));
-                let _ = other;
             } else {
                 reg.by_id.insert(id.to_string(), idx);
                 first_line.insert(format!("id:{id}"), line_of(&a.id));

@@ -5,20 +5,14 @@ use std::process::ExitCode;
 
 use crate::accounts::Registry;
 use crate::config::Config;
+use crate::diag::Diagnostics;
 
 pub fn run(config_path: &Path) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(problems) => {
-            for p in &problems.0 {
-                println!("{p}");
-            }
-            println!("{} problem(s) found", problems.0.len());
-            return ExitCode::from(1);
-        }
-    };
-    match Registry::load(&config.accounts_file, &config.identity) {
-        Ok(registry) => {
+    let checked = Config::load(config_path).and_then(|config| {
+        Registry::load(&config.accounts_file, &config.identity).map(|registry| (config, registry))
+    });
+    match checked {
+        Ok((config, registry)) => {
             println!(
                 "{}: ok ({} accounts in {}, store {}, days in {})",
                 config_path.display(),
@@ -29,11 +23,11 @@ pub fn run(config_path: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for p in &problems.0 {
+        Err(Diagnostics(problems)) => {
+            for p in &problems {
                 println!("{p}");
             }
-            println!("{} problem(s) found", problems.0.len());
+            println!("{} problem(s) found", problems.len());
             ExitCode::from(1)
         }
     }
