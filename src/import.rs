@@ -473,4 +473,125 @@ mod tests {
             "{a}"
         );
     }
+
+    /// A reader that serves `text`, then fails.
+    struct FailingReader(std::io::Cursor<Vec<u8>>);
+
+    impl std::io::Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::other("disk went away")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open(&crate::config::StoreConfig {
+            path: dir.join("db"),
+            cache_bytes: 8 << 20,
+        })
+        .unwrap()
+    }
+
+    fn lines(days: &[&str]) -> String {
+        days.iter()
+            .enumerate()
+            .map(|(i, d)| format!("{{\"account\":\"acme\",\"source\":\"forum\",\"at\":\"{d}T10:00:00Z\",\"id\":\"{i}\"}}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn an_import_covers_first_to_last_day_per_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let text = lines(&["2026-03-05", "2026-03-01", "2026-03-03"]);
+        let opts = Options {
+            tz: Tz::UTC,
+            batch_size: 1,
+        };
+        let r = import(
+            text.as_bytes(),
+            "t",
+            &s,
+            &registry(),
+            opts,
+            |_, _| {},
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.committed.counted, 3);
+        let covered: Vec<String> = s
+            .coverage(&"forum".into())
+            .unwrap()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(
+            covered,
+            [
+                "2026-03-01",
+                "2026-03-02",
+                "2026-03-03",
+                "2026-03-04",
+                "2026-03-05"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_import_cut_short_marks_no_day_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let text = lines(&["2026-03-01", "2026-03-02", "2026-03-09"]);
+        let reader =
+            std::io::BufReader::new(FailingReader(std::io::Cursor::new(text.into_bytes())));
+        let opts = Options {
+            tz: Tz::UTC,
+            batch_size: 1,
+        };
+        let err = import(reader, "t", &s, &registry(), opts, |_, _| {}, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("reading t at line 4"), "{err}");
+        // Events already committed stay (a re-run dedupes them), but no day
+        // is covered: an unfinished import must not make days look silent.
+        assert!(s.coverage(&"forum".into()).unwrap().is_empty());
+        assert_eq!(s.buckets(None, None).count(), 3);
+    }
+
+    #[test]
+    fn a_bad_file_leaves_stored_counts_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let opts = Options {
+            tz: Tz::UTC,
+            batch_size: 2,
+        };
+        let good = lines(&["2026-03-01", "2026-03-02"]);
+        import(
+            good.as_bytes(),
+            "good",
+            &s,
+            &registry(),
+            opts,
+            |_, _| {},
+            |_| {},
+        )
+        .unwrap();
+        let before: Vec<_> = s.buckets(None, None).map(|b| b.unwrap()).collect();
+        let bad = "{\"account\":\"acme\"\n\u{0}\u{1}garbage\n{\"account\":\"x\",\"source\":\"forum\",\"at\":\"2026-03-01T00:00:00Z\",\"id\":\"0\"}\n";
+        let mut rejected = Vec::new();
+        let r = import(
+            bad.as_bytes(),
+            "bad",
+            &s,
+            &registry(),
+            opts,
+            |l, _| rejected.push(l),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!((r.rejected, rejected), (3, vec![1, 2, 3]));
+        let after: Vec<_> = s.buckets(None, None).map(|b| b.unwrap()).collect();
+        assert_eq!(before, after);
+    }
 }
