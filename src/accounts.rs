@@ -170,20 +170,21 @@ impl Registry {
                         format!("account `{id}`: domain `{dn}` is also in identity.ignore_domains (staff)"),
                     ));
                 }
-                match reg.by_domain.get(&dn) {
-                    Some(&other) if other != idx => problems.push(src.span(
+                if let Some((other, line)) = claim(
+                    &mut reg.by_domain,
+                    &mut first_line,
+                    "domain",
+                    &dn,
+                    idx,
+                    line_of(d),
+                ) {
+                    problems.push(src.span(
                         d,
                         format!(
-                            "domain `{dn}` is claimed by account `{id}` and by account `{}` (line {}); a domain maps to one account",
-                            reg.accounts[other].id,
-                            first_line.get(&format!("domain:{dn}")).copied().unwrap_or(0)
+                            "domain `{dn}` is claimed by account `{id}` and by account `{}` (line {line}); a domain maps to one account",
+                            reg.accounts[other].id
                         ),
-                    )),
-                    Some(_) => {}
-                    None => {
-                        reg.by_domain.insert(dn.clone(), idx);
-                        first_line.insert(format!("domain:{dn}"), line_of(d));
-                    }
+                    ));
                 }
                 domains.push(dn);
             }
@@ -197,24 +198,26 @@ impl Registry {
                     ));
                     continue;
                 }
-                match reg.by_email.get(&en) {
-                    Some(&other) if other != idx => problems.push(src.span(
+                if let Some((other, line)) = claim(
+                    &mut reg.by_email,
+                    &mut first_line,
+                    "email",
+                    &en,
+                    idx,
+                    line_of(e),
+                ) {
+                    problems.push(src.span(
                         e,
                         format!(
-                            "e-mail `{en}` is claimed by account `{id}` and by account `{}`",
+                            "e-mail `{en}` is claimed by account `{id}` and by account `{}` (line {line})",
                             reg.accounts[other].id
                         ),
-                    )),
-                    Some(_) => {}
-                    None => {
-                        reg.by_email.insert(en.clone(), idx);
-                    }
+                    ));
                 }
                 emails.push(en);
             }
             let mut handles = BTreeMap::new();
             for (source, hs) in &a.handles {
-                let map = reg.by_handle.entry(source.clone()).or_default();
                 let mut list = Vec::new();
                 for h in hs {
                     let hn = h.get_ref().trim().to_lowercase();
@@ -225,18 +228,18 @@ impl Registry {
                         ));
                         continue;
                     }
-                    match map.get(&hn) {
-                        Some(&other) if other != idx => problems.push(src.span(
+                    let map = reg.by_handle.entry(source.clone()).or_default();
+                    let tag = format!("handle:{source}");
+                    if let Some((other, line)) =
+                        claim(map, &mut first_line, &tag, &hn, idx, line_of(h))
+                    {
+                        problems.push(src.span(
                             h,
                             format!(
-                                "handle `{hn}` on source `{source}` is claimed by account `{id}` and by account `{}`",
+                                "handle `{hn}` on source `{source}` is claimed by account `{id}` and by account `{}` (line {line})",
                                 reg.accounts[other].id
                             ),
-                        )),
-                        Some(_) => {}
-                        None => {
-                            map.insert(hn, idx);
-                        }
+                        ));
                     }
                     list.push(h.get_ref().trim().to_string());
                 }
@@ -325,6 +328,31 @@ impl Registry {
                 Some((_, parent)) if parent.contains('.') => d = parent,
                 _ => return Resolved::Unmatched,
             }
+        }
+    }
+}
+
+/// Claims `key` (a domain, address or handle) for account `idx`, first
+/// come first served. Returns the other account and the line where it
+/// claimed the key, if it is already another account's.
+fn claim(
+    map: &mut HashMap<String, usize>,
+    first_line: &mut HashMap<String, usize>,
+    tag: &str,
+    key: &str,
+    idx: usize,
+    line: usize,
+) -> Option<(usize, usize)> {
+    let where_ = format!("{tag}:{key}");
+    match map.get(key) {
+        Some(&other) if other != idx => {
+            Some((other, first_line.get(&where_).copied().unwrap_or(0)))
+        }
+        Some(_) => None,
+        None => {
+            map.insert(key.to_string(), idx);
+            first_line.insert(where_, line);
+            None
         }
     }
 }
@@ -496,6 +524,15 @@ colour = "blue"
             "{all}"
         );
         assert_eq!(msgs.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn an_address_or_handle_claimed_twice_names_both_accounts() {
+        let text = "[[account]]\nid = \"a\"\nname = \"A\"\ncsm = \"c@v.example\"\nemails = [\"x@gmail.com\"]\nhandles = { forum = [\"Bob\"] }\n\n[[account]]\nid = \"b\"\nname = \"B\"\ncsm = \"c@v.example\"\nemails = [\"X@gmail.com\"]\nhandles = { forum = [\"bob\"], tickets = [\"bob\"] }\n";
+        let all = registry(text, "").unwrap_err().to_string();
+        assert!(all.contains(":12:11: e-mail `x@gmail.com` is claimed by account `b` and by account `a` (line 5)"), "{all}");
+        assert!(all.contains(":13:22: handle `bob` on source `forum` is claimed by account `b` and by account `a` (line 6)"), "{all}");
+        assert!(!all.contains("tickets"), "a handle is per source: {all}");
     }
 
     #[test]
