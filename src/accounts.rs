@@ -530,7 +530,12 @@ colour = "blue"
     fn an_address_or_handle_claimed_twice_names_both_accounts() {
         let text = "[[account]]\nid = \"a\"\nname = \"A\"\ncsm = \"c@v.example\"\nemails = [\"x@gmail.com\"]\nhandles = { forum = [\"Bob\"] }\n\n[[account]]\nid = \"b\"\nname = \"B\"\ncsm = \"c@v.example\"\nemails = [\"X@gmail.com\"]\nhandles = { forum = [\"bob\"], tickets = [\"bob\"] }\n";
         let all = registry(text, "").unwrap_err().to_string();
-        assert!(all.contains(":12:11: e-mail `x@gmail.com` is claimed by account `b` and by account `a` (line 5)"), "{all}");
+        assert!(
+            all.contains(
+                ":12:11: e-mail `x@gmail.com` is claimed by account `b` and by account `a` (line 5)"
+            ),
+            "{all}"
+        );
         assert!(all.contains(":13:22: handle `bob` on source `forum` is claimed by account `b` and by account `a` (line 6)"), "{all}");
         assert!(!all.contains("tickets"), "a handle is per source: {all}");
     }
