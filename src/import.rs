@@ -501,25 +501,26 @@ mod tests {
             .collect()
     }
 
+    /// Imports with UTC days and `batch` events per commit, ignoring
+    /// rejects and progress.
+    fn import_quietly(
+        reader: impl BufRead,
+        s: &Store,
+        batch: usize,
+    ) -> Result<Report, ImportError> {
+        let opts = Options {
+            tz: Tz::UTC,
+            batch_size: batch,
+        };
+        import(reader, "t", s, &registry(), opts, |_, _| {}, |_| {})
+    }
+
     #[test]
     fn an_import_covers_first_to_last_day_per_source() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         let text = lines(&["2026-03-05", "2026-03-01", "2026-03-03"]);
-        let opts = Options {
-            tz: Tz::UTC,
-            batch_size: 1,
-        };
-        let r = import(
-            text.as_bytes(),
-            "t",
-            &s,
-            &registry(),
-            opts,
-            |_, _| {},
-            |_| {},
-        )
-        .unwrap();
+        let r = import_quietly(text.as_bytes(), &s, 1).unwrap();
         assert_eq!(r.committed.counted, 3);
         let covered: Vec<String> = s
             .coverage(&"forum".into())
@@ -546,11 +547,7 @@ mod tests {
         let text = lines(&["2026-03-01", "2026-03-02", "2026-03-09"]);
         let reader =
             std::io::BufReader::new(FailingReader(std::io::Cursor::new(text.into_bytes())));
-        let opts = Options {
-            tz: Tz::UTC,
-            batch_size: 1,
-        };
-        let err = import(reader, "t", &s, &registry(), opts, |_, _| {}, |_| {}).unwrap_err();
+        let err = import_quietly(reader, &s, 1).unwrap_err();
         assert!(err.to_string().contains("reading t at line 4"), "{err}");
         // Events already committed stay (a re-run dedupes them), but no day
         // is covered: an unfinished import must not make days look silent.
@@ -562,24 +559,15 @@ mod tests {
     fn a_bad_file_leaves_stored_counts_alone() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
+        let good = lines(&["2026-03-01", "2026-03-02"]);
+        import_quietly(good.as_bytes(), &s, 2).unwrap();
+        let before: Vec<_> = s.buckets(None, None).map(|b| b.unwrap()).collect();
+        let bad = "{\"account\":\"acme\"\n\u{0}\u{1}garbage\n{\"account\":\"x\",\"source\":\"forum\",\"at\":\"2026-03-01T00:00:00Z\",\"id\":\"0\"}\n";
+        let mut rejected = Vec::new();
         let opts = Options {
             tz: Tz::UTC,
             batch_size: 2,
         };
-        let good = lines(&["2026-03-01", "2026-03-02"]);
-        import(
-            good.as_bytes(),
-            "good",
-            &s,
-            &registry(),
-            opts,
-            |_, _| {},
-            |_| {},
-        )
-        .unwrap();
-        let before: Vec<_> = s.buckets(None, None).map(|b| b.unwrap()).collect();
-        let bad = "{\"account\":\"acme\"\n\u{0}\u{1}garbage\n{\"account\":\"x\",\"source\":\"forum\",\"at\":\"2026-03-01T00:00:00Z\",\"id\":\"0\"}\n";
-        let mut rejected = Vec::new();
         let r = import(
             bad.as_bytes(),
             "bad",
