@@ -62,6 +62,36 @@ pub enum Command {
         #[arg(long, value_parser = parse_day)]
         at: Option<Day>,
     },
+    /// Judge every account as of a day; queue the alerts it decides
+    Detect {
+        /// The day to judge (default: today)
+        #[arg(long, value_parser = parse_day)]
+        at: Option<Day>,
+        /// Judge and print, but record nothing and queue nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Queue alerts but do not deliver them now
+        #[arg(long)]
+        no_send: bool,
+        /// JSON array on stdout, one object per account
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay detection day by day over stored history; queue and send nothing
+    Backtest {
+        /// First day alerts may fire (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_day)]
+        from: Day,
+        /// Last day to replay (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_day)]
+        to: Day,
+        /// JSON array of the alerts on stdout (nothing else goes to stdout)
+        #[arg(long)]
+        json: bool,
+        /// Also write a self-contained HTML report for tuning
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
+    },
 }
 
 fn parse_day(s: &str) -> Result<Day, String> {

@@ -7,6 +7,8 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::detect::DetectConfig;
+use crate::detect::params::RawDetect;
 use crate::diag::{Diagnostic, Diagnostics, SourceText};
 
 /// Where the store lives when the config does not say: next to the config.
@@ -29,6 +31,8 @@ struct RawConfig {
     accounts: RawAccounts,
     #[serde(default)]
     identity: IdentityConfig,
+    #[serde(default)]
+    detect: RawDetect,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -67,6 +71,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub accounts_file: PathBuf,
     pub identity: IdentityConfig,
+    /// Thresholds and channels of silence detection.
+    pub detect: DetectConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +137,7 @@ impl Config {
                 ));
             }
         }
+        let detect = raw.detect.build(&src, &mut problems);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }
@@ -148,6 +155,7 @@ impl Config {
                     .unwrap_or(DEFAULT_ACCOUNTS_FILE),
             ),
             identity: raw.identity,
+            detect,
         })
     }
 }

@@ -6,12 +6,15 @@
 //! library: it parses the command line ([`cli`]) and hands it to [`cmd`].
 
 pub mod accounts;
+pub mod backtest;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod detect;
 pub mod diag;
 pub mod import;
 pub mod logging;
+pub mod report;
 pub mod secret;
 pub mod store;
 pub mod summary;

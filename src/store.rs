@@ -56,6 +56,9 @@ const P_COVERAGE: u8 = b'c';
 const P_CURSOR: u8 = b'k';
 const P_UNMATCHED: u8 = b'u';
 const SEP: u8 = 0;
+/// `alerts` tree: per-account detection state, and the last judged day.
+const P_STATE: u8 = b's';
+const ALERTS_LAST_DAY: &[u8] = b"last_day";
 
 /// Coverage flags: who said the day is covered.
 pub const COVERED_BY_POLL: u8 = 1;
@@ -233,6 +236,29 @@ pub struct Bucket {
     pub count: u64,
 }
 
+/// One channel's daily counts, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub account: AccountId,
+    pub source: SourceName,
+    pub kind: Kind,
+    pub entries: Vec<(Day, u64)>,
+}
+
+/// Detection state per account, as the detector serialised it.
+pub type SavedStates = HashMap<AccountId, Vec<u8>>;
+
+/// A notice waiting in the outbox for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedNotice {
+    pub day: Day,
+    pub account: AccountId,
+    /// `silent`, `reminder` or `recovered`.
+    pub kind: String,
+    /// The notice as the detector wrote it (JSON).
+    pub body: Vec<u8>,
+}
+
 /// Unmatched actors of one source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnmatchedActor {
@@ -247,9 +273,7 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     activity: sled::Tree,
-    #[allow(dead_code)] // used by the alert pipeline
     alerts: sled::Tree,
-    #[allow(dead_code)] // used by the alert pipeline
     outbox: sled::Tree,
     write: Mutex<()>,
 }
@@ -484,6 +508,133 @@ impl Store {
             };
             rows
         })
+    }
+
+    /// Every channel series (account, source, kind) with its sparse
+    /// (day, count) entries in day order; ordered by account.
+    pub fn series(&self) -> impl Iterator<Item = Result<Series, StoreError>> + '_ {
+        self.activity
+            .scan_prefix([P_BUCKET])
+            .filter_map(|r| match r {
+                Err(e) => Some(Err(sled_err("reading series")(e))),
+                Ok((k, v)) => decode_series_key(&k).map(|(account, source, kind)| {
+                    Ok(Series {
+                        account,
+                        source,
+                        kind,
+                        entries: decode_series(&v).into_iter().collect(),
+                    })
+                }),
+            })
+    }
+
+    /// The first covered day of any source.
+    pub fn first_covered_day(&self) -> Result<Option<Day>, StoreError> {
+        let mut first: Option<Day> = None;
+        for source in self.sources()? {
+            let prefix = key1(P_COVERAGE, source.as_str())?;
+            if let Some(r) = self.activity.scan_prefix(&prefix).next() {
+                let (k, _) = r.map_err(sled_err("reading coverage"))?;
+                if let Some(day) = k
+                    .get(prefix.len()..)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                {
+                    let day = Day::from_key(day);
+                    first = Some(first.map_or(day, |f| f.min(day)));
+                }
+            }
+        }
+        Ok(first)
+    }
+
+    /// The last day detection recorded, and each account's saved state
+    /// (opaque bytes owned by the detector).
+    pub fn detection_state(&self) -> Result<(Option<Day>, SavedStates), StoreError> {
+        let last = self
+            .alerts
+            .get(ALERTS_LAST_DAY)
+            .map_err(sled_err("reading detection state"))?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .map(Day::from_key);
+        let mut states = HashMap::new();
+        for r in self.alerts.scan_prefix([P_STATE]) {
+            let (k, v) = r.map_err(sled_err("reading detection state"))?;
+            let account = String::from_utf8_lossy(&k[1..]).into_owned();
+            states.insert(AccountId(account), v.to_vec());
+        }
+        Ok((last, states))
+    }
+
+    /// Records one detection day atomically: the day, the account states
+    /// that changed, and the notices to deliver (queued in the outbox).
+    /// A notice's key is (day, account, kind), so recording the same day
+    /// twice queues nothing twice. When this returns, all of it is on disk.
+    pub fn record_detection(
+        &self,
+        day: Day,
+        states: &[(AccountId, Vec<u8>)],
+        notices: &[QueuedNotice],
+    ) -> Result<(), StoreError> {
+        use sled::Transactional;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state_keys = Vec::with_capacity(states.len());
+        for (account, bytes) in states {
+            let a = check_name(account.as_str())?;
+            let mut k = Vec::with_capacity(1 + a.len());
+            k.push(P_STATE);
+            k.extend_from_slice(a);
+            state_keys.push((k, bytes.as_slice()));
+        }
+        let mut notice_keys = Vec::with_capacity(notices.len());
+        for n in notices {
+            let mut k = n.day.to_key().to_vec();
+            k.extend_from_slice(check_name(n.account.as_str())?);
+            k.push(SEP);
+            k.extend_from_slice(check_name(&n.kind)?);
+            notice_keys.push((k, n.body.as_slice()));
+        }
+        (&self.alerts, &self.outbox)
+            .transaction(|(alerts, outbox)| {
+                alerts.insert(ALERTS_LAST_DAY, &day.to_key())?;
+                for (k, v) in &state_keys {
+                    alerts.insert(k.as_slice(), *v)?;
+                }
+                for (k, v) in &notice_keys {
+                    outbox.insert(k.as_slice(), *v)?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => {
+                    sled_err("recording detection")(e)
+                }
+                sled::transaction::TransactionError::Abort(()) => sled_err("recording detection")(
+                    sled::Error::Unsupported("transaction aborted".into()),
+                ),
+            })?;
+        self.db.flush().map_err(sled_err("flushing to disk"))?;
+        Ok(())
+    }
+
+    /// Queued notices, oldest day first: (day, account, kind, body).
+    pub fn queued(&self) -> Result<Vec<QueuedNotice>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.outbox.iter() {
+            let (k, v) = r.map_err(sled_err("reading the outbox"))?;
+            let Some(day) = k.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+                continue;
+            };
+            let mut parts = k[4..].splitn(2, |&b| b == SEP);
+            let account = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            out.push(QueuedNotice {
+                day: Day::from_key(day),
+                account: AccountId(account),
+                kind,
+                body: v.to_vec(),
+            });
+        }
+        Ok(out)
     }
 
     /// The days `source` is covered.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{Context, print_stdout};
+use super::{Context, print_stdout, table_text};
 use crate::summary::{SUMMARY_WEEKS, sparkline, summarise};
 use crate::types::Day;
 
@@ -73,33 +73,4 @@ pub fn run(
     let _ = writeln!(out, "\n{} accounts, as of {at}", rows.len());
     print_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Left-aligned columns, two spaces apart.
-fn table_text(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(cell);
-                s.push_str(&" ".repeat(w - cell.chars().count() + 2));
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-    out
 }

@@ -1,7 +1,9 @@
 //! One module per command; `run` dispatches.
 
 mod accounts;
+mod backtest;
 mod check;
+mod detect;
 mod export;
 mod import;
 
@@ -37,6 +39,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = Context::open(&config_path)?;
             accounts::run(&ctx, json, unmatched, at)
         }
+        Command::Detect {
+            at,
+            dry_run,
+            no_send: _,
+            json,
+        } => {
+            let ctx = Context::open(&config_path)?;
+            detect::run(&ctx, at, dry_run, json)
+        }
+        Command::Backtest {
+            from,
+            to,
+            json,
+            report,
+        } => {
+            let ctx = Context::open(&config_path)?;
+            backtest::run(&ctx, from, to, json, report.as_deref())
+        }
     }
 }
 
@@ -71,4 +91,33 @@ pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Left-aligned columns, two spaces apart.
+pub(crate) fn table_text(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
 }

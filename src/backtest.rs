@@ -1,0 +1,141 @@
+//! Replaying detection over stored history: what would have fired, day by
+//! day, had lull been running from `from` on.
+//!
+//! It is the production path, not a model of it: each account is walked
+//! with [`Detector::replay`] and the same state machine from the first
+//! covered day (silently before `from`, as `lull detect` catches up on its
+//! first run), judging each day with only the data up to that day.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::accounts::Registry;
+use crate::detect::{DetectConfig, Detector, Notice, NoticeKind, timeline_for};
+use crate::store::{Store, StoreError};
+use crate::types::Day;
+
+/// What a backtest found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backtest {
+    pub from: Day,
+    pub to: Day,
+    /// Every notice in `from..=to`, in date then account order.
+    pub notices: Vec<Notice>,
+    /// Accounts replayed.
+    pub accounts: usize,
+    /// Weekly activity per alerted account, for the report.
+    #[serde(skip)]
+    pub weekly: BTreeMap<String, AccountWeeks>,
+}
+
+/// One account's weekly activity over the range, with its baseline band.
+#[derive(Debug, Clone, Default)]
+pub struct AccountWeeks {
+    /// First day of each week.
+    pub starts: Vec<Day>,
+    /// Observed events per week (all count channels and rate numerators).
+    pub observed: Vec<f64>,
+    /// Expected events per week from the trailing baseline, and the band
+    /// below which a week would be at the drop ratio.
+    pub expected: Vec<f64>,
+    pub drop_line: Vec<f64>,
+}
+
+impl Backtest {
+    /// The silence alerts (alerts and reminders, not recoveries): what
+    /// `--json` prints and what the scorer reads.
+    pub fn alerts(&self) -> impl Iterator<Item = &Notice> {
+        self.notices
+            .iter()
+            .filter(|n| n.notice != NoticeKind::Recovered)
+    }
+}
+
+/// Replays `from..=to`. `progress` is called with the number of accounts
+/// done so far.
+pub fn run(
+    store: &Store,
+    registry: &Registry,
+    config: &DetectConfig,
+    from: Day,
+    to: Day,
+    mut progress: impl FnMut(usize),
+) -> Result<Backtest, StoreError> {
+    let (history, timeline) = timeline_for(store, config, Day(i32::MIN / 2), to)?;
+    let detector = Detector::load(store, registry, config, timeline)?;
+    let mut notices = Vec::new();
+    let mut weekly = BTreeMap::new();
+    let mut done = 0;
+    detector.for_each_account(store, |h| {
+        let before = notices.len();
+        detector.replay(&h, Default::default(), history, to, from, |n| {
+            notices.push(n)
+        });
+        if notices[before..]
+            .iter()
+            .any(|n| n.notice != NoticeKind::Recovered)
+        {
+            let account = registry.get(h.account);
+            weekly.insert(account.id.to_string(), detector.weekly(&h, from, to));
+        }
+        done += 1;
+        progress(done);
+    })?;
+    notices.sort_by(|a, b| (a.date, &a.account).cmp(&(b.date, &b.account)));
+    Ok(Backtest {
+        from,
+        to,
+        notices,
+        accounts: registry.len(),
+        weekly,
+    })
+}
+
+/// Counts per group, for the summary.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub alerts: usize,
+    pub reminders: usize,
+    pub recoveries: usize,
+    pub accounts_alerted: usize,
+    pub accounts: usize,
+    /// Alerts (incl. reminders) per ISO week, `YYYY-Www`.
+    pub per_week: BTreeMap<String, usize>,
+    pub per_csm: BTreeMap<String, usize>,
+    pub per_segment: BTreeMap<String, usize>,
+}
+
+impl Backtest {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            accounts: self.accounts,
+            ..Summary::default()
+        };
+        let mut alerted = std::collections::BTreeSet::new();
+        for n in &self.notices {
+            match n.notice {
+                NoticeKind::Silent => s.alerts += 1,
+                NoticeKind::Reminder => s.reminders += 1,
+                NoticeKind::Recovered => {
+                    s.recoveries += 1;
+                    continue;
+                }
+            }
+            alerted.insert(&n.account);
+            *s.per_week.entry(iso_week(n.date)).or_default() += 1;
+            *s.per_csm.entry(n.csm.clone()).or_default() += 1;
+            let seg = n.segment.clone().unwrap_or_else(|| "(none)".into());
+            *s.per_segment.entry(seg).or_default() += 1;
+        }
+        s.accounts_alerted = alerted.len();
+        s
+    }
+}
+
+/// `2026-W11`.
+pub fn iso_week(day: Day) -> String {
+    use chrono::Datelike;
+    let w = day.date().iso_week();
+    format!("{}-W{:02}", w.year(), w.week())
+}

@@ -1,0 +1,648 @@
+//! Silence detection: each channel of each account against its own
+//! history, weighed into one account-level verdict, fed to a state machine
+//! that decides who the CSM hears about.
+//!
+//! One code path serves `detect`, `backtest` and `accounts`: [`Detector`]
+//! loads the store onto a [`Timeline`], and [`Detector::replay`] walks an
+//! account's days, judging each one with only the data up to that day.
+//! Production judges one day (catching up the days it missed); a backtest
+//! judges every day of a range.
+
+mod daily;
+mod history;
+mod judge;
+pub mod params;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+pub use daily::{DayRun, judge_day};
+pub use history::Timeline;
+use history::{Prefix, accumulate, dense};
+pub use judge::{ChannelStatus, Judgement};
+pub use params::{DetectConfig, Thresholds};
+pub use state::{Episode, Memory, NoticeKind, State, Verdict};
+
+use crate::accounts::{Account, Registry};
+use crate::store::{Series, Store, StoreError};
+use crate::types::{AccountId, Day, Kind, SourceName};
+
+/// What a channel counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChannelKind {
+    /// Events of one kind (posts, tickets).
+    Count(Kind),
+    /// `numerator` per `denominator` events (opens per delivered).
+    Rate { numerator: Kind, denominator: Kind },
+}
+
+/// One thing the detector watches for an account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Channel {
+    pub source: SourceName,
+    pub kind: ChannelKind,
+}
+
+impl Channel {
+    /// `forum:post`, or `mail:open/delivered` for a rate.
+    pub fn name(&self) -> String {
+        match &self.kind {
+            ChannelKind::Count(k) => format!("{}:{}", self.source, k),
+            ChannelKind::Rate {
+                numerator,
+                denominator,
+            } => format!("{}:{}/{}", self.source, numerator, denominator),
+        }
+    }
+
+    /// The kind whose weight applies.
+    fn weight_kind(&self) -> &str {
+        match &self.kind {
+            ChannelKind::Count(k) => k.as_str(),
+            ChannelKind::Rate { numerator, .. } => numerator.as_str(),
+        }
+    }
+}
+
+/// One channel's history on the timeline (counts on uncovered days are
+/// dropped: those days are unknown on both sides of the comparison).
+struct ChannelHistory {
+    channel: Channel,
+    num: Prefix,
+    /// The denominator of a rate channel.
+    den: Option<Prefix>,
+    /// Index of the source's coverage in `Detector::coverage`.
+    cov: Option<usize>,
+    /// Indices of the community totals (numerator, denominator).
+    community: (Option<usize>, Option<usize>),
+}
+
+/// An account's channels, ready to judge.
+pub struct AccountHistory {
+    /// Index into the registry.
+    pub account: usize,
+    channels: Vec<ChannelHistory>,
+}
+
+/// One channel's judgement, with where the silence began.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelReport {
+    pub channel: String,
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    /// Start of the longest span ending today in which activity stayed at
+    /// or below the drop ratio of expected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet_since: Option<Day>,
+    /// The last day with activity (within the history read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<Day>,
+}
+
+/// A notice decided for an account on a day, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notice {
+    pub account: AccountId,
+    pub name: String,
+    pub csm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    pub date: Day,
+    pub notice: NoticeKind,
+    /// The channels that are silent (for `recovered`: the ones judged).
+    pub channels: Vec<String>,
+    /// Expected and observed events over those channels' recent windows.
+    pub expected: f64,
+    pub observed: f64,
+    /// When the account went quiet: the earliest quiet start among the
+    /// silent channels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent_since: Option<Day>,
+    /// The day the episode was first judged silent.
+    pub episode_started: Option<Day>,
+    pub evidence: Vec<ChannelReport>,
+}
+
+/// An account's judgement on one day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountJudgement {
+    pub account: AccountId,
+    pub name: String,
+    pub csm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent_since: Option<Day>,
+    pub channels: Vec<ChannelReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<NoticeKind>,
+    #[serde(skip)]
+    pub memory: Memory,
+}
+
+/// Loaded inputs: coverage and community totals on a timeline.
+pub struct Detector<'a> {
+    config: &'a DetectConfig,
+    registry: &'a Registry,
+    pub timeline: Timeline,
+    /// Per source: covered days as 0/1 values and their prefix sums.
+    coverage: Vec<(Vec<f64>, Prefix)>,
+    coverage_index: HashMap<SourceName, usize>,
+    /// Per (source, kind): every registered account's covered counts.
+    community: Vec<Prefix>,
+    community_index: HashMap<(SourceName, Kind), usize>,
+    /// Prefix of "covered by any source" days, for accounts without series.
+    any_coverage: Prefix,
+}
+
+impl<'a> Detector<'a> {
+    /// Reads coverage and the community totals of every (source, kind)
+    /// for `timeline` (one pass over the store).
+    pub fn load(
+        store: &Store,
+        registry: &'a Registry,
+        config: &'a DetectConfig,
+        timeline: Timeline,
+    ) -> Result<Detector<'a>, StoreError> {
+        let n = timeline.len();
+        let mut coverage = HashMap::new();
+        let mut any = vec![0.0; n];
+        for source in store.sources()? {
+            let mut days = vec![0.0; n];
+            for day in store.coverage(&source)? {
+                if let Some(i) = timeline.index(day) {
+                    days[i] = 1.0;
+                    any[i] = 1.0;
+                }
+            }
+            coverage.insert(source, days);
+        }
+        let mut totals: HashMap<(SourceName, Kind), Vec<f64>> = HashMap::new();
+        for s in store.series() {
+            let s = s?;
+            if registry.by_id(s.account.as_str()).is_none() {
+                continue;
+            }
+            let into = totals
+                .entry((s.source.clone(), s.kind.clone()))
+                .or_insert_with(|| vec![0.0; n]);
+            accumulate(timeline, into, &s.entries);
+        }
+        let mut community_index = HashMap::new();
+        let mut community_all = Vec::new();
+        for ((source, kind), mut v) in totals {
+            mask(&mut v, coverage.get(&source).map(Vec::as_slice));
+            community_index.insert((source, kind), community_all.len());
+            community_all.push(Prefix::from_values(&v));
+        }
+        let mut coverage_index = HashMap::new();
+        let mut coverage_all = Vec::new();
+        for (source, days) in coverage {
+            coverage_index.insert(source, coverage_all.len());
+            let p = Prefix::from_values(&days);
+            coverage_all.push((days, p));
+        }
+        Ok(Detector {
+            config,
+            registry,
+            timeline,
+            coverage: coverage_all,
+            coverage_index,
+            community: community_all,
+            community_index,
+            any_coverage: Prefix::from_values(&any),
+        })
+    }
+
+    /// Streams every registered account's history (accounts with no stored
+    /// activity get an empty one), in store order then registry order.
+    pub fn for_each_account(
+        &self,
+        store: &Store,
+        mut f: impl FnMut(AccountHistory),
+    ) -> Result<(), StoreError> {
+        let mut seen = vec![false; self.registry.len()];
+        let mut current: Option<(usize, Vec<Series>)> = None;
+        for s in store.series() {
+            let s = s?;
+            let Some(idx) = self.registry.by_id(s.account.as_str()) else {
+                continue;
+            };
+            if current.as_ref().is_some_and(|(i, _)| *i != idx) {
+                if let Some((i, series)) = current.take() {
+                    f(self.history(i, series));
+                }
+            }
+            current.get_or_insert_with(|| (idx, Vec::new())).1.push(s);
+            seen[idx] = true;
+        }
+        if let Some((i, series)) = current.take() {
+            f(self.history(i, series));
+        }
+        for (i, seen) in seen.into_iter().enumerate() {
+            if !seen {
+                f(self.history(i, Vec::new()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the channels of one account from its stored series.
+    fn history(&self, account: usize, series: Vec<Series>) -> AccountHistory {
+        let t = self.thresholds(self.registry.get(account));
+        let mut by_source: BTreeMap<SourceName, BTreeMap<Kind, Vec<(Day, u64)>>> = BTreeMap::new();
+        for s in series {
+            by_source
+                .entry(s.source)
+                .or_default()
+                .insert(s.kind, s.entries);
+        }
+        let mut channels = Vec::new();
+        for (source, kinds) in by_source {
+            let cov = self.coverage_index.get(&source).copied();
+            let load = |kind: &Kind| {
+                let mut v = kinds
+                    .get(kind)
+                    .map(|e| dense(self.timeline, e))
+                    .unwrap_or_else(|| vec![0.0; self.timeline.len()]);
+                mask(&mut v, cov.map(|i| self.coverage[i].0.as_slice()));
+                Prefix::from_values(&v)
+            };
+            let community = |kind: &Kind| {
+                self.community_index
+                    .get(&(source.clone(), kind.clone()))
+                    .copied()
+            };
+            for rate in &self.config.rates {
+                let numerator = Kind::from(rate.numerator.as_str());
+                let denominator = Kind::from(rate.denominator.as_str());
+                if !kinds.contains_key(&numerator) && !kinds.contains_key(&denominator) {
+                    continue;
+                }
+                if t.weight(&rate.numerator) <= 0.0 {
+                    continue;
+                }
+                channels.push(ChannelHistory {
+                    num: load(&numerator),
+                    den: Some(load(&denominator)),
+                    cov,
+                    community: (community(&numerator), community(&denominator)),
+                    channel: Channel {
+                        source: source.clone(),
+                        kind: ChannelKind::Rate {
+                            numerator,
+                            denominator,
+                        },
+                    },
+                });
+            }
+            for kind in kinds.keys() {
+                if self.config.is_rate_kind(kind.as_str()) || t.weight(kind.as_str()) <= 0.0 {
+                    continue;
+                }
+                channels.push(ChannelHistory {
+                    num: load(kind),
+                    den: None,
+                    cov,
+                    community: (community(kind), None),
+                    channel: Channel {
+                        source: source.clone(),
+                        kind: ChannelKind::Count(kind.clone()),
+                    },
+                });
+            }
+        }
+        AccountHistory { account, channels }
+    }
+
+    /// The thresholds for an account (its segment's, or the defaults).
+    pub fn thresholds(&self, account: &Account) -> &'a Thresholds {
+        self.config.for_segment(account.segment.as_deref())
+    }
+
+    /// Judges every channel of an account on day index `d`.
+    fn judge_channels(&self, h: &AccountHistory, d: usize, t: &Thresholds) -> Vec<Judgement> {
+        static EMPTY: std::sync::OnceLock<Prefix> = std::sync::OnceLock::new();
+        let empty = EMPTY.get_or_init(Prefix::default);
+        h.channels
+            .iter()
+            .map(|c| {
+                let cov = c.cov.map_or(empty, |i| &self.coverage[i].1);
+                let all = |i: Option<usize>| i.map(|i| &self.community[i]);
+                match &c.den {
+                    Some(den) => {
+                        let community = all(c.community.0).zip(all(c.community.1));
+                        judge::judge_rate(&c.num, den, cov, community, d, t)
+                    }
+                    None => judge::judge_count(&c.num, cov, all(c.community.0), d, t),
+                }
+            })
+            .collect()
+    }
+
+    /// Weighs channel judgements into the account's verdict.
+    fn verdict(
+        &self,
+        h: &AccountHistory,
+        judgements: &[Judgement],
+        d: usize,
+        t: &Thresholds,
+    ) -> Verdict {
+        let (mut total, mut silent, mut low) = (0.0, 0.0, 0.0);
+        let mut any_unknown = false;
+        for (c, j) in h.channels.iter().zip(judgements) {
+            let w = t.weight(c.channel.weight_kind());
+            match j.status {
+                ChannelStatus::Silent => {
+                    total += w;
+                    silent += w;
+                    low += w;
+                }
+                ChannelStatus::Low => {
+                    total += w;
+                    low += w;
+                }
+                ChannelStatus::Normal => total += w,
+                ChannelStatus::Unknown => any_unknown = true,
+                ChannelStatus::InsufficientData => {}
+            }
+        }
+        if total > 0.0 {
+            return Verdict::Judged {
+                silent: silent / total,
+                low: low / total,
+            };
+        }
+        if h.channels.is_empty() {
+            // No activity stored at all: known quiet only if something
+            // covered the recent window.
+            let w = judge::Windows::new(d, t);
+            let rc = self.any_coverage.sum(w.recent.0, w.recent.1);
+            return if rc >= (t.min_coverage * t.recent_days as f64).ceil() {
+                Verdict::InsufficientData
+            } else {
+                Verdict::Unknown
+            };
+        }
+        if any_unknown {
+            Verdict::Unknown
+        } else {
+            Verdict::InsufficientData
+        }
+    }
+
+    /// Walks one account from `from` to `to` (inclusive), starting from
+    /// `memory`; notices are emitted from `emit_from` on and handed to
+    /// `on_notice`. Returns the memory after `to` and the judgement of `to`.
+    pub fn replay(
+        &self,
+        h: &AccountHistory,
+        mut memory: Memory,
+        from: Day,
+        to: Day,
+        emit_from: Day,
+        mut on_notice: impl FnMut(Notice),
+    ) -> AccountJudgement {
+        let account = self.registry.get(h.account);
+        let t = self.thresholds(account);
+        let mut last = Vec::new();
+        let mut last_notice = None;
+        let mut day = from.max(self.timeline.first);
+        let to = to.min(self.timeline.last);
+        while day <= to {
+            let Some(d) = self.timeline.index(day) else {
+                break;
+            };
+            let judgements = self.judge_channels(h, d, t);
+            let verdict = self.verdict(h, &judgements, d, t);
+            let started = memory.episode.map(|e| e.started);
+            let notice = memory.step(verdict, day, t, day >= emit_from);
+            if let Some(kind) = notice {
+                let reports = self.reports(h, &judgements, d, t);
+                on_notice(self.notice(
+                    account,
+                    day,
+                    kind,
+                    &reports,
+                    memory.episode.map(|e| e.started).or(started),
+                ));
+            }
+            if day == to {
+                last_notice = notice;
+                last = judgements;
+            }
+            day = day.plus(1);
+        }
+        let d = self.timeline.index(to).unwrap_or(0);
+        let channels = if last.len() == h.channels.len() {
+            self.reports(h, &last, d, t)
+        } else {
+            Vec::new()
+        };
+        let silent_since = (memory.state == State::Silent)
+            .then(|| silent_since(&channels))
+            .flatten();
+        AccountJudgement {
+            account: account.id.clone(),
+            name: account.name.clone(),
+            csm: account.csm.clone(),
+            segment: account.segment.clone(),
+            state: memory.state,
+            silent_since,
+            channels,
+            notice: last_notice,
+            memory,
+        }
+    }
+
+    /// Weekly observed activity of an account over `from..=to` (plus half a
+    /// year before, for context), with the expected level and drop line at
+    /// each week's end: the data of the backtest report's charts.
+    pub fn weekly(&self, h: &AccountHistory, from: Day, to: Day) -> crate::backtest::AccountWeeks {
+        let t = self.thresholds(self.registry.get(h.account));
+        let mut out = crate::backtest::AccountWeeks::default();
+        let mut start = from.plus(-182).max(self.timeline.first);
+        while start.plus(6) <= to.min(self.timeline.last) {
+            let end = start.plus(6);
+            let (Some(lo), Some(hi)) = (self.timeline.index(start), self.timeline.index(end))
+            else {
+                break;
+            };
+            let observed = h
+                .channels
+                .iter()
+                .map(|c| c.num.sum(lo as i64, hi as i64))
+                .sum();
+            let expected: f64 = self
+                .judge_channels(h, hi, t)
+                .iter()
+                .filter(|j| j.status.is_judged())
+                .map(|j| j.expected * 7.0 / j.covered_days.max(1) as f64)
+                .sum();
+            out.starts.push(start);
+            out.observed.push(observed);
+            out.expected.push(expected);
+            out.drop_line.push(expected * t.drop_ratio);
+            start = start.plus(7);
+        }
+        out
+    }
+
+    /// Channel reports with the quiet-since and last-activity evidence.
+    fn reports(
+        &self,
+        h: &AccountHistory,
+        judgements: &[Judgement],
+        d: usize,
+        t: &Thresholds,
+    ) -> Vec<ChannelReport> {
+        h.channels
+            .iter()
+            .zip(judgements)
+            .map(|(c, j)| {
+                let cov = c.cov.map(|i| &self.coverage[i].1);
+                let interesting = matches!(j.status, ChannelStatus::Silent | ChannelStatus::Low);
+                ChannelReport {
+                    channel: c.channel.name(),
+                    judgement: j.clone(),
+                    quiet_since: interesting
+                        .then(|| quiet_since(c, cov, j, d, t))
+                        .flatten()
+                        .map(|i| self.timeline.day(i)),
+                    last_activity: last_nonzero(&c.num, d).map(|i| self.timeline.day(i)),
+                }
+            })
+            .collect()
+    }
+
+    fn notice(
+        &self,
+        account: &Account,
+        day: Day,
+        kind: NoticeKind,
+        reports: &[ChannelReport],
+        started: Option<Day>,
+    ) -> Notice {
+        let silent: Vec<&ChannelReport> = reports
+            .iter()
+            .filter(|r| match kind {
+                NoticeKind::Recovered => r.judgement.status.is_judged(),
+                _ => r.judgement.status == ChannelStatus::Silent,
+            })
+            .collect();
+        Notice {
+            account: account.id.clone(),
+            name: account.name.clone(),
+            csm: account.csm.clone(),
+            segment: account.segment.clone(),
+            date: day,
+            notice: kind,
+            channels: silent.iter().map(|r| r.channel.clone()).collect(),
+            expected: round2(silent.iter().map(|r| r.judgement.expected).sum()),
+            observed: silent.iter().map(|r| r.judgement.observed).sum(),
+            silent_since: if kind == NoticeKind::Recovered {
+                None
+            } else {
+                silent_since(reports)
+            },
+            episode_started: started,
+            evidence: reports.to_vec(),
+        }
+    }
+}
+
+/// The last index at or before `d` with a non-zero value (binary search
+/// on the prefix sums).
+fn last_nonzero(p: &Prefix, d: usize) -> Option<usize> {
+    let d = d as i64;
+    if p.sum(0, d) <= 0.0 {
+        return None;
+    }
+    // Largest lo with sum(lo, d) > 0.
+    let (mut lo, mut hi) = (0i64, d);
+    while lo < hi {
+        let mid = (lo + hi + 1) / 2;
+        if p.sum(mid, d) > 0.0 {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo as usize)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Zeroes values on days the source did not cover.
+fn mask(values: &mut [f64], coverage: Option<&[f64]>) {
+    match coverage {
+        Some(cov) => values.iter_mut().zip(cov).for_each(|(v, c)| *v *= c),
+        None => values.iter_mut().for_each(|v| *v = 0.0),
+    }
+}
+
+/// The earliest quiet start among silent channels.
+fn silent_since(reports: &[ChannelReport]) -> Option<Day> {
+    reports
+        .iter()
+        .filter(|r| r.judgement.status == ChannelStatus::Silent)
+        .filter_map(|r| r.quiet_since)
+        .min()
+}
+
+/// The start of the longest span ending on `d` (within the baseline and
+/// recent windows) whose activity stayed at or below the drop ratio of
+/// the expected rate.
+fn quiet_since(
+    c: &ChannelHistory,
+    cov: Option<&Prefix>,
+    j: &Judgement,
+    d: usize,
+    t: &Thresholds,
+) -> Option<usize> {
+    let cov = cov?;
+    // Expected per unit of denominator (covered day, or delivered e-mail).
+    let den = c.den.as_ref().unwrap_or(cov);
+    let w = judge::Windows::sized(d, j.recent_days, t);
+    let recent_den = den.sum(w.recent.0, w.recent.1);
+    if recent_den <= 0.0 {
+        return None;
+    }
+    let per_unit = j.expected / recent_den;
+    let lo = w.baseline.0.max(0);
+    let mut best = None;
+    let (mut obs, mut units) = (0.0, 0.0);
+    let mut i = d as i64;
+    while i >= lo {
+        obs += c.num.at(i);
+        units += den.at(i);
+        if units > 0.0 && obs <= t.drop_ratio * per_unit * units {
+            best = Some(i as usize);
+        }
+        i -= 1;
+    }
+    best
+}
+
+/// The first day worth replaying from (the first covered day of any
+/// source), and the timeline that reaches back far enough for `start`.
+pub fn timeline_for(
+    store: &Store,
+    config: &DetectConfig,
+    start: Day,
+    last: Day,
+) -> Result<(Day, Timeline), StoreError> {
+    let history = store.first_covered_day()?.unwrap_or(last).min(last);
+    let span = std::iter::once(&config.defaults)
+        .chain(config.segments.values())
+        .map(|t| t.span_days() as i32)
+        .max()
+        .unwrap_or(0);
+    let first = start.min(last).plus(-span).max(history);
+    Ok((history, Timeline { first, last }))
+}
