@@ -33,7 +33,12 @@ impl History {
     }
 
     /// `per_day(d)` events a day for `days`.
-    fn daily(&mut self, account: &str, days: std::ops::RangeInclusive<i32>, per_day: impl Fn(i32) -> u64) -> &mut Self {
+    fn daily(
+        &mut self,
+        account: &str,
+        days: std::ops::RangeInclusive<i32>,
+        per_day: impl Fn(i32) -> u64,
+    ) -> &mut Self {
         for d in days {
             self.add(account, "forum", "post", d, per_day(d));
         }
@@ -126,12 +131,17 @@ fn outage_days_are_not_silence() {
     // Both accounts active for 350 days; then the connector is down for 50
     // days: no events and no coverage.
     let mut before = History::default();
-    before.daily("acme", 0..=350, weekdays(3)).daily("globex", 0..=350, weekdays(2));
+    before
+        .daily("acme", 0..=350, weekdays(3))
+        .daily("globex", 0..=350, weekdays(2));
     import(&h, "before.jsonl", &before);
 
     let rows = detect(&h, 400, false);
     assert_eq!(state_of(&rows, "acme"), "unknown", "{rows:?}");
-    assert!(rows.iter().all(|r| r.2.is_none()), "an outage alerted: {rows:?}");
+    assert!(
+        rows.iter().all(|r| r.2.is_none()),
+        "an outage alerted: {rows:?}"
+    );
     let alerts = backtest(&h, 300, 400);
     assert!(alerts.is_empty(), "outage read as silence: {alerts:?}");
 
@@ -225,11 +235,19 @@ fn one_alert_per_episode_reminders_after_the_cool_down() {
         .collect();
     let silent: Vec<_> = alerts.iter().filter(|a| a.2 == "silent").collect();
     assert_eq!(silent.len(), 1, "{alerts:?}");
-    let reminders: Vec<Day> = alerts.iter().filter(|a| a.2 == "reminder").map(|a| a.1).collect();
+    let reminders: Vec<Day> = alerts
+        .iter()
+        .filter(|a| a.2 == "reminder")
+        .map(|a| a.1)
+        .collect();
     assert!(!reminders.is_empty(), "{alerts:?}");
     let mut last = silent[0].1;
     for r in &reminders {
-        assert_eq!(r.0 - last.0, 30, "reminder not after the cool-down: {alerts:?}");
+        assert_eq!(
+            r.0 - last.0,
+            30,
+            "reminder not after the cool-down: {alerts:?}"
+        );
         last = *r;
     }
 
@@ -238,12 +256,20 @@ fn one_alert_per_episode_reminders_after_the_cool_down() {
     let at = first.to_string();
     let out = h.run(&["detect", "--at", &at]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1 notice(s) queued"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 notice(s) queued"),
+        "{}",
+        stderr(&out)
+    );
     let again = h.run(&["detect", "--at", &at]);
     assert!(stderr(&again).contains("already ran"), "{}", stderr(&again));
     let next = first.plus(1).to_string();
     let out = h.run(&["detect", "--at", &next]);
-    assert!(stderr(&out).contains("0 notice(s) queued"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 notice(s) queued"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -254,10 +280,14 @@ fn backtest_and_daily_detect_decide_the_same_alerts() {
     let h = home(&ids, "[detect]\nreminder_days = 14\nrecover_days = 7\n");
     let mut hist = History::default();
     for i in 0..6u64 {
-        hist.daily(&format!("c{i}"), 0..=460, move |d| 2 + (d as u64 * 7 + i) % 3);
+        hist.daily(&format!("c{i}"), 0..=460, move |d| {
+            2 + (d as u64 * 7 + i) % 3
+        });
     }
     hist.daily("gone", 0..=330, weekdays(3));
-    hist.daily("lull", 0..=460, |d| if (340..=400).contains(&d) { 0 } else { 4 });
+    hist.daily("lull", 0..=460, |d| {
+        if (340..=400).contains(&d) { 0 } else { 4 }
+    });
     hist.daily("bursty", 0..=460, |d| if d % 30 < 5 { 6 } else { 0 });
     import(&h, "h.jsonl", &hist);
 
