@@ -129,6 +129,9 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Formats one setting of a thresholds set.
+type Show = fn(&Thresholds) -> String;
+
 /// The settings the backtest ran with, so a report explains itself.
 fn thresholds_table(config: &DetectConfig) -> String {
     let mut out = String::from("<h2>Settings</h2><table><tr><th></th><th>default</th>");
@@ -139,7 +142,7 @@ fn thresholds_table(config: &DetectConfig) -> String {
     let all: Vec<&Thresholds> = std::iter::once(&config.defaults)
         .chain(config.segments.values())
         .collect();
-    let rows: [(&str, fn(&Thresholds) -> String); 12] = [
+    let rows: [(&str, Show); 12] = [
         ("recent_days", |t| t.recent_days.to_string()),
         ("max_recent_days", |t| t.max_recent_days.to_string()),
         ("baseline_days", |t| t.baseline_days.to_string()),
