@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Write config/example-events.jsonl: 26 weeks of made-up activity ending
-today (or --end YYYY-MM-DD), for the README's first command.
+"""Write config/example-events.jsonl: 60 weeks of made-up activity ending
+today (or --end YYYY-MM-DD), for the README's first command (detection
+needs a year of baseline before the recent weeks).
 
 Five accounts on three sources (a forum, a support portal, marketing mail):
-acme, globex and initech stay busy; umbrella goes quiet three weeks before
+acme, globex and initech stay busy; umbrella goes quiet five weeks before
 the end; hooli posts a few times a year. Some staff activity (ignored) and
 one actor no account claims (listed by `lull accounts --unmatched`) are
 mixed in. Ids are derived from the event itself, so re-running this on a
@@ -28,9 +29,9 @@ PROFILE = {
     "umbrella": (6, 2, 3, 0.40, ["alice@umbrella-health.example", "carlos@umbrella-health.example"]),
     "hooli": (0.1, 0.05, 3, 0.20, ["gavin@hooli.example"]),
 }
-QUIET = {"umbrella": 21}  # goes quiet this many days before the end
+QUIET = {"umbrella": 35}  # goes quiet this many days before the end
 
-start = a.end - dt.timedelta(weeks=26) + dt.timedelta(days=1)
+start = a.end - dt.timedelta(weeks=60) + dt.timedelta(days=1)
 events = []
 
 

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::accounts::Registry;
+use crate::detect::ChannelReport;
 use crate::store::{Store, StoreError};
 use crate::types::{AccountId, Day};
 
@@ -17,13 +18,16 @@ pub struct AccountSummary {
     pub csm: String,
     pub segment: Option<String>,
     /// `engaged`, `silent`, `insufficient_data` or `unknown`: the account's
-    /// state as last judged by detection; `unknown` until it has been.
+    /// state as detection judges it on `at` (filled in by the caller).
     pub state: String,
     pub last_activity: Option<Day>,
     /// Events in the last [`SUMMARY_WEEKS`] weeks up to and including `at`.
     pub events_8w: u64,
     /// Events per week, oldest first; the last week ends on `at`.
     pub weekly: Vec<u64>,
+    /// Each channel's recent window against its baseline, as detection
+    /// judges it on `at`.
+    pub channels: Vec<ChannelReport>,
 }
 
 /// Summaries of every account, in accounts-file order, as of day `at`.
@@ -54,6 +58,7 @@ pub fn summarise(
             last_activity: last,
             events_8w: weekly.iter().sum(),
             weekly,
+            channels: Vec::new(),
         });
     }
     Ok(out)

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use super::{Context, print_stdout, table_text};
+use crate::detect::judge_day;
 use crate::summary::{SUMMARY_WEEKS, sparkline, summarise};
 use crate::types::Day;
 
@@ -38,7 +39,16 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let at = at.unwrap_or_else(|| Day::today(ctx.config.timezone));
-    let rows = summarise(&ctx.store, &ctx.registry, at)?;
+    let mut rows = summarise(&ctx.store, &ctx.registry, at)?;
+    // The state as detection sees it today, from the saved states: a dry
+    // run that records nothing.
+    let judged = judge_day(&ctx.store, &ctx.registry, &ctx.config.detect, at)?;
+    for (row, j) in rows.iter_mut().zip(judged.accounts) {
+        if row.account == j.account {
+            row.state = j.state.as_str().to_string();
+            row.channels = j.channels;
+        }
+    }
     if json {
         print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
         return Ok(ExitCode::SUCCESS);
@@ -55,6 +65,18 @@ pub fn run(
                     .map_or_else(|| "never".into(), |d| d.to_string()),
                 r.events_8w.to_string(),
                 sparkline(&r.weekly),
+                r.channels
+                    .iter()
+                    .map(|c| {
+                        let j = &c.judgement;
+                        if j.status.is_judged() {
+                            format!("{} {:.0}/{:.1}", c.channel, j.observed, j.expected)
+                        } else {
+                            format!("{} -", c.channel)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ]
         })
         .collect();
@@ -67,6 +89,7 @@ pub fn run(
             "LAST ACTIVITY",
             &format!("{SUMMARY_WEEKS}W EVENTS"),
             "WEEKLY",
+            "RECENT/EXPECTED",
         ],
         &table,
     );
