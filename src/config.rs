@@ -210,4 +210,37 @@ mod tests {
         assert!(text.contains("Mars/Olympus"), "{text}");
         assert!(text.contains("lull.toml:6:19:"), "{text}");
     }
+
+    #[test]
+    fn detect_thresholds_default_override_per_segment_and_report_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(
+            dir.path(),
+            "[detect]\nmin_expected = 5\nweights = { ticket = 2.0 }\n[detect.segment.smb]\nrecent_days = 56\n",
+        ))
+        .unwrap();
+        let d = &c.detect;
+        assert_eq!(d.defaults.min_expected, 5.0);
+        assert_eq!(d.for_segment(Some("smb")).recent_days, 56);
+        // A segment inherits what [detect] set, and unknown segments get the defaults.
+        assert_eq!(d.for_segment(Some("smb")).min_expected, 5.0);
+        assert_eq!(d.for_segment(Some("enterprise")).recent_days, 42);
+        assert_eq!(d.for_segment(None).weight("ticket"), 2.0);
+
+        let err = Config::load(&write(
+            dir.path(),
+            "[detect]\ndrop_ratio = 1.5\nrecnt_days = 3\n[detect.segment.smb]\nrecover_ratio = 0.1\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("lull.toml:2:14: `detect.drop_ratio` must be between 0 and 1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:3:1: unknown key `detect.recnt_days`"),
+            "{err}"
+        );
+        assert!(err.contains("lull.toml:5:17: `detect.segment.smb`: recover_ratio (0.1) must not be below drop_ratio"), "{err}");
+    }
 }

@@ -16,8 +16,12 @@
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
-//! that sort in time order. Alert state and the outbox have trees of their
-//! own (`alerts`, `outbox`); `meta` holds the schema version.
+//! that sort in time order. Detection has two trees of its own, written
+//! together in one sled transaction ([`Store::record_detection`]):
+//! `alerts` holds each account's state (`s` · account → the detector's
+//! JSON) and the last judged day; `outbox` holds the notices waiting for
+//! delivery, keyed day · account · kind, so deciding the same notice twice
+//! stores it once. `meta` holds the schema version.
 //!
 //! Markers and counts are grouped into few large values on purpose: sled
 //! manages about 70,000 random-key inserts a second on this class of

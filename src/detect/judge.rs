@@ -207,14 +207,14 @@ pub fn judge_count(
     };
     let base_total = counts.sum(w.baseline.0, w.baseline.1);
     let overall = base_total / bc;
-    let mut own_expected = 0.0;
-    // Residues of the index mod 7 are weekdays (the timeline is contiguous).
-    for r in 0..7 {
-        let days = cov.sum_residue(w.baseline.0, w.baseline.1, r);
-        let n = counts.sum_residue(w.baseline.0, w.baseline.1, r);
-        let rate = (n + WEEKDAY_SHRINK_DAYS * overall) / (days + WEEKDAY_SHRINK_DAYS);
-        own_expected += rate * cov.sum_residue(w.recent.0, w.recent.1, r);
-    }
+    let full = |(lo, hi): (i64, i64)| whole_weeks_covered(cov, lo, hi);
+    let own_expected = if full(w.recent) && full(w.baseline) {
+        // Every weekday equally covered on both sides: the weekday-aware
+        // sum reduces exactly to the overall rate.
+        overall * rc
+    } else {
+        weekday_expected(counts, cov, w, overall)
+    };
     if own_expected < t.min_expected {
         return Judgement::bare(ChannelStatus::InsufficientData, rc as u32, w);
     }
@@ -238,6 +238,25 @@ pub fn judge_count(
     classify(j, t, |j| {
         count_p_value(j.observed, j.expected, weekly_size(counts, cov, w, t), rc)
     })
+}
+
+/// Whole weeks, every day covered.
+fn whole_weeks_covered(cov: &Prefix, lo: i64, hi: i64) -> bool {
+    (hi - lo + 1) % 7 == 0 && lo >= 0 && cov.sum(lo, hi) >= (hi - lo + 1) as f64
+}
+
+/// Expected recent events with a rate per weekday (residues of the index
+/// mod 7 are weekdays: the timeline is contiguous), each shrunk toward the
+/// overall rate.
+fn weekday_expected(counts: &Prefix, cov: &Prefix, w: Windows, overall: f64) -> f64 {
+    let mut expected = 0.0;
+    for r in 0..7 {
+        let days = cov.sum_residue(w.baseline.0, w.baseline.1, r);
+        let n = counts.sum_residue(w.baseline.0, w.baseline.1, r);
+        let rate = (n + WEEKDAY_SHRINK_DAYS * overall) / (days + WEEKDAY_SHRINK_DAYS);
+        expected += rate * cov.sum_residue(w.recent.0, w.recent.1, r);
+    }
+    expected
 }
 
 /// Negative binomial "size" per week from the baseline's fully covered
