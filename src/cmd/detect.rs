@@ -65,7 +65,7 @@ fn text(accounts: &[AccountJudgement]) -> String {
                     match j.status {
                         ChannelStatus::Unknown => format!("{} not covered", c.channel),
                         ChannelStatus::InsufficientData => {
-                            format!("{} too little history", c.channel)
+                            format!("{} too little to judge", c.channel)
                         }
                         _ => format!("{} {:.0}/{:.1}", c.channel, j.observed, j.expected),
                     }
