@@ -39,6 +39,7 @@
 //! Writers are serialised by a mutex (increments read, add, write).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -539,11 +540,7 @@ impl Store {
             let prefix = key1(P_COVERAGE, source.as_str())?;
             if let Some(r) = self.activity.scan_prefix(&prefix).next() {
                 let (k, _) = r.map_err(sled_err("reading coverage"))?;
-                if let Some(day) = k
-                    .get(prefix.len()..)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                {
-                    let day = Day::from_key(day);
+                if let Some(day) = k.get(prefix.len()..).and_then(day_key) {
                     first = Some(first.map_or(day, |f| f.min(day)));
                 }
             }
@@ -558,8 +555,7 @@ impl Store {
             .alerts
             .get(ALERTS_LAST_DAY)
             .map_err(sled_err("reading detection state"))?
-            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
-            .map(Day::from_key);
+            .and_then(|v| day_key(&v));
         let mut states = HashMap::new();
         for r in self.alerts.scan_prefix([P_STATE]) {
             let (k, v) = r.map_err(sled_err("reading detection state"))?;
@@ -606,15 +602,13 @@ impl Store {
                 for (k, v) in &notice_keys {
                     outbox.insert(k.as_slice(), *v)?;
                 }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+                Ok::<(), sled::transaction::ConflictableTransactionError<Infallible>>(())
             })
             .map_err(|e| match e {
                 sled::transaction::TransactionError::Storage(e) => {
                     sled_err("recording detection")(e)
                 }
-                sled::transaction::TransactionError::Abort(()) => sled_err("recording detection")(
-                    sled::Error::Unsupported("transaction aborted".into()),
-                ),
+                sled::transaction::TransactionError::Abort(never) => match never {},
             })?;
         self.db.flush().map_err(sled_err("flushing to disk"))?;
         Ok(())
@@ -625,14 +619,14 @@ impl Store {
         let mut out = Vec::new();
         for r in self.outbox.iter() {
             let (k, v) = r.map_err(sled_err("reading the outbox"))?;
-            let Some(day) = k.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+            let Some(day) = k.get(..4).and_then(day_key) else {
                 continue;
             };
             let mut parts = k[4..].splitn(2, |&b| b == SEP);
             let account = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
             let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
             out.push(QueuedNotice {
-                day: Day::from_key(day),
+                day,
                 account: AccountId(account),
                 kind,
                 body: v.to_vec(),
@@ -647,11 +641,8 @@ impl Store {
         let mut out = BTreeSet::new();
         for r in self.activity.scan_prefix(&prefix) {
             let (k, _) = r.map_err(sled_err("reading coverage"))?;
-            if let Some(day) = k
-                .get(prefix.len()..)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            {
-                out.insert(Day::from_key(day));
+            if let Some(day) = k.get(prefix.len()..).and_then(day_key) {
+                out.insert(day);
             }
         }
         Ok(out)
@@ -695,10 +686,7 @@ impl Store {
             let Some(name) = k.get(1..k.len().saturating_sub(5)) else {
                 continue;
             };
-            let Some(day) = k
-                .get(k.len() - 4..)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            else {
+            let Some(day) = k.get(k.len() - 4..).and_then(day_key) else {
                 continue;
             };
             let source = String::from_utf8_lossy(name).into_owned();
@@ -707,7 +695,7 @@ impl Store {
                     .entry((source.clone(), actor.into_string()))
                     .or_insert((0, Day(i32::MIN)));
                 e.0 += 1;
-                e.1 = e.1.max(Day::from_key(day));
+                e.1 = e.1.max(day);
             }
         }
         let mut out: Vec<UnmatchedActor> = agg
@@ -748,6 +736,11 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
             source: other,
         },
     }
+}
+
+/// A day from its 4-byte key form (`None` if the slice is not 4 bytes).
+fn day_key(bytes: &[u8]) -> Option<Day> {
+    <[u8; 4]>::try_from(bytes).ok().map(Day::from_key)
 }
 
 fn check_name(s: &str) -> Result<&[u8], StoreError> {
