@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::accounts::Registry;
-use crate::detect::{DetectConfig, Detector, Notice, NoticeKind, timeline_for};
+use crate::detect::{DetectConfig, Detector, Notice, NoticeKind, Weekly, timeline_for};
 use crate::store::{Store, StoreError};
 use crate::types::Day;
 
@@ -26,20 +26,7 @@ pub struct Backtest {
     pub accounts: usize,
     /// Weekly activity per alerted account, for the report.
     #[serde(skip)]
-    pub weekly: BTreeMap<String, AccountWeeks>,
-}
-
-/// One account's weekly activity over the range, with its baseline band.
-#[derive(Debug, Clone, Default)]
-pub struct AccountWeeks {
-    /// First day of each week.
-    pub starts: Vec<Day>,
-    /// Observed events per week (all count channels and rate numerators).
-    pub observed: Vec<f64>,
-    /// Expected events per week from the trailing baseline, and the band
-    /// below which a week would be at the drop ratio.
-    pub expected: Vec<f64>,
-    pub drop_line: Vec<f64>,
+    pub weekly: BTreeMap<String, Weekly>,
 }
 
 impl Backtest {
@@ -100,6 +87,8 @@ pub struct Summary {
     pub recoveries: usize,
     pub accounts_alerted: usize,
     pub accounts: usize,
+    /// Alerts and reminders per account per year of the range.
+    pub per_account_year: f64,
     /// Alerts (incl. reminders) per ISO week, `YYYY-Www`.
     pub per_week: BTreeMap<String, usize>,
     pub per_csm: BTreeMap<String, usize>,
@@ -129,6 +118,8 @@ impl Backtest {
             *s.per_segment.entry(seg).or_default() += 1;
         }
         s.accounts_alerted = alerted.len();
+        let years = (self.to.0 - self.from.0 + 1) as f64 / 365.25;
+        s.per_account_year = (s.alerts + s.reminders) as f64 / (s.accounts.max(1) as f64 * years);
         s
     }
 }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use crate::backtest::{AccountWeeks, Backtest, iso_week};
-use crate::detect::{DetectConfig, Notice, NoticeKind, Thresholds};
+use crate::backtest::{Backtest, Summary, iso_week};
+use crate::detect::{DetectConfig, Notice, NoticeKind, Thresholds, Weekly};
 use crate::types::Day;
 
 /// Accounts charted at most, most alerted first: a page with thousands of
@@ -16,7 +16,6 @@ const MAX_ACCOUNT_CHARTS: usize = 200;
 pub fn render(b: &Backtest, config: &DetectConfig) -> String {
     let s = b.summary();
     let mut html = String::new();
-    let days = (b.to.0 - b.from.0 + 1) as f64;
     let _ = write!(
         html,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>lull backtest {} .. {}</title><style>{}</style></head><body>",
@@ -32,10 +31,10 @@ pub fn render(b: &Backtest, config: &DetectConfig) -> String {
         s.recoveries,
         s.accounts_alerted,
         s.accounts,
-        (s.alerts + s.reminders) as f64 / (s.accounts.max(1) as f64 * days / 365.25)
+        s.per_account_year
     );
     html.push_str("<h2>Alerts per week</h2>");
-    html.push_str(&weekly_alerts_chart(b));
+    html.push_str(&weekly_alerts_chart(b, &s));
     html.push_str("<div class=\"cols\">");
     for (title, map) in [("Per CSM", &s.per_csm), ("Per segment", &s.per_segment)] {
         let _ = write!(
@@ -168,8 +167,7 @@ fn thresholds_table(config: &DetectConfig) -> String {
 }
 
 /// Alerts (and reminders) per ISO week over the whole range.
-fn weekly_alerts_chart(b: &Backtest) -> String {
-    let s = b.summary();
+fn weekly_alerts_chart(b: &Backtest, s: &Summary) -> String {
     let mut weeks = Vec::new();
     let mut d = b.from;
     while d <= b.to {
@@ -216,7 +214,7 @@ fn weekly_alerts_chart(b: &Backtest) -> String {
 
 /// Weekly observed activity with the expected line, the band down to the
 /// drop line, and markers for the account's notices.
-fn account_chart(w: &AccountWeeks, notices: &[&Notice]) -> String {
+fn account_chart(w: &Weekly, notices: &[&Notice]) -> String {
     let n = w.starts.len();
     if n == 0 {
         return String::new();

@@ -68,12 +68,8 @@ pub fn run(
                 r.channels
                     .iter()
                     .map(|c| {
-                        let j = &c.judgement;
-                        if j.status.is_judged() {
-                            format!("{} {:.0}/{:.1}", c.channel, j.observed, j.expected)
-                        } else {
-                            format!("{} -", c.channel)
-                        }
+                        let oe = c.observed_of_expected();
+                        format!("{} {}", c.channel, oe.as_deref().unwrap_or("-"))
                     })
                     .collect::<Vec<_>>()
                     .join(", "),

@@ -106,7 +106,7 @@ fn summary_text(b: &Backtest) -> String {
         s.reminders,
         s.recoveries,
         s.accounts_alerted,
-        (s.alerts + s.reminders) as f64 / (s.accounts.max(1) as f64 * days / 365.25),
+        s.per_account_year,
     );
     let busiest = s.per_week.values().copied().max().unwrap_or(0);
     let _ = writeln!(

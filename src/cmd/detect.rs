@@ -60,15 +60,10 @@ fn text(accounts: &[AccountJudgement]) -> String {
             let channels: Vec<String> = a
                 .channels
                 .iter()
-                .map(|c| {
-                    let j = &c.judgement;
-                    match j.status {
-                        ChannelStatus::Unknown => format!("{} not covered", c.channel),
-                        ChannelStatus::InsufficientData => {
-                            format!("{} too little to judge", c.channel)
-                        }
-                        _ => format!("{} {:.0}/{:.1}", c.channel, j.observed, j.expected),
-                    }
+                .map(|c| match (c.observed_of_expected(), c.judgement.status) {
+                    (Some(oe), _) => format!("{} {oe}", c.channel),
+                    (None, ChannelStatus::Unknown) => format!("{} not covered", c.channel),
+                    (None, _) => format!("{} too little to judge", c.channel),
                 })
                 .collect();
             vec![

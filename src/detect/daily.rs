@@ -64,13 +64,7 @@ pub fn judge_day(
         };
         accounts.push(detector.replay(&h, memory, from, at, at, |n| notices.push(n)));
     })?;
-    let order: HashMap<&AccountId, usize> = registry
-        .accounts()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (&a.id, i))
-        .collect();
-    accounts.sort_by_key(|a| order.get(&a.account).copied().unwrap_or(usize::MAX));
+    accounts.sort_by_key(|a| registry.by_id(a.account.as_str()));
     notices.sort_by(|a, b| (a.date, &a.account).cmp(&(b.date, &b.account)));
     Ok(DayRun {
         day: at,

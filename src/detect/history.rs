@@ -101,11 +101,7 @@ impl Prefix {
 /// seen: judging day D reads nothing after D).
 pub fn dense(timeline: Timeline, entries: &[(Day, u64)]) -> Vec<f64> {
     let mut v = vec![0.0; timeline.len()];
-    for (day, count) in entries {
-        if let Some(i) = timeline.index(*day) {
-            v[i] += *count as f64;
-        }
-    }
+    accumulate(timeline, &mut v, entries);
     v
 }
 

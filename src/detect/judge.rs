@@ -137,15 +137,20 @@ fn window_for(counts: &Prefix, cov: &Prefix, d: usize, t: &Thresholds) -> Window
     Windows::sized(d, (weeks * 7).min(t.max_recent_days), t)
 }
 
+/// Covered days a window of `len` days needs before it is judged.
+pub fn min_covered(len: u32, t: &Thresholds) -> f64 {
+    (t.min_coverage * len as f64).ceil()
+}
+
 /// The coverage checks shared by both channel kinds: `Err` carries the
 /// verdict when the windows are not covered well enough to judge.
 fn covered(cov: &Prefix, w: Windows, t: &Thresholds) -> Result<(f64, f64), Judgement> {
     let rc = cov.sum(w.recent.0, w.recent.1);
-    if rc < (t.min_coverage * w.recent_len() as f64).ceil() {
+    if rc < min_covered(w.recent_len(), t) {
         return Err(Judgement::bare(ChannelStatus::Unknown, rc as u32, w));
     }
     let bc = cov.sum(w.baseline.0, w.baseline.1);
-    if bc < (t.min_coverage * t.baseline_days as f64).ceil() {
+    if bc < min_covered(t.baseline_days, t) {
         return Err(Judgement::bare(
             ChannelStatus::InsufficientData,
             rc as u32,

@@ -101,6 +101,17 @@ pub struct ChannelReport {
     pub last_activity: Option<Day>,
 }
 
+impl ChannelReport {
+    /// `observed/expected` over the recent window (`9/36.7`), when the
+    /// channel was judged.
+    pub fn observed_of_expected(&self) -> Option<String> {
+        let j = &self.judgement;
+        j.status
+            .is_judged()
+            .then(|| format!("{:.0}/{:.1}", j.observed, j.expected))
+    }
+}
+
 /// A notice decided for an account on a day, with its evidence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notice {
@@ -123,6 +134,20 @@ pub struct Notice {
     /// The day the episode was first judged silent.
     pub episode_started: Option<Day>,
     pub evidence: Vec<ChannelReport>,
+}
+
+/// One account's weekly activity, with its baseline band: the data of the
+/// backtest report's charts.
+#[derive(Debug, Clone, Default)]
+pub struct Weekly {
+    /// First day of each week.
+    pub starts: Vec<Day>,
+    /// Observed events per week (all count channels and rate numerators).
+    pub observed: Vec<f64>,
+    /// Expected events per week from the trailing baseline, and the line
+    /// at the drop ratio below it.
+    pub expected: Vec<f64>,
+    pub drop_line: Vec<f64>,
 }
 
 /// An account's judgement on one day.
@@ -325,12 +350,12 @@ impl<'a> Detector<'a> {
 
     /// Judges every channel of an account on day index `d`.
     fn judge_channels(&self, h: &AccountHistory, d: usize, t: &Thresholds) -> Vec<Judgement> {
-        static EMPTY: std::sync::OnceLock<Prefix> = std::sync::OnceLock::new();
-        let empty = EMPTY.get_or_init(Prefix::default);
+        // A source without any coverage: every window is unknown.
+        let uncovered = Prefix::default();
         h.channels
             .iter()
             .map(|c| {
-                let cov = c.cov.map_or(empty, |i| &self.coverage[i].1);
+                let cov = c.cov.map_or(&uncovered, |i| &self.coverage[i].1);
                 let all = |i: Option<usize>| i.map(|i| &self.community[i]);
                 match &c.den {
                     Some(den) => {
@@ -381,7 +406,7 @@ impl<'a> Detector<'a> {
             // covered the recent window.
             let w = judge::Windows::new(d, t);
             let rc = self.any_coverage.sum(w.recent.0, w.recent.1);
-            return if rc >= (t.min_coverage * t.recent_days as f64).ceil() {
+            return if rc >= judge::min_covered(w.recent_len(), t) {
                 Verdict::InsufficientData
             } else {
                 Verdict::Unknown
@@ -408,7 +433,7 @@ impl<'a> Detector<'a> {
     ) -> AccountJudgement {
         let account = self.registry.get(h.account);
         let t = self.thresholds(account);
-        let mut last = Vec::new();
+        let mut last = None;
         let mut last_notice = None;
         let mut day = from.max(self.timeline.first);
         let to = to.min(self.timeline.last);
@@ -432,15 +457,13 @@ impl<'a> Detector<'a> {
             }
             if day == to {
                 last_notice = notice;
-                last = judgements;
+                last = Some(judgements);
             }
             day = day.plus(1);
         }
-        let d = self.timeline.index(to).unwrap_or(0);
-        let channels = if last.len() == h.channels.len() {
-            self.reports(h, &last, d, t)
-        } else {
-            Vec::new()
+        let channels = match (last, self.timeline.index(to)) {
+            (Some(last), Some(d)) => self.reports(h, &last, d, t),
+            _ => Vec::new(),
         };
         let silent_since = (memory.state == State::Silent)
             .then(|| silent_since(&channels))
@@ -461,9 +484,9 @@ impl<'a> Detector<'a> {
     /// Weekly observed activity of an account over `from..=to` (plus half a
     /// year before, for context), with the expected level and drop line at
     /// each week's end: the data of the backtest report's charts.
-    pub fn weekly(&self, h: &AccountHistory, from: Day, to: Day) -> crate::backtest::AccountWeeks {
+    pub fn weekly(&self, h: &AccountHistory, from: Day, to: Day) -> Weekly {
         let t = self.thresholds(self.registry.get(h.account));
-        let mut out = crate::backtest::AccountWeeks::default();
+        let mut out = Weekly::default();
         let mut start = from.plus(-182).max(self.timeline.first);
         while start.plus(6) <= to.min(self.timeline.last) {
             let end = start.plus(6);
