@@ -41,6 +41,15 @@ pub enum Command {
         #[arg(long, default_value_t = crate::import::DEFAULT_BATCH, value_parser = clap::value_parser!(u64).range(1..))]
         batch_size: u64,
     },
+    /// Run every configured source (or one) once, now, and store what it read
+    Poll {
+        /// Only this source (its `name` in the config)
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// A JSON array of per-source reports on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Print stored daily activity as JSON Lines (the backup path)
     Export {
         /// First day to include (YYYY-MM-DD)

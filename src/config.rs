@@ -33,6 +33,8 @@ struct RawConfig {
     identity: IdentityConfig,
     #[serde(default)]
     detect: RawDetect,
+    #[serde(default)]
+    source: Vec<crate::sources::config::RawSource>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -73,6 +75,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Thresholds and channels of silence detection.
     pub detect: DetectConfig,
+    /// The `[[source]]` tables, validated.
+    pub sources: Vec<crate::sources::SourceConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +142,7 @@ impl Config {
             }
         }
         let detect = raw.detect.build(&src, &mut problems);
+        let sources = crate::sources::config::build_sources(&raw.source, &src, &mut problems);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }
@@ -156,6 +161,7 @@ impl Config {
             ),
             identity: raw.identity,
             detect,
+            sources,
         })
     }
 }

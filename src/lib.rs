@@ -16,6 +16,7 @@ pub mod import;
 pub mod logging;
 pub mod report;
 pub mod secret;
+pub mod sources;
 pub mod store;
 pub mod summary;
 pub mod types;

@@ -14,6 +14,7 @@
 //! | `c` | source · day | u8 | coverage: lull has data for this source and day |
 //! | `k` | source | bytes | a source's cursor (where its next poll starts) |
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
+//! | `o` | source · id hash | day (4 bytes) | markers of events counted once *whatever their day* |
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
 //! that sort in time order. Detection has two trees of its own, written
@@ -30,7 +31,13 @@
 //! (source, day) and (account, channel) pairs. An event's id is kept as its
 //! 128-bit xxh3 hash (a collision among 10^12 ids has odds below 10^-14);
 //! an event is identified by (source, id), and its day is that of its
-//! timestamp, which every source lull reads keeps fixed.
+//! timestamp. Posts and tickets keep their timestamp fixed, so the
+//! per-day markers suffice. An e-mail open is different: "the open of
+//! message M by recipient R" is one event, but a later poll may see a later
+//! open of the same pair, on another day. Such events are added with
+//! [`Ingest::add_once`] and get a marker of their own (`o`), looked up by
+//! id alone; they are few (one per message and recipient) next to what an
+//! import carries.
 //!
 //! # Durability
 //!
@@ -60,6 +67,7 @@ const P_BUCKET: u8 = b'b';
 const P_COVERAGE: u8 = b'c';
 const P_CURSOR: u8 = b'k';
 const P_UNMATCHED: u8 = b'u';
+const P_ONCE: u8 = b'o';
 const SEP: u8 = 0;
 /// `alerts` tree: per-account detection state, and the last judged day.
 const P_STATE: u8 = b's';
@@ -131,6 +139,8 @@ struct Event {
     id: u128,
     day: Day,
     count: u64,
+    /// Deduplicated by id alone, across days (see [`Ingest::add_once`]).
+    once: bool,
 }
 
 /// Strings seen in a batch, stored once each.
@@ -193,7 +203,26 @@ impl Ingest {
             id: id_hash(id),
             day,
             count,
+            once: false,
         });
+        Ok(())
+    }
+
+    /// Adds one activity that is counted once per (`source`, `id`) even if
+    /// it shows up again with a different day, like "recipient R opened
+    /// message M": the first day it is stored with is the one that counts.
+    pub fn add_once(
+        &mut self,
+        source: &str,
+        id: &str,
+        owner: Owner<'_>,
+        kind: &str,
+        day: Day,
+    ) -> Result<(), StoreError> {
+        self.add(source, id, owner, kind, day, 1)?;
+        if let Some(e) = self.events.last_mut() {
+            e.once = true;
+        }
         Ok(())
     }
 
@@ -356,13 +385,16 @@ impl Store {
         let mut stats = Committed::default();
 
         // Events of one (source, day), in arrival order: an id always falls
-        // in the same group, so groups are independent.
-        let mut groups: HashMap<(u32, Day), Vec<usize>> = HashMap::new();
+        // in the same group, so groups are independent (once-events aside:
+        // groups go in day order, so the earliest day of such an id wins).
+        let mut groups: BTreeMap<(u32, Day), Vec<usize>> = BTreeMap::new();
         for (i, e) in ingest.events.iter().enumerate() {
             groups.entry((e.source, e.day)).or_default().push(i);
         }
         // (account, source, kind) -> day -> added count.
         let mut increments: HashMap<(u32, u32, u32), BTreeMap<Day, u64>> = HashMap::new();
+        // Once-markers written by this batch (an id may come on two days).
+        let mut once_new: HashSet<Vec<u8>> = HashSet::new();
         for ((source, day), members) in groups {
             let source_name = ingest.sources.name(source);
             let dkey = key2(P_DEDUPE, source_name, &day.to_key())?;
@@ -376,14 +408,26 @@ impl Store {
             let mut new_set: HashSet<u128> = HashSet::new();
             for i in members {
                 let e = &ingest.events[i];
-                if contains_hash(old, e.id) || new_set.contains(&e.id) {
+                let seen = if e.once {
+                    let okey = once_key(source_name, e.id)?;
+                    once_new.contains(&okey) || self.get(&okey, "reading once-markers")?.is_some()
+                } else {
+                    contains_hash(old, e.id) || new_set.contains(&e.id)
+                };
+                if seen {
                     stats.duplicates += 1;
                     continue;
                 }
                 match &e.owner {
                     EventOwner::Account(a) => {
-                        new_set.insert(e.id);
-                        new.push(e.id);
+                        if e.once {
+                            let okey = once_key(source_name, e.id)?;
+                            batch.insert(okey.as_slice(), &day.to_key());
+                            once_new.insert(okey);
+                        } else {
+                            new_set.insert(e.id);
+                            new.push(e.id);
+                        }
                         *increments
                             .entry((*a, e.source, e.kind))
                             .or_default()
@@ -766,6 +810,10 @@ fn key2(prefix: u8, a: &str, rest: &[u8]) -> Result<Vec<u8>, StoreError> {
     Ok(k)
 }
 
+fn once_key(source: &str, id: u128) -> Result<Vec<u8>, StoreError> {
+    key2(P_ONCE, source, &id.to_be_bytes())
+}
+
 fn series_key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
     let (a, s, k) = (check_name(account)?, check_name(source)?, check_name(kind)?);
     let mut key = Vec::with_capacity(3 + a.len() + s.len() + k.len());
@@ -940,6 +988,36 @@ mod tests {
             b.iter().map(|b| (b.day, b.count)).collect::<Vec<_>>(),
             vec![(Day(10), 2), (Day(11), 1)]
         );
+    }
+
+    #[test]
+    fn a_once_event_counts_once_whatever_day_it_comes_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let opens = |days: &[i32]| {
+            let mut i = Ingest::default();
+            for d in days {
+                i.add_once("mail", "m1|bob@acme.com", ACME, "open", Day(*d))
+                    .unwrap();
+            }
+            i
+        };
+        // Within one batch the earliest day wins, whatever the order.
+        let c = s.commit(&opens(&[12, 10, 11])).unwrap();
+        assert_eq!((c.counted, c.duplicates), (1, 2));
+        // A later poll sees a later open of the same message: not counted.
+        let c = s.commit(&opens(&[14])).unwrap();
+        assert_eq!((c.counted, c.duplicates), (0, 1));
+        let b = all(&s);
+        assert_eq!(
+            b.iter().map(|b| (b.day, b.count)).collect::<Vec<_>>(),
+            vec![(Day(10), 1)]
+        );
+        // The same id as an ordinary event is a different marker space.
+        let mut i = Ingest::default();
+        i.add("mail", "m1|bob@acme.com", ACME, "open", Day(14), 1)
+            .unwrap();
+        assert_eq!(s.commit(&i).unwrap().counted, 1);
     }
 
     #[test]

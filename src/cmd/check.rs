@@ -5,22 +5,66 @@ use std::process::ExitCode;
 
 use crate::accounts::Registry;
 use crate::config::Config;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::secret::Secret;
+
+/// Every source secret whose environment variable is unset or empty.
+fn missing_secrets(config: &Config) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for s in &config.sources {
+        for var in s.spec.env_vars() {
+            if let Err(e) = Secret::from_env(var) {
+                out.push(Diagnostic {
+                    file: config.file.clone(),
+                    line: s.line,
+                    column: 0,
+                    message: format!("source `{}`: {e}", s.name),
+                });
+            }
+        }
+    }
+    out
+}
 
 pub fn run(config_path: &Path) -> ExitCode {
-    let checked = Config::load(config_path).and_then(|config| {
-        Registry::load(&config.accounts_file, &config.identity).map(|registry| (config, registry))
-    });
+    let checked = Config::load(config_path)
+        .and_then(|config| {
+            Registry::load(&config.accounts_file, &config.identity)
+                .map(|registry| (config, registry))
+        })
+        .and_then(|(config, registry)| {
+            let missing = missing_secrets(&config);
+            if missing.is_empty() {
+                Ok((config, registry))
+            } else {
+                Err(Diagnostics(missing))
+            }
+        });
     match checked {
         Ok((config, registry)) => {
             println!(
-                "{}: ok ({} accounts in {}, store {}, days in {})",
+                "{}: ok ({} accounts in {}, {} source(s), store {}, days in {})",
                 config_path.display(),
                 registry.len(),
                 config.accounts_file.display(),
+                config.sources.len(),
                 config.store.path.display(),
                 config.timezone
             );
+            for s in &config.sources {
+                let next = s
+                    .schedule
+                    .upcoming(chrono::Utc)
+                    .next()
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "  source {} ({}): {} — next poll {next}",
+                    s.name,
+                    s.kind.name(),
+                    s.url
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(Diagnostics(problems)) => {

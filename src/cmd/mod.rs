@@ -6,6 +6,7 @@ mod check;
 mod detect;
 mod export;
 mod import;
+mod poll;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import { file, batch_size } => {
             let ctx = Context::open(&config_path)?;
             import::run(&ctx, &file, batch_size as usize)
+        }
+        Command::Poll { source, json } => {
+            let ctx = Context::open(&config_path)?;
+            poll::run(ctx, source.as_deref(), json)
         }
         Command::Export { from, to } => {
             let ctx = Context::open(&config_path)?;

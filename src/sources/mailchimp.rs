@@ -1,0 +1,185 @@
+//! `mailchimp`: per-recipient deliveries and opens of sent campaigns.
+//!
+//! `/3.0/campaigns?status=sent&since_send_time=` lists campaigns; for each
+//! one sent within `opens_window_days` (or within the backfill window on
+//! a first poll), `/3.0/reports/{id}/sent-to` gives its recipients
+//! (`status = sent` is a delivery) and `/3.0/reports/{id}/email-activity`
+//! every recipient's actions. Opens keep coming for weeks, so each poll
+//! rereads the whole window; dedupe makes that harmless, and the first
+//! open of a recipient is the same every time it is read.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::email::Engagement;
+use super::{
+    Connector, Harvest, PollContext, PollFuture, SourceError, api_time, cursor_bytes, endpoint,
+};
+
+/// Records a page (Mailchimp allows up to 1,000).
+const PAGE: u64 = 1000;
+
+pub struct Mailchimp {
+    base: Url,
+    machine_open: Duration,
+    window_days: u32,
+}
+
+impl Mailchimp {
+    pub fn new(base: Url, machine_open: Duration, window_days: u32) -> Mailchimp {
+        Mailchimp {
+            base,
+            machine_open,
+            window_days,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    covered_to: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct Campaigns {
+    campaigns: Vec<Campaign>,
+    total_items: u64,
+}
+
+#[derive(Deserialize)]
+struct Campaign {
+    id: String,
+    #[serde(default)]
+    send_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SentTo {
+    sent_to: Vec<Recipient>,
+    total_items: u64,
+}
+
+#[derive(Deserialize)]
+struct Recipient {
+    email_address: String,
+    /// `sent`, `hard` or `soft` (bounces).
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct EmailActivity {
+    emails: Vec<RecipientActivity>,
+    total_items: u64,
+}
+
+#[derive(Deserialize)]
+struct RecipientActivity {
+    email_address: String,
+    #[serde(default)]
+    activity: Vec<Action>,
+}
+
+#[derive(Deserialize)]
+struct Action {
+    action: String,
+    timestamp: String,
+}
+
+impl Connector for Mailchimp {
+    fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a> {
+        Box::pin(async move {
+            let prev: Option<Cursor> = cx.cursor();
+            let window_start = cx.now - chrono::Duration::days(i64::from(self.window_days));
+            let since = match &prev {
+                Some(c) => c.covered_to.min(window_start),
+                None => cx.backfill_start.min(window_start),
+            };
+            let mut eng = Engagement::new(self.machine_open);
+            let mut offset = 0;
+            loop {
+                let mut url = endpoint(&self.base, "3.0/campaigns");
+                url.query_pairs_mut()
+                    .append_pair("status", "sent")
+                    .append_pair("since_send_time", &since.to_rfc3339())
+                    .append_pair("count", &PAGE.to_string())
+                    .append_pair("offset", &offset.to_string())
+                    .append_pair("fields", "campaigns.id,campaigns.send_time,total_items");
+                let (page, _) = cx.http.get_json::<Campaigns>(&url).await?;
+                let n = page.campaigns.len() as u64;
+                for c in page.campaigns {
+                    let Some(sent) = c.send_time.as_deref().filter(|s| !s.is_empty()) else {
+                        continue;
+                    };
+                    let sent = api_time(&url, "send_time", sent)?;
+                    if sent < since {
+                        continue;
+                    }
+                    self.campaign(cx, &c.id, sent, &mut eng).await?;
+                }
+                offset += n;
+                if n == 0 || offset >= page.total_items {
+                    break;
+                }
+            }
+            Ok(Harvest {
+                activities: eng.into_activities(),
+                covered: Some((prev.map(|c| c.covered_to).unwrap_or(since), cx.now)),
+                cursor: cursor_bytes(&Cursor { covered_to: cx.now }),
+                staff: 0,
+            })
+        })
+    }
+}
+
+impl Mailchimp {
+    async fn campaign(
+        &self,
+        cx: &PollContext<'_>,
+        id: &str,
+        sent: DateTime<Utc>,
+        eng: &mut Engagement,
+    ) -> Result<(), SourceError> {
+        let mut offset = 0;
+        loop {
+            let mut url = endpoint(&self.base, &format!("3.0/reports/{id}/sent-to"));
+            url.query_pairs_mut()
+                .append_pair("count", &PAGE.to_string())
+                .append_pair("offset", &offset.to_string())
+                .append_pair("fields", "sent_to.email_address,sent_to.status,total_items");
+            let (page, _) = cx.http.get_json::<SentTo>(&url).await?;
+            let n = page.sent_to.len() as u64;
+            for r in page.sent_to {
+                if r.status == "sent" {
+                    eng.delivered(id, &r.email_address, sent);
+                }
+            }
+            offset += n;
+            if n == 0 || offset >= page.total_items {
+                break;
+            }
+        }
+        let mut offset = 0;
+        loop {
+            let mut url = endpoint(&self.base, &format!("3.0/reports/{id}/email-activity"));
+            url.query_pairs_mut()
+                .append_pair("count", &PAGE.to_string())
+                .append_pair("offset", &offset.to_string());
+            let (page, _) = cx.http.get_json::<EmailActivity>(&url).await?;
+            let n = page.emails.len() as u64;
+            for e in page.emails {
+                for a in e.activity.iter().filter(|a| a.action == "open") {
+                    let at = api_time(&url, "activity.timestamp", &a.timestamp)?;
+                    eng.opened(id, &e.email_address, at, false);
+                }
+            }
+            offset += n;
+            if n == 0 || offset >= page.total_items {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

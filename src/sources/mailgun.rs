@@ -1,0 +1,162 @@
+//! `mailgun`: `delivered` and `opened` events of one sending domain.
+//!
+//! `/v3/{domain}/events` with `begin`/`end` (epoch seconds), ascending,
+//! pages by `paging.next` until a page is empty. Mailgun's event store
+//! settles over about half an hour, so a poll reads only up to 30 minutes
+//! ago and the next poll starts a little before that point (what it reads
+//! twice is deduplicated).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::email::Engagement;
+use super::{
+    Connector, Harvest, PollContext, PollFuture, SourceError, cursor_bytes, endpoint, follow,
+};
+
+/// Mailgun recommends treating the last 30 minutes as not final.
+const SETTLE: chrono::Duration = chrono::Duration::minutes(30);
+/// Reread before the previous end, so a delivery and its machine open
+/// are seen together even when a poll boundary falls between them.
+const OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
+/// Events a page (Mailgun's maximum).
+const PAGE: u32 = 300;
+/// A bound on pages per poll, against a server whose "next" never ends.
+const MAX_PAGES: u32 = 10_000;
+
+pub struct Mailgun {
+    base: Url,
+    domain: String,
+    machine_open: Duration,
+}
+
+impl Mailgun {
+    pub fn new(base: Url, domain: String, machine_open: Duration) -> Mailgun {
+        Mailgun {
+            base,
+            domain,
+            machine_open,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    covered_to: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct Events {
+    items: Vec<Event>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    event: String,
+    timestamp: f64,
+    #[serde(default)]
+    recipient: Option<String>,
+    #[serde(default)]
+    message: Option<Message>,
+    #[serde(default, rename = "client-info")]
+    client_info: Option<ClientInfo>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    headers: Headers,
+}
+
+#[derive(Deserialize)]
+struct Headers {
+    #[serde(rename = "message-id")]
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+struct ClientInfo {
+    /// Set (e.g. "apple", "gmail") when Mailgun recognised a machine.
+    #[serde(default)]
+    bot: Option<String>,
+}
+
+impl Connector for Mailgun {
+    fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a> {
+        Box::pin(async move {
+            let prev: Option<Cursor> = cx.cursor();
+            let covered_from = prev
+                .as_ref()
+                .map(|c| c.covered_to)
+                .unwrap_or(cx.backfill_start);
+            let begin = prev
+                .as_ref()
+                .map(|c| c.covered_to - OVERLAP)
+                .unwrap_or(cx.backfill_start);
+            let end = (cx.now - SETTLE).max(begin);
+            let mut url = endpoint(&self.base, &format!("v3/{}/events", self.domain));
+            url.query_pairs_mut()
+                .append_pair("begin", &begin.timestamp().to_string())
+                .append_pair("end", &end.timestamp().to_string())
+                .append_pair("ascending", "yes")
+                .append_pair("limit", &PAGE.to_string())
+                .append_pair("event", "delivered OR opened");
+            let mut eng = Engagement::new(self.machine_open);
+            let mut pages = 0;
+            loop {
+                pages += 1;
+                let (page, _) = cx.http.get_json::<Events>(&url).await?;
+                if page.items.is_empty() {
+                    break;
+                }
+                for e in page.items {
+                    let (Some(r), Some(m)) = (&e.recipient, &e.message) else {
+                        continue;
+                    };
+                    let at = DateTime::from_timestamp_micros((e.timestamp * 1e6) as i64)
+                        .ok_or_else(|| SourceError::Json {
+                            url: url.to_string(),
+                            detail: format!("`timestamp` {} is out of range", e.timestamp),
+                        })?;
+                    let id = &m.headers.message_id;
+                    match e.event.as_str() {
+                        "delivered" => eng.delivered(id, r, at),
+                        "opened" => {
+                            let bot = e
+                                .client_info
+                                .as_ref()
+                                .and_then(|c| c.bot.as_deref())
+                                .is_some_and(|b| !b.is_empty());
+                            eng.opened(id, r, at, bot)
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(next) = page.paging.and_then(|p| p.next) else {
+                    break;
+                };
+                let next = follow(&self.base, &next)?;
+                if next == url || pages >= MAX_PAGES {
+                    break;
+                }
+                url = next;
+            }
+            Ok(Harvest {
+                activities: eng.into_activities(),
+                covered: Some((covered_from, end)),
+                cursor: cursor_bytes(&Cursor { covered_to: end }),
+                staff: 0,
+            })
+        })
+    }
+}

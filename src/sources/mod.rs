@@ -1,0 +1,462 @@
+//! Sources: the connectors that read the places customers make noise, and
+//! the one way a poll's result reaches the store.
+//!
+//! A connector ([`Connector`]) only talks HTTP (through [`http::Http`]) and
+//! returns a [`Harvest`]: the activities it read, the time span it read
+//! completely, and its next cursor. [`poll`] resolves actors to accounts
+//! and commits activities, coverage and cursor in one atomic, flushed
+//! store commit, so the cursor never runs ahead of what is stored and a day
+//! is covered only when a poll actually read it.
+
+pub mod config;
+mod discourse;
+mod email;
+mod freshdesk;
+pub mod html;
+pub mod http;
+mod mailchimp;
+mod mailgun;
+mod postmark;
+pub mod timefmt;
+mod zendesk;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::accounts::{Registry, Resolved};
+use crate::secret::Secret;
+use crate::store::{COVERED_BY_POLL, Committed, Ingest, Owner, Store, StoreError};
+use crate::types::{Day, SourceName};
+
+pub use config::{SourceConfig, SourceKind, Spec};
+pub use http::SourceError;
+
+/// One thing a customer did, as a connector read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    /// Unique within the source; the same thing read twice has the same id.
+    pub id: String,
+    pub kind: &'static str,
+    pub at: DateTime<Utc>,
+    /// Who did it, most specific identity first: a forum handle, an e-mail
+    /// address, then fallbacks such as `@domain` of their company. The
+    /// first that resolves to an account (or to staff) decides.
+    pub actors: Vec<String>,
+    /// Counted once per id even if read again with another time (an
+    /// e-mail open: "R opened M" is one event, whichever open we saw).
+    pub once: bool,
+}
+
+/// What one poll read.
+#[derive(Debug, Default)]
+pub struct Harvest {
+    pub activities: Vec<Activity>,
+    /// The time span the poll read completely; its days become covered.
+    /// `None` when it could not say (nothing is marked).
+    pub covered: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Where the next poll starts (the connector's own JSON).
+    pub cursor: Vec<u8>,
+    /// Items by the vendor's own staff, seen and left out.
+    pub staff: u64,
+}
+
+/// What a connector gets for one poll.
+pub struct PollContext<'a> {
+    pub name: &'a SourceName,
+    pub http: &'a http::Http,
+    /// The stored cursor, if an earlier poll left one.
+    pub cursor: Option<&'a [u8]>,
+    /// The poll's clock: everything up to here may be read.
+    pub now: DateTime<Utc>,
+    /// Where a first poll starts (`backfill_days` before `now`).
+    pub backfill_start: DateTime<Utc>,
+    /// The config's time zone, for times a service prints without one.
+    pub tz: Tz,
+}
+
+impl PollContext<'_> {
+    /// The stored cursor as the connector's type; an unreadable one (from
+    /// an older lull) is dropped with a warning and the poll starts from
+    /// the backfill window: dedupe makes rereading harmless.
+    pub fn cursor<T: DeserializeOwned>(&self) -> Option<T> {
+        let raw = self.cursor?;
+        match serde_json::from_slice(raw) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(source = %self.name, error = %e, "stored cursor unreadable; reading the backfill window again");
+                None
+            }
+        }
+    }
+}
+
+pub type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Harvest, SourceError>> + Send + 'a>>;
+
+/// A connector: reads one service for one configured source.
+pub trait Connector: Send + Sync {
+    fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a>;
+}
+
+/// Serialises a cursor (a connector's own small JSON struct).
+pub(crate) fn cursor_bytes<T: Serialize>(c: &T) -> Vec<u8> {
+    serde_json::to_vec(c).unwrap_or_default()
+}
+
+/// A configured source, ready to poll: its connector and its HTTP view.
+pub struct Source {
+    pub config: SourceConfig,
+    http: http::Http,
+    connector: Box<dyn Connector>,
+}
+
+impl Source {
+    /// Builds the connector for `config`; reads its secrets from the
+    /// environment (a missing one is an error naming the variable).
+    pub fn build(config: &SourceConfig, client: reqwest::Client) -> Result<Source, SourceError> {
+        let base = config.url.clone();
+        let secret = |var: &str| Secret::from_env(var);
+        let (auth, connector): (http::Auth, Box<dyn Connector>) = match &config.spec {
+            Spec::Discourse {
+                api_key_env,
+                api_username,
+                user_emails,
+            } => {
+                let auth = match (api_key_env, api_username) {
+                    (Some(k), Some(u)) => http::Auth::Headers(vec![
+                        (
+                            reqwest::header::HeaderName::from_static("api-key"),
+                            secret(k)?,
+                        ),
+                        (
+                            reqwest::header::HeaderName::from_static("api-username"),
+                            Secret::new(u.clone()),
+                        ),
+                    ]),
+                    _ => http::Auth::None,
+                };
+                (
+                    auth,
+                    Box::new(discourse::Discourse::new(base, *user_emails)),
+                )
+            }
+            Spec::Html {
+                selectors,
+                max_pages,
+            } => (
+                http::Auth::None,
+                Box::new(html::Html::new(base, selectors, *max_pages)?),
+            ),
+            Spec::Zendesk {
+                email,
+                token_env,
+                comments,
+            } => (
+                http::Auth::Basic {
+                    user: Secret::new(format!("{email}/token")),
+                    password: secret(token_env)?,
+                },
+                Box::new(zendesk::Zendesk::new(base, *comments)),
+            ),
+            Spec::Freshdesk {
+                api_key_env,
+                conversations,
+            } => (
+                http::Auth::Basic {
+                    user: secret(api_key_env)?,
+                    password: Secret::new("X"),
+                },
+                Box::new(freshdesk::Freshdesk::new(base, *conversations)),
+            ),
+            Spec::Mailchimp {
+                api_key_env,
+                machine_open,
+                opens_window_days,
+            } => (
+                http::Auth::Basic {
+                    user: Secret::new("lull"),
+                    password: secret(api_key_env)?,
+                },
+                Box::new(mailchimp::Mailchimp::new(
+                    base,
+                    *machine_open,
+                    *opens_window_days,
+                )),
+            ),
+            Spec::Mailgun {
+                domain,
+                api_key_env,
+                machine_open,
+            } => (
+                http::Auth::Basic {
+                    user: Secret::new("api"),
+                    password: secret(api_key_env)?,
+                },
+                Box::new(mailgun::Mailgun::new(base, domain.clone(), *machine_open)),
+            ),
+            Spec::Postmark {
+                token_env,
+                machine_open,
+            } => (
+                http::Auth::Headers(vec![(
+                    reqwest::header::HeaderName::from_static("x-postmark-server-token"),
+                    secret(token_env)?,
+                )]),
+                Box::new(postmark::Postmark::new(base, *machine_open)),
+            ),
+        };
+        Ok(Source {
+            config: config.clone(),
+            http: http::Http::new(client, config.http, auth),
+            connector,
+        })
+    }
+
+    pub fn name(&self) -> &SourceName {
+        &self.config.name
+    }
+}
+
+/// A poll that failed, naming its source.
+#[derive(Debug, thiserror::Error)]
+#[error("source `{source_name}` ({kind}): {error}")]
+pub struct PollError {
+    pub source_name: SourceName,
+    pub kind: &'static str,
+    #[source]
+    pub error: PollFailure,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollFailure {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("storing the poll: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What a successful poll did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PollReport {
+    pub source: SourceName,
+    pub kind: &'static str,
+    /// Activities the connector read (before dedupe).
+    pub read: u64,
+    pub counted: u64,
+    pub duplicates: u64,
+    pub unmatched: u64,
+    pub staff: u64,
+    pub requests: u64,
+    /// First and last day this poll marked covered.
+    pub covered: Option<(Day, Day)>,
+    pub seconds: f64,
+}
+
+/// Polls `source` once and commits what it read: activities, coverage and
+/// cursor together, or nothing at all.
+pub async fn poll(
+    source: &Source,
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<PollReport, PollError> {
+    let span =
+        tracing::info_span!("poll", source = %source.name(), kind = source.config.kind.name());
+    let fail = |error: PollFailure| PollError {
+        source_name: source.name().clone(),
+        kind: source.config.kind.name(),
+        error,
+    };
+    async {
+        let started = std::time::Instant::now();
+        let requests_before = source.http.requests();
+        let name = source.name().clone();
+        let cursor = {
+            let store = store.clone();
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || store.cursor(&name))
+                .await
+                .map_err(|e| fail(PollFailure::Source(SourceError::Other(e.to_string()))))?
+                .map_err(|e| fail(e.into()))?
+        };
+        let backfill = chrono::Duration::days(i64::from(source.config.backfill_days));
+        let cx = PollContext {
+            name: &name,
+            http: &source.http,
+            cursor: cursor.as_deref(),
+            now,
+            backfill_start: now - backfill,
+            tz,
+        };
+        let harvest = source
+            .connector
+            .poll(&cx)
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let read = harvest.activities.len() as u64;
+        let staff_read = harvest.staff;
+        let Prepared {
+            ingest,
+            staff,
+            covered,
+        } = prepare(&name, harvest, &registry, tz).map_err(|e| fail(e.into()))?;
+        let committed: Committed = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.commit(&ingest))
+                .await
+                .map_err(|e| fail(PollFailure::Source(SourceError::Other(e.to_string()))))?
+                .map_err(|e| fail(e.into()))?
+        };
+        let report = PollReport {
+            source: name,
+            kind: source.config.kind.name(),
+            read,
+            counted: committed.counted,
+            duplicates: committed.duplicates,
+            unmatched: committed.unmatched,
+            staff: staff + staff_read,
+            requests: source.http.requests() - requests_before,
+            covered,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            read = report.read,
+            counted = report.counted,
+            duplicates = report.duplicates,
+            unmatched = report.unmatched,
+            requests = report.requests,
+            "poll done"
+        );
+        Ok(report)
+    }
+    .instrument(span)
+    .await
+}
+
+/// A poll's commit, ready to go.
+struct Prepared {
+    ingest: Ingest,
+    /// Activities whose actor is staff (left out).
+    staff: u64,
+    covered: Option<(Day, Day)>,
+}
+
+/// Resolves actors and builds the one atomic commit of a poll.
+fn prepare(
+    name: &SourceName,
+    harvest: Harvest,
+    registry: &Registry,
+    tz: Tz,
+) -> Result<Prepared, StoreError> {
+    let mut ingest = Ingest::default();
+    let mut staff = 0;
+    let source = name.as_str();
+    for a in &harvest.activities {
+        let mut owner = None;
+        for actor in &a.actors {
+            match registry.resolve(source, actor) {
+                Resolved::Account(i) => {
+                    owner = Some(Ok(i));
+                    break;
+                }
+                Resolved::Staff => {
+                    owner = Some(Err(()));
+                    break;
+                }
+                Resolved::Unmatched => {}
+            }
+        }
+        let day = Day::of(a.at, tz);
+        let owner = match owner {
+            Some(Ok(i)) => Owner::Account(registry.get(i).id.as_str()),
+            Some(Err(())) => {
+                staff += 1;
+                continue;
+            }
+            None => Owner::Unmatched {
+                actor: a.actors.first().map(String::as_str).unwrap_or("(unknown)"),
+            },
+        };
+        if a.once {
+            ingest.add_once(source, &a.id, owner, a.kind, day)?;
+        } else {
+            ingest.add(source, &a.id, owner, a.kind, day, 1)?;
+        }
+    }
+    let mut covered = None;
+    if let Some((from, to)) = harvest.covered
+        && from <= to
+    {
+        let (first, last) = (Day::of(from, tz), Day::of(to, tz));
+        let mut d = first;
+        while d <= last {
+            ingest.coverage.push((name.clone(), d, COVERED_BY_POLL));
+            d = d.plus(1);
+        }
+        covered = Some((first, last));
+    }
+    ingest.cursors.push((name.clone(), harvest.cursor));
+    Ok(Prepared {
+        ingest,
+        staff,
+        covered,
+    })
+}
+
+/// Polls several sources at once (each has its own rate limit); returns
+/// each one's outcome in the order given.
+pub async fn poll_all(
+    sources: &[Source],
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    tz: Tz,
+) -> Vec<Result<PollReport, PollError>> {
+    let now = Utc::now();
+    let futures = sources
+        .iter()
+        .map(|s| poll(s, store.clone(), registry.clone(), tz, now));
+    futures_util::future::join_all(futures).await
+}
+
+/// Joins a "next page" link the service gave onto the configured base URL:
+/// only its path and query are kept, so a service (or a test server)
+/// behind another address is followed where the config points, and a
+/// hostile response cannot send lull's credentials elsewhere.
+pub(crate) fn follow(base: &url::Url, next: &str) -> Result<url::Url, SourceError> {
+    let parsed = url::Url::parse(next).or_else(|_| base.join(next));
+    let n = parsed.map_err(|e| {
+        SourceError::Other(format!(
+            "the service's next-page link `{next}` is not a URL: {e}"
+        ))
+    })?;
+    let mut out = base.clone();
+    out.set_path(n.path());
+    out.set_query(n.query());
+    Ok(out)
+}
+
+/// A URL under the configured base (keeping any path prefix it has).
+pub(crate) fn endpoint(base: &url::Url, path: &str) -> url::Url {
+    let mut u = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    u.set_path(&format!("{prefix}/{}", path.trim_start_matches('/')));
+    u.set_query(None);
+    u
+}
+
+/// Parses an RFC 3339 time from an API, naming the field on failure.
+pub(crate) fn api_time(url: &url::Url, field: &str, s: &str) -> Result<DateTime<Utc>, SourceError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| SourceError::Json {
+            url: url.to_string(),
+            detail: format!("`{field}` = {s:?} is not an RFC 3339 time: {e}"),
+        })
+}
