@@ -1,6 +1,8 @@
 //! `kill -9` during `lull import`, then the same import again: the counts
 //! are exactly those of one clean import (DESIGN.md invariant 1).
 
+#![recursion_limit = "256"]
+
 mod common;
 
 use std::os::unix::process::ExitStatusExt;

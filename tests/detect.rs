@@ -2,6 +2,8 @@
 //! answer is known. Each test also shows the case that *would* alert, so
 //! none of them can pass by never alerting.
 
+#![recursion_limit = "256"]
+
 mod common;
 
 use std::collections::BTreeSet;

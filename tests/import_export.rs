@@ -1,6 +1,8 @@
 //! End-to-end: `lull import`, `lull export`, `lull check`, `lull accounts`
 //! through the real binary.
 
+#![recursion_limit = "256"]
+
 mod common;
 
 use common::{Home, assert_same_export, event, events, stderr, stdout};

@@ -80,8 +80,8 @@ struct Message {
 
 #[derive(Deserialize)]
 struct Headers {
-    #[serde(rename = "message-id")]
-    message_id: String,
+    #[serde(default, rename = "message-id")]
+    message_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +120,12 @@ impl Connector for Mailgun {
                     break;
                 }
                 for e in page.items {
-                    let (Some(r), Some(m)) = (&e.recipient, &e.message) else {
+                    let (Some(r), Some(id)) = (
+                        e.recipient.as_deref().filter(|r| !r.is_empty()),
+                        e.message
+                            .as_ref()
+                            .and_then(|m| m.headers.message_id.as_deref()),
+                    ) else {
                         continue;
                     };
                     let at = DateTime::from_timestamp_micros((e.timestamp * 1e6) as i64)
@@ -128,7 +133,6 @@ impl Connector for Mailgun {
                             url: url.to_string(),
                             detail: format!("`timestamp` {} is out of range", e.timestamp),
                         })?;
-                    let id = &m.headers.message_id;
                     match e.event.as_str() {
                         "delivered" => eng.delivered(id, r, at),
                         "opened" => {

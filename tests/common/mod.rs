@@ -2,6 +2,8 @@
 //! accounts file, and a way to run the real binary in it.
 #![allow(dead_code)]
 
+pub mod shapes;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
