@@ -10,7 +10,6 @@
 
 #![recursion_limit = "256"]
 
-#[allow(dead_code)]
 #[path = "../tests/common/shapes.rs"]
 mod shapes;
 
@@ -56,7 +55,13 @@ async fn run(topics: u64, posts: u64, new_posts: u64, new_topics: u64) {
     for id in 1..=posts {
         let at = now - Duration::seconds(((posts - id) * 80 * 86_400 / posts) as i64 + 60);
         let user = format!("u{}", id % USERS);
-        forum.add(shapes::discourse_post(id, &user, &at.to_rfc3339(), 1 + id % topics, false));
+        forum.add(shapes::discourse_post(
+            id,
+            &user,
+            &at.to_rfc3339(),
+            1 + id % topics,
+            false,
+        ));
     }
     Mock::given(path("/posts.json"))
         .respond_with(forum.clone())
@@ -83,9 +88,11 @@ async fn run(topics: u64, posts: u64, new_posts: u64, new_topics: u64) {
     )
     .expect("config");
     let config = Config::load(&dir.path().join("lull.toml")).expect("config");
-    let registry = Arc::new(Registry::load(&config.accounts_file, &config.identity).expect("accounts"));
+    let registry =
+        Arc::new(Registry::load(&config.accounts_file, &config.identity).expect("accounts"));
     let store = Arc::new(Store::open(&config.store).expect("store"));
-    let source = Source::build(&config.sources[0], http::client().expect("client")).expect("source");
+    let source =
+        Source::build(&config.sources[0], http::client().expect("client")).expect("source");
 
     let report = |label: &str, r: &sources::PollReport, wall: f64, new: u64| {
         println!(
@@ -98,9 +105,15 @@ async fn run(topics: u64, posts: u64, new_posts: u64, new_topics: u64) {
         );
     };
     let t = Instant::now();
-    let first = sources::poll(&source, store.clone(), registry.clone(), config.timezone, Utc::now())
-        .await
-        .expect("first poll");
+    let first = sources::poll(
+        &source,
+        store.clone(),
+        registry.clone(),
+        config.timezone,
+        Utc::now(),
+    )
+    .await
+    .expect("first poll");
     report("first poll", &first, t.elapsed().as_secs_f64(), posts);
 
     // New posts in old topics: ids above every old one.
@@ -108,14 +121,31 @@ async fn run(topics: u64, posts: u64, new_posts: u64, new_topics: u64) {
         let id = posts + 1 + i;
         let topic = 1 + (i % new_topics) * (topics / new_topics).max(1);
         let user = format!("u{}", id % USERS);
-        forum.add(shapes::discourse_post(id, &user, &Utc::now().to_rfc3339(), topic, false));
+        forum.add(shapes::discourse_post(
+            id,
+            &user,
+            &Utc::now().to_rfc3339(),
+            topic,
+            false,
+        ));
     }
     let before = forum.requests();
     let t = Instant::now();
-    let next = sources::poll(&source, store.clone(), registry.clone(), config.timezone, Utc::now())
-        .await
-        .expect("incremental poll");
-    report("incremental poll", &next, t.elapsed().as_secs_f64(), new_posts);
+    let next = sources::poll(
+        &source,
+        store.clone(),
+        registry.clone(),
+        config.timezone,
+        Utc::now(),
+    )
+    .await
+    .expect("incremental poll");
+    report(
+        "incremental poll",
+        &next,
+        t.elapsed().as_secs_f64(),
+        new_posts,
+    );
     println!(
         "server saw {} requests for the incremental poll; {} topics, none downloaded",
         forum.requests() - before,

@@ -94,10 +94,17 @@ impl Default for Thresholds {
             recover_days: DEFAULT_RECOVER_DAYS,
             notify_recovery: DEFAULT_NOTIFY_RECOVERY,
             community: DEFAULT_COMMUNITY,
-            weights: BTreeMap::new(),
+            weights: DEFAULT_ZERO_WEIGHT_KINDS
+                .iter()
+                .map(|k| (k.to_string(), 0.0))
+                .collect(),
         }
     }
 }
+
+/// Kinds left out of detection unless a config weighs them: machine opens
+/// (privacy proxies, scanners) say nothing about whether people read.
+pub const DEFAULT_ZERO_WEIGHT_KINDS: &[&str] = &["machine_open"];
 
 impl Thresholds {
     /// The weight of channels of `kind`.

@@ -1,10 +1,11 @@
 //! `html`: any forum whose pages list posts with author and time, read with
 //! CSS selectors (or a preset), following "next" links politely.
 //!
-//! The page at `url` should list posts newest first (a forum's "latest
-//! posts" or search view). A poll reads pages until it reaches posts older
-//! than what the previous poll covered, the last page, or `max_pages`;
-//! it covers the time span it actually read.
+//! The page at `url` lists posts newest first (a forum's "latest posts" or
+//! a search sorted by time) or oldest first (a topic). A poll reads pages
+//! until, newest first, it reaches posts older than what the previous poll
+//! covered; or until the last page; at most `max_pages`. It covers only
+//! the time span it actually read.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -142,6 +143,9 @@ impl Connector for Html {
             let mut url = self.base.clone();
             let mut activities = Vec::new();
             let mut oldest: Option<DateTime<Utc>> = None;
+            // Newest first (a "latest posts" view) unless a page shows
+            // otherwise (a topic page, oldest first).
+            let mut descending = true;
             let mut complete = false;
             for page_no in 1..=self.max_pages {
                 let body = cx.http.get_text(&url).await?;
@@ -160,11 +164,15 @@ impl Connector for Html {
                         ),
                     });
                 }
-                let mut reached_old = false;
+                if let (Some(first), Some(last)) = (page.posts.first(), page.posts.last())
+                    && first.at < last.at
+                {
+                    descending = false;
+                }
+                let all_old = !page.posts.is_empty() && page.posts.iter().all(|p| p.at < since);
                 for p in page.posts {
                     oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
                     if p.at < since {
-                        reached_old = true;
                         continue;
                     }
                     activities.push(Activity {
@@ -176,7 +184,8 @@ impl Connector for Html {
                     });
                 }
                 match page.next {
-                    _ if reached_old => {
+                    // Newest first and already past `since`: the rest is older.
+                    _ if all_old && descending => {
                         complete = true;
                         break;
                     }
@@ -187,19 +196,25 @@ impl Connector for Html {
                     Some(next) => url = next,
                 }
             }
-            // Read back to `since` (or to the forum's first page): all of
-            // it is covered; else only down to the oldest post read.
-            let from = match (complete, oldest) {
-                (true, _) => prev.as_ref().map(|c| c.covered_to).unwrap_or(since),
-                (false, Some(o)) => {
+            let prev_end = prev.as_ref().map(|c| c.covered_to);
+            // Read everything down to `since` (or the forum's last page):
+            // all of it is covered. Stopped by `max_pages` on a newest-first
+            // listing: covered down to the oldest post read. Oldest first
+            // and stopped: the newest posts were not reached; nothing is.
+            let covered = match (complete, oldest) {
+                (true, _) => Some((prev_end.unwrap_or(since), cx.now)),
+                (false, Some(o)) if descending => {
                     tracing::warn!(source = %cx.name, max_pages = self.max_pages, "read max_pages without reaching the previous poll's posts; days before {o} stay uncovered (raise max_pages or poll more often)");
-                    o.max(prev.as_ref().map(|c| c.covered_to).unwrap_or(o))
+                    Some((o.max(prev_end.unwrap_or(o)), cx.now))
                 }
-                (false, None) => cx.now,
+                (false, _) => {
+                    tracing::warn!(source = %cx.name, max_pages = self.max_pages, "the page lists posts oldest first and has more than max_pages pages; nothing is covered (point `url` at a newest-first listing or raise max_pages)");
+                    None
+                }
             };
             Ok(Harvest {
                 activities,
-                covered: Some((from, cx.now)),
+                covered,
                 cursor: cursor_bytes(&Cursor { covered_to: cx.now }),
                 staff: 0,
             })
