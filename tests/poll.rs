@@ -211,11 +211,38 @@ async fn freshdesk_real_payloads_count_tickets_once_and_not_agent_replies() {
         )
         .mount(&server)
         .await;
-    // The second page repeats the ticket (it was updated meanwhile).
+    // The second page repeats the ticket (it was updated meanwhile), and
+    // has a second one, with the requester included, whose customer
+    // replied.
+    let mut page2: Value = serde_json::from_str(&fixture("freshdesk/all_tickets.json")).unwrap();
+    let mut t2 = page2[0].clone();
+    t2["id"] = json!(2);
+    t2["requester_id"] = json!(77);
+    t2["created_at"] = json!("2015-02-01T10:00:00Z");
+    t2["updated_at"] = json!("2015-02-03T10:00:00Z");
+    t2["requester"] = json!({"id": 77, "name": "Peter", "email": "peter@gmail.com", "mobile": null, "phone": null});
+    page2.as_array_mut().unwrap().push(t2);
     Mock::given(method("GET"))
         .and(path("/api/v2/tickets"))
         .and(query_param("page", "2"))
-        .respond_with(raw_json(fixture("freshdesk/all_tickets.json")))
+        .respond_with(json_body(&page2))
+        .mount(&server)
+        .await;
+    let mut convs: Value = serde_json::from_str(&fixture("freshdesk/conversations.json")).unwrap();
+    for (i, (incoming, private)) in [(true, false), (true, true)].into_iter().enumerate() {
+        let mut c = convs[1].clone();
+        c["id"] = json!(20 + i);
+        c["ticket_id"] = json!(2);
+        c["incoming"] = json!(incoming);
+        c["private"] = json!(private);
+        c["user_id"] = json!(77);
+        c["from_email"] = json!("Peter <peter@gmail.com>");
+        c["created_at"] = json!("2015-02-02T08:00:00Z");
+        convs.as_array_mut().unwrap().push(c);
+    }
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets/2/conversations"))
+        .respond_with(json_body(&convs))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -245,16 +272,20 @@ requests_per_minute = 0
     let o = lull(&h, &["poll", "--json"], &env).await;
     assert!(o.status.success(), "{}", stderr(&o));
     let r = &reports(&o)["helpdesk"];
-    // One ticket (seen on two pages), by rachel@freshdesk.com; both
-    // conversations are agents' (incoming: false) and do not count.
+    // Ticket 1 (seen on two pages) by rachel@freshdesk.com, whose two
+    // real conversations are agents' (incoming: false): not counted.
+    // Ticket 2 by Peter, and his one public reply (the private note and
+    // the agents' replies do not count).
     assert_eq!(
         (r["read"].as_u64(), r["counted"].as_u64()),
-        (Some(1), Some(1)),
+        (Some(3), Some(3)),
         "{r}"
     );
     let t = totals(&h);
     assert_eq!(t.get(&key("fresh", "helpdesk", "ticket")), Some(&1));
-    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t.get(&key("initech", "helpdesk", "ticket")), Some(&1));
+    assert_eq!(t.get(&key("initech", "helpdesk", "conversation")), Some(&1));
+    assert_eq!(t.len(), 3, "{t:?}");
     // The ticket's day is its creation day in the config's zone (UTC):
     // 2014-12-31T12:27:09+10:00.
     assert!(
@@ -597,6 +628,84 @@ requests_per_minute = 0
     assert_eq!(tot[&key("acme", "support", "ticket")], 2);
     assert_eq!(tot[&key("globex", "support", "ticket")], 1);
     server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zendesk_comments_count_public_end_user_replies_once() {
+    let server = MockServer::start().await;
+    let now = Utc::now();
+    let ts = |h: i64| now - Duration::hours(h);
+    let iso = |h: i64| ts(h).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    Mock::given(path("/api/v2/incremental/tickets/cursor.json"))
+        .respond_with(json_body(&json!({
+            "tickets": [shapes::zendesk_ticket(1, &iso(50), 101, None)],
+            "users": [shapes::zendesk_user(101, "bob@mail.acme.com", "end-user", None)],
+            "after_cursor": "c1", "after_url": null, "end_of_stream": true
+        })))
+        .mount(&server)
+        .await;
+    let comment = |id: u64, author: u64, public: bool, h: i64| {
+        json!({"id": id, "via": "Web form", "via_reference_id": null, "type": "Comment", "author_id": author,
+               "body": "Thanks", "html_body": "<p>Thanks</p>", "public": public, "attachments": [],
+               "audit_id": id - 1, "created_at": iso(h), "event_type": "Comment"})
+    };
+    let event = |id: u64, kind: &str, h: i64, children: Vec<Value>| {
+        json!({"id": id, "ticket_id": 1, "timestamp": ts(h).timestamp(), "created_at": iso(h), "updater_id": 101,
+               "via": "Web form", "system": {"client": "Mozilla/5.0", "ip_address": "203.0.113.9"},
+               "metadata": {}, "event_type": kind, "child_events": children})
+    };
+    let start = format!(
+        "{}/api/v2/incremental/ticket_events.json?start_time={}",
+        server.uri(),
+        ts(20).timestamp()
+    );
+    Mock::given(path("/api/v2/incremental/ticket_events.json"))
+        .and(query_param("include", "comment_events"))
+        .and(query_param_is_missing("page2"))
+        .respond_with(json_body(&json!({
+            "ticket_events": [
+                // The comment that opens the ticket is the ticket itself.
+                event(10, "Create", 50, vec![comment(11, 101, true, 50)]),
+                event(20, "Update", 30, vec![comment(21, 101, true, 30)]),
+                event(30, "Update", 25, vec![comment(31, 101, false, 25)]),
+                event(40, "Update", 20, vec![comment(41, 900, true, 20)]),
+            ],
+            "next_page": format!("{start}&page2=1"),
+            "count": 4, "end_of_stream": false, "end_time": ts(20).timestamp()
+        })))
+        .mount(&server)
+        .await;
+    // The time-based export repeats the edge of the previous page.
+    Mock::given(path("/api/v2/incremental/ticket_events.json"))
+        .and(query_param("page2", "1"))
+        .respond_with(json_body(&json!({
+            "ticket_events": [
+                event(40, "Update", 20, vec![comment(41, 900, true, 20)]),
+                event(50, "Update", 10, vec![comment(51, 101, true, 10)]),
+            ],
+            "next_page": null, "count": 2, "end_of_stream": true, "end_time": ts(10).timestamp()
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v2/users/show_many.json"))
+        .and(query_param("ids", "900"))
+        .respond_with(json_body(
+            &json!({"users": [shapes::zendesk_user(900, "agent@vendor.example", "agent", None)]}),
+        ))
+        .mount(&server)
+        .await;
+    let h = home(&format!(
+        "[[source]]\nname = \"support\"\nkind = \"zendesk\"\nurl = \"{}\"\nemail = \"lull@vendor.example\"\ntoken_env = \"LULL_TEST_ZENDESK_TOKEN\"\ncomments = true\nrequests_per_minute = 0\n",
+        server.uri()
+    ));
+    let o = lull(&h, &["poll", "--json"], &[("LULL_TEST_ZENDESK_TOKEN", "t")]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = totals(&h);
+    assert_eq!(t[&key("acme", "support", "ticket")], 1);
+    // Comments 21 and 51: not the opening one, not the private one, not
+    // the agent's (seen twice), each once.
+    assert_eq!(t[&key("acme", "support", "comment")], 2, "{t:?}");
+    assert_eq!(reports(&o)["support"]["staff"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
