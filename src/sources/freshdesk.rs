@@ -18,7 +18,7 @@ use url::Url;
 
 use super::{
     Activity, Connector, Harvest, PollContext, PollFuture, SourceError, api_time, cursor_bytes,
-    endpoint, follow,
+    endpoint, follow, requester_identities,
 };
 
 /// Tickets a page (Freshdesk's maximum).
@@ -199,26 +199,22 @@ impl Connector for Freshdesk {
                     (_, Some(u)) => Some(self.contact(cx, u, &mut contacts).await?),
                     _ => None,
                 };
-                let mut actors = Vec::new();
-                if let Some(e) = contact.as_ref().and_then(|c| c.email.clone()) {
-                    actors.push(e);
+                let company = company.or_else(|| contact.as_ref().and_then(|c| c.company_id));
+                if let Some(cid) = company
+                    && let Entry::Vacant(slot) = companies.entry(cid)
+                {
+                    let url = endpoint(&self.base, &format!("api/v2/companies/{cid}"));
+                    let (c, _) = cx.http.get_json::<Company>(&url).await?;
+                    slot.insert(c.domains);
                 }
-                if let Some(cid) = company.or_else(|| contact.as_ref().and_then(|c| c.company_id)) {
-                    if let Entry::Vacant(slot) = companies.entry(cid) {
-                        let url = endpoint(&self.base, &format!("api/v2/companies/{cid}"));
-                        let (c, _) = cx.http.get_json::<Company>(&url).await?;
-                        slot.insert(c.domains);
-                    }
-                    for d in companies.get(&cid).into_iter().flatten() {
-                        actors.push(format!("@{d}"));
-                    }
-                }
-                if actors.is_empty() {
-                    actors.push(match user {
-                        Some(u) => format!("freshdesk contact {u}"),
-                        None => "(no requester)".to_string(),
-                    });
-                }
+                let actors = requester_identities(
+                    contact.as_ref().and_then(|c| c.email.as_deref()),
+                    company
+                        .and_then(|c| companies.get(&c))
+                        .into_iter()
+                        .flatten(),
+                    user.map(|u| format!("freshdesk contact {u}")),
+                );
                 out.activities.push(Activity {
                     id,
                     kind,

@@ -451,6 +451,23 @@ pub(crate) fn endpoint(base: &url::Url, path: &str) -> url::Url {
     u
 }
 
+/// A help desk requester's identities, most specific first: their e-mail
+/// address, then their organisation's domains (as `@domain`); with
+/// neither, `fallback` (the desk's own id for them), so they show up
+/// among the unmatched actors and can be mapped.
+pub(crate) fn requester_identities<'a>(
+    email: Option<&str>,
+    domains: impl IntoIterator<Item = &'a String>,
+    fallback: Option<String>,
+) -> Vec<String> {
+    let mut actors: Vec<String> = email.map(str::to_string).into_iter().collect();
+    actors.extend(domains.into_iter().map(|d| format!("@{d}")));
+    if actors.is_empty() {
+        actors.push(fallback.unwrap_or_else(|| "(no requester)".to_string()));
+    }
+    actors
+}
+
 /// Parses an RFC 3339 time from an API, naming the field on failure.
 pub(crate) fn api_time(url: &url::Url, field: &str, s: &str) -> Result<DateTime<Utc>, SourceError> {
     DateTime::parse_from_rfc3339(s)

@@ -17,7 +17,7 @@ use url::Url;
 
 use super::{
     Activity, Connector, Harvest, PollContext, PollFuture, SourceError, api_time, cursor_bytes,
-    endpoint, follow,
+    endpoint, follow, requester_identities,
 };
 
 /// Zendesk's `show_many` takes up to 100 ids.
@@ -243,20 +243,12 @@ impl Connector for Zendesk {
                     out.staff += 1;
                     continue;
                 }
-                let mut actors = Vec::new();
-                if let Some(e) = user.and_then(|u| u.email.clone()) {
-                    actors.push(e);
-                }
                 let org = p.org.or_else(|| user.and_then(|u| u.organization_id));
-                for d in org.and_then(|o| domains.get(&o)).into_iter().flatten() {
-                    actors.push(format!("@{d}"));
-                }
-                if actors.is_empty() {
-                    actors.push(match p.user {
-                        Some(u) => format!("zendesk user {u}"),
-                        None => "(no requester)".to_string(),
-                    });
-                }
+                let actors = requester_identities(
+                    user.and_then(|u| u.email.as_deref()),
+                    org.and_then(|o| domains.get(&o)).into_iter().flatten(),
+                    p.user.map(|u| format!("zendesk user {u}")),
+                );
                 out.activities.push(Activity {
                     id: p.id,
                     kind: p.kind,
