@@ -10,10 +10,11 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use scraper::{ElementRef, Html as Document, Selector};
-use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{Activity, Connector, Harvest, PollContext, PollFuture, SourceError, cursor_bytes};
+use super::{
+    Activity, Connector, Harvest, PollContext, PollFuture, SourceError, SpanCursor, cursor_bytes,
+};
 
 /// Posts can show a time rounded to the minute (or to the day), so a
 /// poll reads this far back past where the previous one ended; what it
@@ -111,12 +112,6 @@ impl Html {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    /// The end of the span the last poll covered.
-    covered_to: DateTime<Utc>,
-}
-
 /// One post as scraped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scraped {
@@ -135,7 +130,7 @@ pub struct Page {
 impl Connector for Html {
     fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a> {
         Box::pin(async move {
-            let prev: Option<Cursor> = cx.cursor();
+            let prev: Option<SpanCursor> = cx.cursor();
             let since = prev
                 .as_ref()
                 .map(|c| c.covered_to - OVERLAP)
@@ -215,7 +210,7 @@ impl Connector for Html {
             Ok(Harvest {
                 activities,
                 covered,
-                cursor: cursor_bytes(&Cursor { covered_to: cx.now }),
+                cursor: cursor_bytes(&SpanCursor { covered_to: cx.now }),
                 staff: 0,
             })
         })

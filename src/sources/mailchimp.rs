@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use url::Url;
 
 use super::email::Engagement;
 use super::{
-    Connector, Harvest, PollContext, PollFuture, SourceError, api_time, cursor_bytes, endpoint,
+    Connector, Harvest, PollContext, PollFuture, SourceError, SpanCursor, api_time, cursor_bytes,
+    endpoint,
 };
 
 /// Records a page (Mailchimp allows up to 1,000).
@@ -36,11 +37,6 @@ impl Mailchimp {
             window_days,
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    covered_to: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +87,7 @@ struct Action {
 impl Connector for Mailchimp {
     fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a> {
         Box::pin(async move {
-            let prev: Option<Cursor> = cx.cursor();
+            let prev: Option<SpanCursor> = cx.cursor();
             let window_start = cx.now - chrono::Duration::days(i64::from(self.window_days));
             let since = match &prev {
                 Some(c) => c.covered_to.min(window_start),
@@ -127,7 +123,7 @@ impl Connector for Mailchimp {
             Ok(Harvest {
                 activities: eng.into_activities(),
                 covered: Some((prev.map(|c| c.covered_to).unwrap_or(since), cx.now)),
-                cursor: cursor_bytes(&Cursor { covered_to: cx.now }),
+                cursor: cursor_bytes(&SpanCursor { covered_to: cx.now }),
                 staff: 0,
             })
         })

@@ -8,20 +8,18 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::DateTime;
+use serde::Deserialize;
 use url::Url;
 
 use super::email::Engagement;
 use super::{
-    Connector, Harvest, PollContext, PollFuture, SourceError, cursor_bytes, endpoint, follow,
+    Connector, EMAIL_OVERLAP, Harvest, PollContext, PollFuture, SourceError, SpanCursor,
+    cursor_bytes, endpoint, follow,
 };
 
 /// Mailgun recommends treating the last 30 minutes as not final.
 const SETTLE: chrono::Duration = chrono::Duration::minutes(30);
-/// Reread before the previous end, so a delivery and its machine open
-/// are seen together even when a poll boundary falls between them.
-const OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
 /// Events a page (Mailgun's maximum).
 const PAGE: u32 = 300;
 /// A bound on pages per poll, against a server whose "next" never ends.
@@ -41,11 +39,6 @@ impl Mailgun {
             machine_open,
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    covered_to: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]
@@ -94,14 +87,14 @@ struct ClientInfo {
 impl Connector for Mailgun {
     fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a> {
         Box::pin(async move {
-            let prev: Option<Cursor> = cx.cursor();
+            let prev: Option<SpanCursor> = cx.cursor();
             let covered_from = prev
                 .as_ref()
                 .map(|c| c.covered_to)
                 .unwrap_or(cx.backfill_start);
             let begin = prev
                 .as_ref()
-                .map(|c| c.covered_to - OVERLAP)
+                .map(|c| c.covered_to - EMAIL_OVERLAP)
                 .unwrap_or(cx.backfill_start);
             let end = (cx.now - SETTLE).max(begin);
             let mut url = endpoint(&self.base, &format!("v3/{}/events", self.domain));
@@ -158,7 +151,7 @@ impl Connector for Mailgun {
             Ok(Harvest {
                 activities: eng.into_activities(),
                 covered: Some((covered_from, end)),
-                cursor: cursor_bytes(&Cursor { covered_to: end }),
+                cursor: cursor_bytes(&SpanCursor { covered_to: end }),
                 staff: 0,
             })
         })

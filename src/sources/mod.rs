@@ -104,6 +104,19 @@ pub trait Connector: Send + Sync {
     fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a>;
 }
 
+/// The cursor of connectors that resume by time alone: the end of the
+/// span the last poll covered.
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct SpanCursor {
+    pub covered_to: DateTime<Utc>,
+}
+
+/// E-mail platforms' event lists: each poll rereads this far before where
+/// the previous one ended, so a delivery and its machine open are seen
+/// together even when a poll boundary falls between them (what is read
+/// twice is deduplicated).
+pub(crate) const EMAIL_OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
+
 /// Serialises a cursor (a connector's own small JSON struct).
 pub(crate) fn cursor_bytes<T: Serialize>(c: &T) -> Vec<u8> {
     serde_json::to_vec(c).unwrap_or_default()
@@ -279,12 +292,10 @@ pub async fn poll(
         let requests_before = source.http.requests();
         let name = source.name().clone();
         let cursor = {
-            let store = store.clone();
             let name = name.clone();
-            tokio::task::spawn_blocking(move || store.cursor(&name))
+            blocking(&store, move |s| s.cursor(&name))
                 .await
-                .map_err(|e| fail(PollFailure::Source(SourceError::Other(e.to_string()))))?
-                .map_err(|e| fail(e.into()))?
+                .map_err(fail)?
         };
         let backfill = chrono::Duration::days(i64::from(source.config.backfill_days));
         let cx = PollContext {
@@ -307,13 +318,9 @@ pub async fn poll(
             staff,
             covered,
         } = prepare(&name, harvest, &registry, tz).map_err(|e| fail(e.into()))?;
-        let committed: Committed = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.commit(&ingest))
-                .await
-                .map_err(|e| fail(PollFailure::Source(SourceError::Other(e.to_string()))))?
-                .map_err(|e| fail(e.into()))?
-        };
+        let committed: Committed = blocking(&store, move |s| s.commit(&ingest))
+            .await
+            .map_err(fail)?;
         let report = PollReport {
             source: name,
             kind: source.config.kind.name(),
@@ -338,6 +345,18 @@ pub async fn poll(
     }
     .instrument(span)
     .await
+}
+
+/// Runs a (blocking) store call off the async workers.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, PollFailure> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| PollFailure::Source(SourceError::Other(e.to_string())))?
+        .map_err(PollFailure::from)
 }
 
 /// A poll's commit, ready to go.

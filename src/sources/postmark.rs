@@ -12,20 +12,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use url::Url;
 
 use super::email::Engagement;
 use super::{
-    Connector, Harvest, PollContext, PollFuture, SourceError, api_time, cursor_bytes, endpoint,
+    Connector, EMAIL_OVERLAP, Harvest, PollContext, PollFuture, SourceError, SpanCursor, api_time,
+    cursor_bytes, endpoint,
 };
 
 /// Records a page (Postmark's maximum).
 const PAGE: u64 = 500;
 /// Postmark serves `offset + count` up to this.
 const MAX_OFFSET: u64 = 10_000;
-/// Reread before the previous end (see mailgun.rs).
-const OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
 /// Postmark's API speaks Eastern time.
 const POSTMARK_TZ: Tz = chrono_tz::America::New_York;
 
@@ -38,11 +37,6 @@ impl Postmark {
     pub fn new(base: Url, machine_open: Duration) -> Postmark {
         Postmark { base, machine_open }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    covered_to: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]
@@ -83,14 +77,14 @@ struct Open {
 impl Connector for Postmark {
     fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a> {
         Box::pin(async move {
-            let prev: Option<Cursor> = cx.cursor();
+            let prev: Option<SpanCursor> = cx.cursor();
             let mut covered_from = prev
                 .as_ref()
                 .map(|c| c.covered_to)
                 .unwrap_or(cx.backfill_start);
             let since = prev
                 .as_ref()
-                .map(|c| c.covered_to - OVERLAP)
+                .map(|c| c.covered_to - EMAIL_OVERLAP)
                 .unwrap_or(cx.backfill_start);
             let mut eng = Engagement::new(self.machine_open);
 
@@ -142,7 +136,7 @@ impl Connector for Postmark {
             Ok(Harvest {
                 activities: eng.into_activities(),
                 covered: Some((covered_from, cx.now)),
-                cursor: cursor_bytes(&Cursor { covered_to: cx.now }),
+                cursor: cursor_bytes(&SpanCursor { covered_to: cx.now }),
                 staff: 0,
             })
         })
