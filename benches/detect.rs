@@ -86,7 +86,7 @@ fn phase(name: &str, accounts: usize) {
                 last_day().plus(-1),
             )
             .expect("detect");
-            run.record(&store).expect("record");
+            run.record(&store, None).expect("record");
             format!(
                 "detect, first run (replays {DAYS} days to build state): {accounts} accounts, {} notices",
                 run.notices.len()
@@ -96,7 +96,7 @@ fn phase(name: &str, accounts: usize) {
             let (store, registry) = open(accounts);
             let run =
                 judge_day(&store, &registry, &DetectConfig::default(), last_day()).expect("detect");
-            run.record(&store).expect("record");
+            run.record(&store, None).expect("record");
             format!(
                 "detect, next day (one day from saved state): {accounts} accounts, {} notices",
                 run.notices.len()

@@ -64,7 +64,10 @@ pub fn run(
             .any(|n| n.notice != NoticeKind::Recovered)
         {
             let account = registry.get(h.account);
-            weekly.insert(account.id.to_string(), detector.weekly(&h, from, to));
+            weekly.insert(
+                account.id.to_string(),
+                detector.weekly(&h, from.plus(-182), to),
+            );
         }
         done += 1;
         progress(done);

@@ -71,7 +71,7 @@ pub enum Command {
         #[arg(long, value_parser = parse_day)]
         at: Option<Day>,
     },
-    /// Judge every account as of a day; queue the alerts it decides
+    /// Judge every account as of a day; queue the alerts it decides and send them
     Detect {
         /// The day to judge (default: today)
         #[arg(long, value_parser = parse_day)]
@@ -79,12 +79,36 @@ pub enum Command {
         /// Judge and print, but record nothing and queue nothing
         #[arg(long)]
         dry_run: bool,
-        /// Queue alerts but do not deliver them now
+        /// Queue alerts but do not deliver them now (`lull deliver` sends them)
         #[arg(long)]
         no_send: bool,
         /// JSON array on stdout, one object per account
         #[arg(long)]
         json: bool,
+    },
+    /// Send every queued alert e-mail now (retrying for [smtp] retry_secs)
+    Deliver,
+    /// List alert e-mails: queued, sent and failed, with times and recipients
+    Alerts {
+        /// JSON array on stdout, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hear nothing about an account until a day (its state still moves)
+    Snooze {
+        /// The account's id
+        account: String,
+        /// Last day of the snooze (YYYY-MM-DD, inclusive)
+        #[arg(long, value_parser = parse_day)]
+        until: Day,
+        /// Why (shown in `lull accounts`)
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift an account's snooze
+    Unsnooze {
+        /// The account's id
+        account: String,
     },
     /// Replay detection day by day over stored history; queue and send nothing
     Backtest {

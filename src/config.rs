@@ -35,6 +35,9 @@ struct RawConfig {
     detect: RawDetect,
     #[serde(default)]
     source: Vec<crate::sources::config::RawSource>,
+    smtp: Option<Spanned<crate::alert::config::RawSmtp>>,
+    #[serde(default)]
+    alerts: crate::alert::config::RawAlerts,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -77,6 +80,9 @@ pub struct Config {
     pub detect: DetectConfig,
     /// The `[[source]]` tables, validated.
     pub sources: Vec<crate::sources::SourceConfig>,
+    /// How alert e-mails leave; without it alerts stay queued.
+    pub smtp: Option<crate::alert::config::SmtpConfig>,
+    pub alerts: crate::alert::config::AlertsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -141,8 +147,13 @@ impl Config {
                 ));
             }
         }
-        let detect = raw.detect.build(&src, &mut problems);
+        let mut detect = raw.detect.build(&src, &mut problems);
         let sources = crate::sources::config::build_sources(&raw.source, &src, &mut problems);
+        detect.polled = sources.iter().map(|s| s.name.to_string()).collect();
+        let smtp = raw
+            .smtp
+            .and_then(|s| crate::alert::config::RawSmtp::build(s, base, &src, &mut problems));
+        let alerts = raw.alerts.build(&src, &mut problems);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }
@@ -162,6 +173,8 @@ impl Config {
             identity: raw.identity,
             detect,
             sources,
+            smtp,
+            alerts,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! library: it parses the command line ([`cli`]) and hands it to [`cmd`].
 
 pub mod accounts;
+pub mod alert;
 pub mod backtest;
 pub mod cli;
 pub mod cmd;

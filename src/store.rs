@@ -20,9 +20,13 @@
 //! that sort in time order. Detection has two trees of its own, written
 //! together in one sled transaction ([`Store::record_detection`]):
 //! `alerts` holds each account's state (`s` · account → the detector's
-//! JSON) and the last judged day; `outbox` holds the notices waiting for
-//! delivery, keyed day · account · kind, so deciding the same notice twice
-//! stores it once. `meta` holds the schema version.
+//! JSON), the last judged day, snoozes (`z` · account) and the sources
+//! reported stale (`t` · source → since); `outbox` holds the notices
+//! waiting for delivery, keyed day · account · kind, so deciding the same
+//! notice twice stores it once. `mail` is the delivery record: one entry
+//! per message (by Message-ID) that was sent, rejected, or is being
+//! retried; a message leaves the outbox and enters `mail` as sent in one
+//! transaction ([`Store::record_mail`]). `meta` holds the schema version.
 //!
 //! Markers and counts are grouped into few large values on purpose: sled
 //! manages about 70,000 random-key inserts a second on this class of
@@ -60,6 +64,7 @@ const TREE_ACTIVITY: &str = "activity";
 const TREE_META: &str = "meta";
 const TREE_ALERTS: &str = "alerts";
 const TREE_OUTBOX: &str = "outbox";
+const TREE_MAIL: &str = "mail";
 const META_SCHEMA: &[u8] = b"schema_version";
 
 const P_DEDUPE: u8 = b'd';
@@ -71,6 +76,10 @@ const P_ONCE: u8 = b'o';
 const SEP: u8 = 0;
 /// `alerts` tree: per-account detection state, and the last judged day.
 const P_STATE: u8 = b's';
+/// `alerts` tree: an account's snooze (JSON, owned by the alert module).
+const P_SNOOZE: u8 = b'z';
+/// `alerts` tree: a source reported stale, and the last day it had data.
+const P_STALE: u8 = b't';
 const ALERTS_LAST_DAY: &[u8] = b"last_day";
 
 /// Coverage flags: who said the day is covered.
@@ -293,6 +302,17 @@ pub struct QueuedNotice {
     pub body: Vec<u8>,
 }
 
+impl QueuedNotice {
+    /// The outbox key: day · account · 0 · kind.
+    fn key(&self) -> Result<Vec<u8>, StoreError> {
+        let mut k = self.day.to_key().to_vec();
+        k.extend_from_slice(check_name(self.account.as_str())?);
+        k.push(SEP);
+        k.extend_from_slice(check_name(&self.kind)?);
+        Ok(k)
+    }
+}
+
 /// Unmatched actors of one source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnmatchedActor {
@@ -309,6 +329,7 @@ pub struct Store {
     activity: sled::Tree,
     alerts: sled::Tree,
     outbox: sled::Tree,
+    mail: sled::Tree,
     write: Mutex<()>,
 }
 
@@ -332,6 +353,7 @@ impl Store {
         let activity = tree(TREE_ACTIVITY)?;
         let alerts = tree(TREE_ALERTS)?;
         let outbox = tree(TREE_OUTBOX)?;
+        let mail = tree(TREE_MAIL)?;
         match meta.get(META_SCHEMA).map_err(|e| open_error(&path, e))? {
             Some(v) => {
                 let found = <[u8; 4]>::try_from(v.as_ref())
@@ -364,6 +386,7 @@ impl Store {
             activity,
             alerts,
             outbox,
+            mail,
             write: Mutex::new(()),
         })
     }
@@ -610,50 +633,47 @@ impl Store {
     }
 
     /// Records one detection day atomically: the day, the account states
-    /// that changed, and the notices to deliver (queued in the outbox).
-    /// A notice's key is (day, account, kind), so recording the same day
-    /// twice queues nothing twice. When this returns, all of it is on disk.
+    /// that changed, the notices to deliver (queued in the outbox) and the
+    /// sources that went stale (`Some(last day with data)`) or are fresh
+    /// again (`None`). A notice's key is (day, account, kind), so recording
+    /// the same day twice queues nothing twice. When this returns, all of
+    /// it is on disk.
     pub fn record_detection(
         &self,
         day: Day,
         states: &[(AccountId, Vec<u8>)],
         notices: &[QueuedNotice],
+        stale: &[(SourceName, Option<Day>)],
     ) -> Result<(), StoreError> {
         use sled::Transactional;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut state_keys = Vec::with_capacity(states.len());
+        let mut alert_keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        alert_keys.push((ALERTS_LAST_DAY.to_vec(), Some(day.to_key().to_vec())));
         for (account, bytes) in states {
-            let a = check_name(account.as_str())?;
-            let mut k = Vec::with_capacity(1 + a.len());
-            k.push(P_STATE);
-            k.extend_from_slice(a);
-            state_keys.push((k, bytes.as_slice()));
+            alert_keys.push((key_bare(P_STATE, account.as_str())?, Some(bytes.clone())));
+        }
+        for (source, since) in stale {
+            let k = key_bare(P_STALE, source.as_str())?;
+            alert_keys.push((k, since.map(|d| d.to_key().to_vec())));
         }
         let mut notice_keys = Vec::with_capacity(notices.len());
         for n in notices {
-            let mut k = n.day.to_key().to_vec();
-            k.extend_from_slice(check_name(n.account.as_str())?);
-            k.push(SEP);
-            k.extend_from_slice(check_name(&n.kind)?);
-            notice_keys.push((k, n.body.as_slice()));
+            notice_keys.push((n.key()?, n.body.as_slice()));
         }
         (&self.alerts, &self.outbox)
             .transaction(|(alerts, outbox)| {
-                alerts.insert(ALERTS_LAST_DAY, &day.to_key())?;
-                for (k, v) in &state_keys {
-                    alerts.insert(k.as_slice(), *v)?;
+                for (k, v) in &alert_keys {
+                    match v {
+                        Some(v) => alerts.insert(k.as_slice(), v.as_slice())?,
+                        None => alerts.remove(k.as_slice())?,
+                    };
                 }
                 for (k, v) in &notice_keys {
                     outbox.insert(k.as_slice(), *v)?;
                 }
                 Ok::<(), sled::transaction::ConflictableTransactionError<Infallible>>(())
             })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => {
-                    sled_err("recording detection")(e)
-                }
-                sled::transaction::TransactionError::Abort(never) => match never {},
-            })?;
+            .map_err(transaction_err("recording detection"))?;
         self.db.flush().map_err(sled_err("flushing to disk"))?;
         Ok(())
     }
@@ -675,6 +695,96 @@ impl Store {
                 kind,
                 body: v.to_vec(),
             });
+        }
+        Ok(out)
+    }
+
+    /// Records what became of one message, atomically: the record under
+    /// its Message-ID in `mail`, and its notices out of the outbox (none
+    /// while it is only being retried). Flushed before returning: called
+    /// right after the SMTP server accepted, this is the whole window in
+    /// which a crash could send the message again.
+    pub fn record_mail(
+        &self,
+        message_id: &str,
+        record: &[u8],
+        done: &[QueuedNotice],
+    ) -> Result<(), StoreError> {
+        use sled::Transactional;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let keys = done
+            .iter()
+            .map(QueuedNotice::key)
+            .collect::<Result<Vec<_>, _>>()?;
+        (&self.outbox, &self.mail)
+            .transaction(|(outbox, mail)| {
+                for k in &keys {
+                    outbox.remove(k.as_slice())?;
+                }
+                mail.insert(message_id.as_bytes(), record)?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<Infallible>>(())
+            })
+            .map_err(transaction_err("recording a delivery"))?;
+        self.db.flush().map_err(sled_err("flushing to disk"))?;
+        Ok(())
+    }
+
+    /// Every delivery record: (Message-ID, record).
+    pub fn mail(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.mail.iter() {
+            let (k, v) = r.map_err(sled_err("reading the delivery record"))?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The delivery record of one message.
+    pub fn mail_record(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .mail
+            .get(message_id.as_bytes())
+            .map_err(sled_err("reading the delivery record"))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Sets (`Some`) or lifts (`None`) an account's snooze; flushed.
+    pub fn set_snooze(&self, account: &AccountId, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let k = key_bare(P_SNOOZE, account.as_str())?;
+        match value {
+            Some(v) => self.alerts.insert(k, v).map(drop),
+            None => self.alerts.remove(k).map(drop),
+        }
+        .map_err(sled_err("recording a snooze"))?;
+        self.db.flush().map_err(sled_err("flushing to disk"))?;
+        Ok(())
+    }
+
+    /// Every snoozed account and its snooze.
+    pub fn snoozes(&self) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.alerts.scan_prefix([P_SNOOZE]) {
+            let (k, v) = r.map_err(sled_err("reading snoozes"))?;
+            out.push((
+                AccountId(String::from_utf8_lossy(&k[1..]).into_owned()),
+                v.to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Sources reported stale, with the last day each had data.
+    pub fn stale_sources(&self) -> Result<BTreeMap<SourceName, Day>, StoreError> {
+        let mut out = BTreeMap::new();
+        for r in self.alerts.scan_prefix([P_STALE]) {
+            let (k, v) = r.map_err(sled_err("reading stale sources"))?;
+            if let Some(day) = day_key(&v) {
+                out.insert(
+                    SourceName(String::from_utf8_lossy(&k[1..]).into_owned()),
+                    day,
+                );
+            }
         }
         Ok(out)
     }
@@ -792,6 +902,24 @@ fn check_name(s: &str) -> Result<&[u8], StoreError> {
         Err(StoreError::NulInName(s.to_string()))
     } else {
         Ok(s.as_bytes())
+    }
+}
+
+/// prefix · name, without a separator (a key space of single names).
+fn key_bare(prefix: u8, a: &str) -> Result<Vec<u8>, StoreError> {
+    let a = check_name(a)?;
+    let mut k = Vec::with_capacity(1 + a.len());
+    k.push(prefix);
+    k.extend_from_slice(a);
+    Ok(k)
+}
+
+fn transaction_err(
+    doing: &'static str,
+) -> impl FnOnce(sled::transaction::TransactionError<Infallible>) -> StoreError {
+    move |e| match e {
+        sled::transaction::TransactionError::Storage(e) => sled_err(doing)(e),
+        sled::transaction::TransactionError::Abort(never) => match never {},
     }
 }
 

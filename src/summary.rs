@@ -28,6 +28,9 @@ pub struct AccountSummary {
     /// Each channel's recent window against its baseline, as detection
     /// judges it on `at`.
     pub channels: Vec<ChannelReport>,
+    /// The CSM asked to hear nothing about the account until this day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snoozed: Option<crate::detect::Snooze>,
 }
 
 /// Summaries of every account, in accounts-file order, as of day `at`.
@@ -59,6 +62,7 @@ pub fn summarise(
             events_8w: weekly.iter().sum(),
             weekly,
             channels: Vec::new(),
+            snoozed: None,
         });
     }
     Ok(out)

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use super::{Context, print_stdout, table_text};
-use crate::detect::judge_day;
+use crate::detect::{judge_day, snoozes};
 use crate::summary::{SUMMARY_WEEKS, sparkline, summarise};
 use crate::types::Day;
 
@@ -43,11 +43,13 @@ pub fn run(
     // The state as detection sees it today, from the saved states: a dry
     // run that records nothing.
     let judged = judge_day(&ctx.store, &ctx.registry, &ctx.config.detect, at)?;
+    let mut snoozed = snoozes(&ctx.store, at)?;
     for (row, j) in rows.iter_mut().zip(judged.accounts) {
         if row.account == j.account {
             row.state = j.state.as_str().to_string();
             row.channels = j.channels;
         }
+        row.snoozed = snoozed.remove(&row.account);
     }
     if json {
         print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
@@ -60,7 +62,10 @@ pub fn run(
                 r.account.to_string(),
                 r.csm.clone(),
                 r.segment.clone().unwrap_or_else(|| "-".into()),
-                r.state.clone(),
+                match &r.snoozed {
+                    Some(s) => format!("{} (snoozed to {}: {})", r.state, s.until, s.reason),
+                    None => r.state.clone(),
+                },
                 r.last_activity
                     .map_or_else(|| "never".into(), |d| d.to_string()),
                 r.events_8w.to_string(),

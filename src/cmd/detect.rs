@@ -6,7 +6,13 @@ use super::{Context, print_stdout, table_text};
 use crate::detect::{AccountJudgement, ChannelStatus, judge_day};
 use crate::types::Day;
 
-pub fn run(ctx: &Context, at: Option<Day>, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    ctx: &Context,
+    at: Option<Day>,
+    dry_run: bool,
+    no_send: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let at = at.unwrap_or_else(|| Day::today(ctx.config.timezone));
     let span = tracing::info_span!("detect", day = %at, dry_run);
     let _enter = span.enter();
@@ -17,7 +23,12 @@ pub fn run(ctx: &Context, at: Option<Day>, dry_run: bool, json: bool) -> anyhow:
             run.previous.map_or_else(|| "-".into(), |d| d.to_string())
         );
     }
-    let queued = if dry_run { 0 } else { run.record(&ctx.store)? };
+    let ops = ctx.config.alerts.ops_email.as_ref().map(|m| m.to_string());
+    let queued = if dry_run {
+        0
+    } else {
+        run.record(&ctx.store, ops.as_deref())?
+    };
     tracing::info!(
         accounts = run.accounts.len(),
         notices = run.notices.len(),
@@ -43,10 +54,32 @@ pub fn run(ctx: &Context, at: Option<Day>, dry_run: bool, json: bool) -> anyhow:
             }
         );
     }
-    if !dry_run && !run.already_judged {
+    for (source, last) in run.newly_stale() {
         eprintln!(
-            "{queued} notice(s) queued in the outbox; no [smtp] is configured, so none were sent"
+            "source {source} has no data since {last}: its channels are unknown (no silence alerts from it){}",
+            match (&ops, dry_run) {
+                (_, true) => " — dry run, nobody told".to_string(),
+                (Some(to), false) => format!("; {to} is told"),
+                (None, false) => "; set [alerts] ops_email to have ops told by e-mail".to_string(),
+            }
         );
+    }
+    if !dry_run && !run.already_judged {
+        eprintln!("{queued} notice(s) queued in the outbox");
+    }
+    if dry_run || no_send {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match super::deliver::send_queued(ctx) {
+        Ok(Some(d)) if d.sent + d.failed + d.queued > 0 => super::deliver::report(&d),
+        Ok(Some(_)) => {}
+        Ok(None) if queued > 0 => {
+            eprintln!("no [smtp] is configured, so nothing was sent; `lull alerts` lists the queue")
+        }
+        Ok(None) => {}
+        // Detection is recorded; a delivery that cannot start leaves the
+        // alerts queued and is reported, not fatal.
+        Err(e) => eprintln!("alert e-mails not sent (they stay queued): {e:#}"),
     }
     Ok(ExitCode::SUCCESS)
 }

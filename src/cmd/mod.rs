@@ -1,12 +1,15 @@
 //! One module per command; `run` dispatches.
 
 mod accounts;
+mod alerts;
 mod backtest;
 mod check;
+mod deliver;
 mod detect;
 mod export;
 mod import;
 mod poll;
+mod snooze;
 
 use std::process::ExitCode;
 
@@ -47,12 +50,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detect {
             at,
             dry_run,
-            no_send: _,
+            no_send,
             json,
         } => {
             let ctx = Context::open(&config_path)?;
-            detect::run(&ctx, at, dry_run, json)
+            detect::run(&ctx, at, dry_run, no_send, json)
         }
+        Command::Deliver => deliver::run(&Context::open(&config_path)?),
+        Command::Alerts { json } => alerts::run(&Context::open(&config_path)?, json),
+        Command::Snooze {
+            account,
+            until,
+            reason,
+        } => snooze::snooze(&Context::open(&config_path)?, &account, until, &reason),
+        Command::Unsnooze { account } => snooze::unsnooze(&Context::open(&config_path)?, &account),
         Command::Backtest {
             from,
             to,

@@ -1,12 +1,59 @@
 //! Production detection: judge one day for every account, from the state
 //! saved by the previous run, and record the outcome with its notices.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use super::{AccountJudgement, DetectConfig, Detector, Memory, Notice, timeline_for};
 use crate::accounts::Registry;
 use crate::store::{QueuedNotice, Store, StoreError};
-use crate::types::{AccountId, Day};
+use crate::types::{AccountId, Day, SourceName};
+
+/// Weeks of history in an alert's chart: a quarter shows the account's
+/// normal level and the drop at a glance.
+pub const CHART_WEEKS: i32 = 12;
+
+/// The outbox kind of a stale-source notice (its "account" is the source).
+pub const STALE_SOURCE: &str = "stale_source";
+
+/// A source that stopped delivering data: an ops problem, told once to the
+/// ops address instead of as silence to CSMs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleNotice {
+    pub source: SourceName,
+    /// The day detection found it stale.
+    pub date: Day,
+    /// The last day the source has data for.
+    pub last_data: Day,
+    /// Who is told (the configured ops address).
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// An account's snooze, as `lull snooze` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snooze {
+    /// The last day no notice is decided for the account.
+    pub until: Day,
+    pub reason: String,
+    pub set_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every snooze in the store that still holds on or after `day`.
+pub fn snoozes(store: &Store, day: Day) -> Result<BTreeMap<AccountId, Snooze>, StoreError> {
+    Ok(store
+        .snoozes()?
+        .into_iter()
+        .filter_map(|(a, bytes)| {
+            serde_json::from_slice::<Snooze>(&bytes)
+                .ok()
+                .map(|s| (a, s))
+        })
+        .filter(|(_, s)| s.until >= day)
+        .collect())
+}
 
 /// One day's judgement of every account.
 #[derive(Debug)]
@@ -21,6 +68,11 @@ pub struct DayRun {
     /// `day` was already judged: states were replayed from history and
     /// nothing may be recorded.
     pub already_judged: bool,
+    /// Sources with data but none in the last `stale_days` days, with
+    /// their last day of data.
+    pub stale: BTreeMap<SourceName, Day>,
+    /// Sources already reported stale before this run.
+    pub reported_stale: BTreeMap<SourceName, Day>,
     saved: HashMap<AccountId, Vec<u8>>,
 }
 
@@ -53,7 +105,11 @@ pub fn judge_day(
         _ => Day(i32::MIN / 2),
     };
     let (history, timeline) = timeline_for(store, config, earliest, at)?;
-    let detector = Detector::load(store, registry, config, timeline)?;
+    let snoozed = snoozes(store, at)?
+        .into_iter()
+        .map(|(a, s)| (a, s.until))
+        .collect();
+    let detector = Detector::load(store, registry, config, timeline)?.with_snoozes(snoozed);
     let mut accounts = Vec::with_capacity(registry.len());
     let mut notices = Vec::new();
     detector.for_each_account(store, |h| {
@@ -62,27 +118,58 @@ pub fn judge_day(
             (Some(m), Some(r)) => (*m, r),
             _ => (Memory::default(), history),
         };
+        let before = notices.len();
         accounts.push(detector.replay(&h, memory, from, at, at, |n| notices.push(n)));
+        if notices.len() > before {
+            let weekly = detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at);
+            for n in &mut notices[before..] {
+                n.weekly = Some(weekly.clone());
+            }
+        }
     })?;
     accounts.sort_by_key(|a| registry.by_id(a.account.as_str()));
     notices.sort_by(|a, b| (a.date, &a.account).cmp(&(b.date, &b.account)));
+    let stale_days = config.defaults.stale_days;
+    let mut stale = BTreeMap::new();
+    if stale_days > 0 {
+        for source in store.sources()? {
+            if !config.polled.contains(source.as_str()) {
+                continue;
+            }
+            let last = store.coverage(&source)?.range(..=at).next_back().copied();
+            if let Some(last) = last.filter(|l| at.0 - l.0 >= stale_days as i32) {
+                stale.insert(source, last);
+            }
+        }
+    }
     Ok(DayRun {
         day: at,
         accounts,
         notices,
         previous,
         already_judged,
+        stale,
+        reported_stale: store.stale_sources()?,
         saved,
     })
 }
 
 impl DayRun {
-    /// Saves the states that changed and queues today's notices, in one
+    /// Sources that went stale since the last run (each is told once).
+    pub fn newly_stale(&self) -> impl Iterator<Item = (&SourceName, &Day)> {
+        self.stale
+            .iter()
+            .filter(|(s, _)| !self.reported_stale.contains_key(*s))
+    }
+
+    /// Saves the states that changed and queues today's notices (and, with
+    /// an `ops` address, one notice per source that went stale), in one
     /// atomic, flushed write. Refused for a day already judged.
-    pub fn record(&self, store: &Store) -> Result<usize, StoreError> {
+    pub fn record(&self, store: &Store, ops: Option<&str>) -> Result<usize, StoreError> {
         if self.already_judged {
             return Ok(0);
         }
+        let now = chrono::Utc::now();
         let mut states = Vec::new();
         for a in &self.accounts {
             let bytes = serde_json::to_vec(&a.memory).unwrap_or_default();
@@ -90,17 +177,45 @@ impl DayRun {
                 states.push((a.account.clone(), bytes));
             }
         }
-        let queued: Vec<QueuedNotice> = self
+        let mut queued: Vec<QueuedNotice> = self
             .notices
             .iter()
-            .map(|n| QueuedNotice {
-                day: n.date,
-                account: n.account.clone(),
-                kind: n.notice.as_str().to_string(),
-                body: serde_json::to_vec(n).unwrap_or_default(),
+            .map(|n| {
+                let mut n = n.clone();
+                n.queued_at = Some(now);
+                QueuedNotice {
+                    day: n.date,
+                    account: n.account.clone(),
+                    kind: n.notice.as_str().to_string(),
+                    body: serde_json::to_vec(&n).unwrap_or_default(),
+                }
             })
             .collect();
-        store.record_detection(self.day, &states, &queued)?;
+        let mut stale_changes: Vec<(SourceName, Option<Day>)> = Vec::new();
+        for (source, last) in self.newly_stale() {
+            stale_changes.push((source.clone(), Some(*last)));
+            if let Some(to) = ops {
+                let notice = StaleNotice {
+                    source: source.clone(),
+                    date: self.day,
+                    last_data: *last,
+                    to: to.to_string(),
+                    queued_at: Some(now),
+                };
+                queued.push(QueuedNotice {
+                    day: self.day,
+                    account: AccountId(source.to_string()),
+                    kind: STALE_SOURCE.to_string(),
+                    body: serde_json::to_vec(&notice).unwrap_or_default(),
+                });
+            }
+        }
+        for source in self.reported_stale.keys() {
+            if !self.stale.contains_key(source) {
+                stale_changes.push((source.clone(), None));
+            }
+        }
+        store.record_detection(self.day, &states, &queued, &stale_changes)?;
         Ok(queued.len())
     }
 }

@@ -5,7 +5,7 @@
 //! source covered are read, on both sides: an uncovered day is unknown,
 //! never zero.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF, NegativeBinomial, Poisson};
 
 use super::history::Prefix;
@@ -20,7 +20,7 @@ const WEEKDAY_SHRINK_DAYS: f64 = 7.0;
 const MIN_WEEKS_FOR_DISPERSION: usize = 4;
 
 /// What one channel says about its account on one day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelStatus {
     /// The source did not cover enough of the recent window.
@@ -42,7 +42,7 @@ impl ChannelStatus {
 }
 
 /// The evidence behind a channel's status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
     pub status: ChannelStatus,
     /// Expected events in the recent window (after community scaling).
@@ -65,7 +65,7 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    fn bare(status: ChannelStatus, covered_days: u32, w: Windows) -> Judgement {
+    pub(super) fn bare(status: ChannelStatus, covered_days: u32, w: Windows) -> Judgement {
         Judgement {
             status,
             recent_days: w.recent_len(),

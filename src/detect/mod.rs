@@ -16,9 +16,9 @@ mod state;
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-pub use daily::{DayRun, judge_day};
+pub use daily::{CHART_WEEKS, DayRun, STALE_SOURCE, Snooze, StaleNotice, judge_day, snoozes};
 pub use history::Timeline;
 use history::{Prefix, accumulate, dense};
 pub use judge::{ChannelStatus, Judgement};
@@ -87,7 +87,7 @@ pub struct AccountHistory {
 }
 
 /// One channel's judgement, with where the silence began.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelReport {
     pub channel: String,
     #[serde(flatten)]
@@ -113,7 +113,7 @@ impl ChannelReport {
 }
 
 /// A notice decided for an account on a day, with its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     pub account: AccountId,
     pub name: String,
@@ -134,11 +134,19 @@ pub struct Notice {
     /// The day the episode was first judged silent.
     pub episode_started: Option<Day>,
     pub evidence: Vec<ChannelReport>,
+    /// About twelve weeks of the account's weekly activity against its
+    /// expected level, for the alert e-mail's chart (production notices
+    /// only; a backtest leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly: Option<Weekly>,
+    /// When the notice was queued in the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One account's weekly activity, with its baseline band: the data of the
-/// backtest report's charts.
-#[derive(Debug, Clone, Default)]
+/// backtest report's and the alert e-mail's charts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Weekly {
     /// First day of each week.
     pub starts: Vec<Day>,
@@ -181,6 +189,9 @@ pub struct Detector<'a> {
     community_index: HashMap<(SourceName, Kind), usize>,
     /// Prefix of "covered by any source" days, for accounts without series.
     any_coverage: Prefix,
+    /// Accounts whose CSM asked to hear nothing up to (and including) a
+    /// day: their state moves, no notice is decided. Production only.
+    snoozes: HashMap<AccountId, Day>,
 }
 
 impl<'a> Detector<'a> {
@@ -239,7 +250,14 @@ impl<'a> Detector<'a> {
             community: community_all,
             community_index,
             any_coverage: Prefix::from_values(&any),
+            snoozes: HashMap::new(),
         })
+    }
+
+    /// Suppresses notices for snoozed accounts (account → last snoozed day).
+    pub fn with_snoozes(mut self, snoozes: HashMap<AccountId, Day>) -> Self {
+        self.snoozes = snoozes;
+        self
     }
 
     /// Streams every registered account's history (accounts with no stored
@@ -356,6 +374,11 @@ impl<'a> Detector<'a> {
             .iter()
             .map(|c| {
                 let cov = c.cov.map_or(&uncovered, |i| &self.coverage[i].1);
+                if self.is_stale(&c.channel.source, cov, d, t) {
+                    let w = judge::Windows::new(d, t);
+                    let covered = cov.sum(w.recent.0, w.recent.1) as u32;
+                    return Judgement::bare(ChannelStatus::Unknown, covered, w);
+                }
                 let all = |i: Option<usize>| i.map(|i| &self.community[i]);
                 match &c.den {
                     Some(den) => {
@@ -366,6 +389,14 @@ impl<'a> Detector<'a> {
                 }
             })
             .collect()
+    }
+
+    /// A polled source that covered none of the last `stale_days` days up
+    /// to day index `d` says nothing about that day.
+    fn is_stale(&self, source: &SourceName, cov: &Prefix, d: usize, t: &Thresholds) -> bool {
+        t.stale_days > 0
+            && self.config.polled.contains(source.as_str())
+            && cov.sum(d as i64 + 1 - i64::from(t.stale_days), d as i64) <= 0.0
     }
 
     /// Weighs channel judgements into the account's verdict.
@@ -433,6 +464,7 @@ impl<'a> Detector<'a> {
     ) -> AccountJudgement {
         let account = self.registry.get(h.account);
         let t = self.thresholds(account);
+        let snoozed_until = self.snoozes.get(&account.id).copied();
         let mut last = None;
         let mut last_notice = None;
         let mut day = from.max(self.timeline.first);
@@ -444,7 +476,9 @@ impl<'a> Detector<'a> {
             let judgements = self.judge_channels(h, d, t);
             let verdict = self.verdict(h, &judgements, d, t);
             let started = memory.episode.map(|e| e.started);
-            let notice = memory.step(verdict, day, t, day >= emit_from);
+            let snoozed = snoozed_until.is_some_and(|until| day <= until);
+            let emit = day >= emit_from && !t.mute && !snoozed;
+            let notice = memory.step(verdict, day, t, emit);
             if let Some(kind) = notice {
                 let reports = self.reports(h, &judgements, d, t);
                 on_notice(self.notice(
@@ -481,13 +515,13 @@ impl<'a> Detector<'a> {
         }
     }
 
-    /// Weekly observed activity of an account over `from..=to` (plus half a
-    /// year before, for context), with the expected level and drop line at
-    /// each week's end: the data of the backtest report's charts.
-    pub fn weekly(&self, h: &AccountHistory, from: Day, to: Day) -> Weekly {
+    /// Weekly observed activity of an account in whole weeks from `first`
+    /// to `to`, with the expected level and drop line at each week's end:
+    /// the data of the backtest report's and the alert e-mail's charts.
+    pub fn weekly(&self, h: &AccountHistory, first: Day, to: Day) -> Weekly {
         let t = self.thresholds(self.registry.get(h.account));
         let mut out = Weekly::default();
-        let mut start = from.plus(-182).max(self.timeline.first);
+        let mut start = first.max(self.timeline.first);
         while start.plus(6) <= to.min(self.timeline.last) {
             let end = start.plus(6);
             let (Some(lo), Some(hi)) = (self.timeline.index(start), self.timeline.index(end))
@@ -573,6 +607,8 @@ impl<'a> Detector<'a> {
             },
             episode_started: started,
             evidence: reports.to_vec(),
+            weekly: None,
+            queued_at: None,
         }
     }
 }

@@ -52,6 +52,13 @@ pub const DEFAULT_REMINDER_DAYS: u32 = 56;
 pub const DEFAULT_RECOVER_DAYS: u32 = 14;
 /// Tell the CSM when a silent account is back to normal.
 pub const DEFAULT_NOTIFY_RECOVERY: bool = true;
+/// A channel of a polled source (a `[[source]]`) that has covered none of
+/// the last three days is `unknown`, whatever its windows say: a connector
+/// broken since the day before yesterday is an ops problem (reported once
+/// to the ops address), not a quiet customer. Three days lets a daily poll
+/// fail twice in a row (a rate limit, a maintenance window) before anyone
+/// hears of it. (Imported sources cover what their files cover.)
+pub const DEFAULT_STALE_DAYS: u32 = 3;
 /// Scale every account's expectation by how quiet the whole community is
 /// (holidays, summer, a partial outage), never up.
 pub const DEFAULT_COMMUNITY: bool = true;
@@ -72,6 +79,12 @@ pub struct Thresholds {
     pub recover_days: u32,
     pub notify_recovery: bool,
     pub community: bool,
+    /// Channels whose source covered none of the last `stale_days` days
+    /// are unknown; 0 turns the check off.
+    pub stale_days: u32,
+    /// Decide nothing for the CSM about these accounts (the state still
+    /// moves, so unmuting alerts on episodes that are still open).
+    pub mute: bool,
     /// Weight of a channel in the account-level decision, by kind (for a
     /// rate channel, its numerator's kind). Kinds not named weigh 1; 0
     /// leaves the kind out of detection.
@@ -94,6 +107,8 @@ impl Default for Thresholds {
             recover_days: DEFAULT_RECOVER_DAYS,
             notify_recovery: DEFAULT_NOTIFY_RECOVERY,
             community: DEFAULT_COMMUNITY,
+            stale_days: DEFAULT_STALE_DAYS,
+            mute: false,
             weights: DEFAULT_ZERO_WEIGHT_KINDS
                 .iter()
                 .map(|k| (k.to_string(), 0.0))
@@ -135,6 +150,9 @@ pub struct DetectConfig {
     /// Overrides per account segment, already merged over `defaults`.
     pub segments: BTreeMap<String, Thresholds>,
     pub rates: Vec<RatePair>,
+    /// The sources lull polls (the config's `[[source]]` names): only they
+    /// can go stale.
+    pub polled: std::collections::BTreeSet<String>,
 }
 
 impl Default for DetectConfig {
@@ -146,6 +164,7 @@ impl Default for DetectConfig {
                 numerator: "open".into(),
                 denominator: "delivered".into(),
             }],
+            polled: Default::default(),
         }
     }
 }
@@ -182,6 +201,8 @@ pub(crate) struct RawDetect {
     recover_days: Option<Spanned<i64>>,
     notify_recovery: Option<bool>,
     community: Option<bool>,
+    stale_days: Option<Spanned<i64>>,
+    mute: Option<bool>,
     weights: Option<BTreeMap<String, Spanned<f64>>>,
     rates: Option<Spanned<Vec<RatePair>>>,
     segment: Option<BTreeMap<String, Spanned<RawDetect>>>,
@@ -280,6 +301,7 @@ impl RawDetect {
             366,
             &mut t.recover_days,
         );
+        days(&self.stale_days, "stale_days", 0, 366, &mut t.stale_days);
         let mut number =
             |v: &Option<Spanned<f64>>, key: &str, min: f64, max: f64, into: &mut f64| {
                 if let Some(v) = v {
@@ -333,6 +355,9 @@ impl RawDetect {
         }
         if let Some(b) = self.community {
             t.community = b;
+        }
+        if let Some(b) = self.mute {
+            t.mute = b;
         }
         if t.max_recent_days < t.recent_days {
             t.max_recent_days = t.recent_days;

@@ -429,6 +429,12 @@ fn kind_list() -> String {
     SourceKind::ALL.map(SourceKind::name).join(", ")
 }
 
+/// Could `s` name an environment variable (letters, digits, `_`)? A value
+/// that cannot is most likely the secret itself pasted into the config.
+pub fn is_env_var_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn env_name(
     p: &mut Problems<'_>,
     v: &Option<Spanned<String>>,
@@ -446,7 +452,7 @@ fn env_name(
         }
         Some(e) => {
             let s = e.get_ref();
-            if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !is_env_var_name(s) {
                 p.at(
                     e,
                     format!("`{key}` names an environment variable (letters, digits, _), not the secret itself"),

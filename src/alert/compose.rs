@@ -1,0 +1,517 @@
+//! Grouping and composing: the queued notices of one detection day and one
+//! recipient become one e-mail (a digest when a CSM has several accounts),
+//! with a text part, an HTML part and an inline PNG chart per account.
+//!
+//! Everything that came from a source or the accounts file (account names,
+//! source names, handles) reaches the HTML only through askama templates,
+//! which escape it; the subject and display names are stripped of control
+//! characters. A forum user named `<script>` arrives as text.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+
+use crate::detect::{ChannelReport, ChannelStatus, Notice, NoticeKind, STALE_SOURCE, StaleNotice};
+use crate::store::QueuedNotice;
+use crate::types::Day;
+
+/// Accounts named in a digest's subject; the rest are "and N more".
+const SUBJECT_NAMES: usize = 3;
+
+/// One e-mail to send: who, what, and the notices it carries (which leave
+/// the outbox when it is accepted).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Message-ID without the angle brackets: the same for every attempt,
+    /// so a relay or client can tell a repeat from a new alert.
+    pub message_id: String,
+    pub day: Day,
+    pub to: String,
+    pub subject: String,
+    /// Account ids (or source names for stale-source notices).
+    pub accounts: Vec<String>,
+    /// `silent`, `reminder`, `recovered`, `stale_source`, one per notice.
+    pub kinds: Vec<String>,
+    pub notices: Vec<QueuedNotice>,
+    items: Vec<Item>,
+    /// Why the notices cannot be composed (an undecodable outbox entry).
+    pub broken: Option<String>,
+}
+
+/// A decoded notice.
+#[derive(Debug, Clone)]
+enum Item {
+    Account(Box<Notice>),
+    Stale(StaleNotice),
+}
+
+impl Item {
+    fn decode(q: &QueuedNotice) -> Result<Item, String> {
+        let err = |e: serde_json::Error| {
+            format!(
+                "outbox entry {} {} {} cannot be read: {e}",
+                q.day, q.account, q.kind
+            )
+        };
+        if q.kind == STALE_SOURCE {
+            serde_json::from_slice(&q.body)
+                .map(Item::Stale)
+                .map_err(err)
+        } else {
+            serde_json::from_slice(&q.body)
+                .map(|n| Item::Account(Box::new(n)))
+                .map_err(err)
+        }
+    }
+
+    fn to(&self) -> &str {
+        match self {
+            Item::Account(n) => &n.csm,
+            Item::Stale(s) => &s.to,
+        }
+    }
+
+    /// Quiet accounts first, then reminders, recoveries, sources; by name.
+    fn order(&self) -> (u8, String) {
+        match self {
+            Item::Account(n) => (
+                match n.notice {
+                    NoticeKind::Silent => 0,
+                    NoticeKind::Reminder => 1,
+                    NoticeKind::Recovered => 2,
+                },
+                n.name.to_lowercase(),
+            ),
+            Item::Stale(s) => (3, s.source.to_string()),
+        }
+    }
+}
+
+/// Groups queued notices into e-mails: one per (detection day, recipient).
+/// Cheap (nothing is rendered), and deterministic: the same outbox always
+/// gives the same messages with the same Message-IDs.
+pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
+    type Decoded = (QueuedNotice, Result<Item, String>);
+    let mut groups: BTreeMap<(Day, String), Vec<Decoded>> = BTreeMap::new();
+    for q in queued {
+        let item = Item::decode(&q);
+        let to = match &item {
+            Ok(i) => i.to().trim().to_lowercase(),
+            // Undecodable: a message of its own, recorded as failed.
+            Err(_) => format!("(unreadable {} {})", q.account, q.kind),
+        };
+        groups.entry((q.day, to)).or_default().push((q, item));
+    }
+    let domain = from.email.domain().to_string();
+    groups
+        .into_iter()
+        .map(|((day, to), mut entries)| {
+            entries.sort_by_key(|(q, i)| {
+                (
+                    i.as_ref().map(Item::order).unwrap_or_default(),
+                    q.account.to_string(),
+                )
+            });
+            let broken = entries
+                .iter()
+                .filter_map(|(_, i)| i.as_ref().err().cloned())
+                .next();
+            let notices: Vec<QueuedNotice> = entries.iter().map(|(q, _)| q.clone()).collect();
+            let items: Vec<Item> = entries.into_iter().filter_map(|(_, i)| i.ok()).collect();
+            let to = items.first().map_or(to, |i| i.to().trim().to_string());
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(to.to_lowercase().as_bytes());
+            for q in &notices {
+                h.update(&[0]);
+                h.update(q.account.as_str().as_bytes());
+                h.update(&[0]);
+                h.update(q.kind.as_bytes());
+            }
+            Outgoing {
+                message_id: format!("lull.{day}.{:016x}@{domain}", h.digest()),
+                day,
+                subject: subject(&items),
+                accounts: notices.iter().map(|q| q.account.to_string()).collect(),
+                kinds: notices.iter().map(|q| q.kind.clone()).collect(),
+                to,
+                notices,
+                items,
+                broken,
+            }
+        })
+        .collect()
+}
+
+/// Control characters (a newline in an account name) never reach a header.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn names(list: &[&str]) -> String {
+    let shown: Vec<&str> = list.iter().take(SUBJECT_NAMES).copied().collect();
+    let more = list.len().saturating_sub(SUBJECT_NAMES);
+    let mut s = match shown.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] if more == 0 => format!("{} and {last}", init.join(", ")),
+        all => all.join(", "),
+    };
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
+}
+
+/// "Acme Corp went quiet", "3 accounts went quiet: A, B and C", ...
+fn subject(items: &[Item]) -> String {
+    let mut quiet = Vec::new();
+    let mut still = Vec::new();
+    let mut back = Vec::new();
+    let mut sources = Vec::new();
+    for i in items {
+        match i {
+            Item::Account(n) => match n.notice {
+                NoticeKind::Silent => quiet.push(n.name.as_str()),
+                NoticeKind::Reminder => still.push(n.name.as_str()),
+                NoticeKind::Recovered => back.push(n.name.as_str()),
+            },
+            Item::Stale(s) => sources.push(s.source.as_str()),
+        }
+    }
+    let mut parts = Vec::new();
+    match quiet.len() {
+        0 => {}
+        1 => parts.push(format!("{} went quiet", quiet[0])),
+        n => parts.push(format!("{n} accounts went quiet: {}", names(&quiet))),
+    }
+    match still.len() {
+        0 => {}
+        1 => parts.push(format!("{} is still quiet", still[0])),
+        _ => parts.push(format!("{} are still quiet", names(&still))),
+    }
+    match back.len() {
+        0 => {}
+        1 => parts.push(format!("{} is active again", back[0])),
+        _ => parts.push(format!("{} are active again", names(&back))),
+    }
+    match sources.len() {
+        0 => {}
+        1 => parts.push(format!("source {} has no new data", sources[0])),
+        _ => parts.push(format!("sources {} have no new data", names(&sources))),
+    }
+    one_line(&format!("[lull] {}", parts.join("; ")))
+}
+
+/// What the templates show of one account.
+struct AccountView {
+    name: String,
+    id: String,
+    segment: Option<String>,
+    headline: &'static str,
+    class: &'static str,
+    since: Option<String>,
+    channels: Vec<ChannelView>,
+    chart_cid: Option<String>,
+    last_activity: Option<String>,
+    episode: Option<String>,
+}
+
+struct ChannelView {
+    label: String,
+    what: String,
+    level: Option<String>,
+    odds: Option<String>,
+    community: Option<String>,
+}
+
+struct StaleView {
+    source: String,
+    last_data: String,
+    days: i32,
+}
+
+#[derive(Template)]
+#[template(path = "alert.txt")]
+struct TextBody<'a> {
+    day: String,
+    accounts: &'a [AccountView],
+    stale: &'a [StaleView],
+}
+
+#[derive(Template)]
+#[template(path = "alert.html")]
+struct HtmlBody<'a> {
+    subject: &'a str,
+    day: String,
+    accounts: &'a [AccountView],
+    stale: &'a [StaleView],
+}
+
+/// "forum posts in `forum`" for a channel named `forum:post`.
+fn channel_label(channel: &str) -> String {
+    let (source, kind) = channel.split_once(':').unwrap_or(("", channel));
+    let what = match kind {
+        "post" => "forum posts".to_string(),
+        "ticket" => "support tickets".to_string(),
+        "comment" => "ticket comments".to_string(),
+        "conversation" => "ticket replies".to_string(),
+        "activity" => "activity".to_string(),
+        k if k.contains('/') => {
+            let (num, den) = k.split_once('/').unwrap_or((k, ""));
+            if num == "open" && den == "delivered" {
+                "e-mails opened".to_string()
+            } else {
+                format!("{num} per {den}")
+            }
+        }
+        k => format!("{k} events"),
+    };
+    if source.is_empty() {
+        what
+    } else {
+        format!("{what} ({source})")
+    }
+}
+
+/// How unusual, in words: the chance of seeing this little activity if
+/// the account behaved as in its baseline, as "once in N such periods".
+fn odds_in_words(p: f64, days: u32) -> String {
+    let period = format!("{days}-day periods");
+    if p <= 0.001 {
+        format!(
+            "an account behaving as it usually does would be this quiet less than once in 1,000 {period}"
+        )
+    } else {
+        let n = (1.0 / p).round().max(1.0) as u64;
+        format!(
+            "an account behaving as it usually does would be this quiet about once in {n} {period}"
+        )
+    }
+}
+
+fn fmt_count(x: f64) -> String {
+    if x >= 10.0 || x.fract().abs() < 0.05 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn channel_view(r: &ChannelReport) -> ChannelView {
+    let j = &r.judgement;
+    let days = j.recent_days;
+    let mut what = match j.delivered {
+        Some(delivered) => format!(
+            "{} opened of {} delivered in the last {days} days; about {} opens expected",
+            fmt_count(j.observed),
+            fmt_count(delivered),
+            fmt_count(j.expected)
+        ),
+        None => format!(
+            "{} in the last {days} days; about {} expected",
+            fmt_count(j.observed),
+            fmt_count(j.expected)
+        ),
+    };
+    if j.covered_days < days {
+        what.push_str(&format!(
+            " (lull had data for {} of those days)",
+            j.covered_days
+        ));
+    }
+    if let Some(d) = r.last_activity {
+        what.push_str(&format!("; last activity {d}"));
+    }
+    let level = (j.expected > 0.0)
+        .then(|| format!("{:.0}% of its usual level", 100.0 * j.observed / j.expected));
+    let community = (j.community_factor < 0.95).then(|| {
+        format!(
+            "expectation lowered {:.0}% because the whole community is quieter than usual",
+            100.0 * (1.0 - j.community_factor)
+        )
+    });
+    ChannelView {
+        label: channel_label(&r.channel),
+        what,
+        level,
+        odds: j.p_value.map(|p| odds_in_words(p, days)),
+        community,
+    }
+}
+
+fn account_view(n: &Notice, index: usize) -> AccountView {
+    let shown: Vec<&ChannelReport> = n
+        .evidence
+        .iter()
+        .filter(|r| match n.notice {
+            NoticeKind::Recovered => r.judgement.status.is_judged(),
+            _ => r.judgement.status == ChannelStatus::Silent,
+        })
+        .collect();
+    let since = n.silent_since.map(|s| {
+        let days = n.date.0 - s.0;
+        format!("{s} ({days} days before {})", n.date)
+    });
+    let last_activity = n
+        .evidence
+        .iter()
+        .filter_map(|r| r.last_activity.map(|d| (d, &r.channel)))
+        .max()
+        .map(|(d, c)| format!("{d} ({})", channel_label(c)));
+    let (headline, class) = match n.notice {
+        NoticeKind::Silent => ("went quiet", "quiet"),
+        NoticeKind::Reminder => ("is still quiet", "quiet"),
+        NoticeKind::Recovered => ("is active again", "back"),
+    };
+    AccountView {
+        name: n.name.clone(),
+        id: n.account.to_string(),
+        segment: n.segment.clone(),
+        headline,
+        class,
+        since,
+        channels: shown.iter().map(|r| channel_view(r)).collect(),
+        chart_cid: n
+            .weekly
+            .as_ref()
+            .filter(|w| !w.starts.is_empty())
+            .map(|_| format!("chart{index}")),
+        last_activity,
+        episode: match (n.notice, n.episode_started) {
+            (NoticeKind::Reminder, Some(d)) => Some(format!("first reported {d}")),
+            _ => None,
+        },
+    }
+}
+
+/// Problems that make a message impossible to send (never worth a retry).
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("recipient `{to}` is not an e-mail address: {err}")]
+    BadRecipient { to: String, err: String },
+    #[error("rendering the e-mail: {0}")]
+    Render(String),
+}
+
+impl Outgoing {
+    /// The complete message: text and HTML alternatives, the HTML with its
+    /// charts as inline parts (multipart/related).
+    pub fn render(&self, from: &Mailbox) -> Result<lettre::Message, ComposeError> {
+        if let Some(b) = &self.broken {
+            return Err(ComposeError::Unreadable(b.clone()));
+        }
+        let to: Mailbox = self
+            .to
+            .parse()
+            .map_err(
+                |e: lettre::address::AddressError| ComposeError::BadRecipient {
+                    to: self.to.clone(),
+                    err: e.to_string(),
+                },
+            )?;
+        let mut accounts = Vec::new();
+        let mut stale = Vec::new();
+        let mut charts = Vec::new();
+        for (i, item) in self.items.iter().enumerate() {
+            match item {
+                Item::Account(n) => {
+                    let mut v = account_view(n, i);
+                    if let (Some(cid), Some(w)) = (&v.chart_cid, &n.weekly) {
+                        match super::chart::weekly_png(w, n.silent_since) {
+                            Ok(png) => charts.push((cid.clone(), png)),
+                            Err(e) => {
+                                tracing::warn!(account = %n.account, error = %e, "alert chart left out");
+                                v.chart_cid = None;
+                            }
+                        }
+                    }
+                    accounts.push(v);
+                }
+                Item::Stale(s) => stale.push(StaleView {
+                    source: s.source.to_string(),
+                    last_data: s.last_data.to_string(),
+                    days: s.date.0 - s.last_data.0,
+                }),
+            }
+        }
+        let render_err = |e: askama::Error| ComposeError::Render(e.to_string());
+        let text = TextBody {
+            day: self.day.to_string(),
+            accounts: &accounts,
+            stale: &stale,
+        }
+        .render()
+        .map_err(render_err)?;
+        let html = HtmlBody {
+            subject: &self.subject,
+            day: self.day.to_string(),
+            accounts: &accounts,
+            stale: &stale,
+        }
+        .render()
+        .map_err(render_err)?;
+        let mut related = MultiPart::related().singlepart(SinglePart::html(html));
+        for (cid, png) in charts {
+            let png_type =
+                ContentType::parse("image/png").map_err(|e| ComposeError::Render(e.to_string()))?;
+            related = related.singlepart(Attachment::new_inline(cid).body(png, png_type));
+        }
+        let body = MultiPart::alternative()
+            .singlepart(SinglePart::plain(text))
+            .multipart(related);
+        let mut builder = lettre::Message::builder()
+            .from(from.clone())
+            .to(to)
+            .subject(self.subject.clone())
+            .message_id(Some(format!("<{}>", self.message_id)));
+        builder = builder.header(AutoSubmitted);
+        builder
+            .multipart(body)
+            .map_err(|e| ComposeError::Render(e.to_string()))
+    }
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): out-of-office replies and
+/// mailing-list software leave machine mail alone.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_accounts_and_say_what_happened() {
+        let names3 = names(&["A", "B", "C"]);
+        assert_eq!(names3, "A, B and C");
+        assert_eq!(names(&["A", "B", "C", "D", "E"]), "A, B, C and 2 more");
+        assert_eq!(one_line("Evil\r\nBcc: x@y"), "Evil  Bcc: x@y");
+        assert_eq!(channel_label("forum:post"), "forum posts (forum)");
+        assert_eq!(
+            channel_label("mail:open/delivered"),
+            "e-mails opened (mail)"
+        );
+        assert!(odds_in_words(0.0001, 42).contains("less than once in 1,000 42-day periods"));
+        assert!(odds_in_words(0.05, 42).contains("about once in 20 "));
+    }
+}

@@ -1,0 +1,287 @@
+//! The delivery loop: send with retry, then record.
+//!
+//! Each pass groups the outbox into messages and sends them one by one.
+//! Accepted → the message's notices leave the outbox and its record is
+//! written as `sent`, in one flushed transaction, right after the relay's
+//! 250. Rejected for good (5xx, or a message that cannot be composed) →
+//! recorded as `failed` the same way, with the reason; it is not retried.
+//! Anything else (relay down, timeout, TLS refused, 4xx) → the notices stay
+//! queued, the attempt is recorded, and the pass stops if the relay itself
+//! is the problem; the next pass comes after an exponential backoff.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::compose::{Outgoing, group};
+use super::smtp::{Mailer, SendError};
+use crate::store::{Store, StoreError};
+use crate::types::Day;
+
+/// First wait after a failed pass; doubled each time.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between passes: a relay back after an outage gets its
+/// mail within ten minutes.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// What became of a message (or is becoming of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Sent,
+    Failed,
+}
+
+/// A message's delivery record, as `lull alerts` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailRecord {
+    pub message_id: String,
+    pub status: Status,
+    /// The detection day the message reports on.
+    pub day: Day,
+    pub to: String,
+    pub subject: String,
+    pub accounts: Vec<String>,
+    pub kinds: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Size of the message as sent, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl MailRecord {
+    fn new(o: &Outgoing, previous: Option<MailRecord>) -> MailRecord {
+        let queued_at = o
+            .notices
+            .iter()
+            .filter_map(|q| {
+                serde_json::from_slice::<QueuedAt>(&q.body)
+                    .ok()
+                    .and_then(|t| t.queued_at)
+            })
+            .min();
+        MailRecord {
+            message_id: o.message_id.clone(),
+            status: Status::Queued,
+            day: o.day,
+            to: o.to.clone(),
+            subject: o.subject.clone(),
+            accounts: o.accounts.clone(),
+            kinds: o.kinds.clone(),
+            queued_at,
+            attempts: previous.as_ref().map_or(0, |p| p.attempts),
+            last_attempt: previous.as_ref().and_then(|p| p.last_attempt),
+            sent_at: None,
+            bytes: None,
+            error: previous.and_then(|p| p.error),
+        }
+    }
+}
+
+/// Only the queue time of a notice body.
+#[derive(Deserialize)]
+struct QueuedAt {
+    queued_at: Option<DateTime<Utc>>,
+}
+
+/// The outbox as messages, with what was recorded of their attempts.
+pub fn pending(store: &Store, from: &Mailbox) -> Result<Vec<MailRecord>, StoreError> {
+    group(store.queued()?, from)
+        .iter()
+        .map(|o| Ok(MailRecord::new(o, previous(store, &o.message_id)?)))
+        .collect()
+}
+
+fn previous(store: &Store, id: &str) -> Result<Option<MailRecord>, StoreError> {
+    Ok(store
+        .mail_record(id)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Every recorded message (sent, failed, retried) and the queued ones.
+pub fn all(store: &Store, from: &Mailbox) -> Result<Vec<MailRecord>, StoreError> {
+    let mut out: Vec<MailRecord> = pending(store, from)?;
+    let queued: std::collections::HashSet<String> =
+        out.iter().map(|r| r.message_id.clone()).collect();
+    for (id, bytes) in store.mail()? {
+        if queued.contains(&id) {
+            continue;
+        }
+        if let Ok(r) = serde_json::from_slice::<MailRecord>(&bytes) {
+            if r.status != Status::Queued {
+                out.push(r);
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.day, a.sent_at.or(a.last_attempt), &a.to).cmp(&(
+            b.day,
+            b.sent_at.or(b.last_attempt),
+            &b.to,
+        ))
+    });
+    Ok(out)
+}
+
+/// Totals of one delivery run.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivered {
+    pub sent: usize,
+    pub failed: usize,
+    /// Messages still queued when the run stopped.
+    pub queued: usize,
+    /// The last transient error, if the relay was the problem.
+    pub last_error: Option<String>,
+}
+
+/// Sends what is queued, retrying with backoff for at most `retry_for`
+/// (or until `stop` resolves). Returns what happened; store errors abort.
+pub async fn deliver(
+    store: &Store,
+    mailer: &Mailer,
+    from: &Mailbox,
+    retry_for: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Delivered, StoreError> {
+    let deadline = tokio::time::Instant::now() + retry_for;
+    let mut backoff = FIRST_BACKOFF;
+    let mut total = Delivered::default();
+    tokio::pin!(stop);
+    loop {
+        let messages = group(store.queued()?, from);
+        if messages.is_empty() {
+            total.queued = 0;
+            return Ok(total);
+        }
+        let mut relay_down = None;
+        let mut progressed = false;
+        for o in &messages {
+            match send_one(store, mailer, from, o).await? {
+                Outcome::Sent => {
+                    total.sent += 1;
+                    progressed = true;
+                }
+                Outcome::Failed => {
+                    total.failed += 1;
+                    progressed = true;
+                }
+                Outcome::Retry { error, connection } => {
+                    total.last_error = Some(error.clone());
+                    if connection {
+                        relay_down = Some(error);
+                        break;
+                    }
+                }
+            }
+        }
+        let left = group(store.queued()?, from).len();
+        total.queued = left;
+        if left == 0 {
+            return Ok(total);
+        }
+        if progressed && relay_down.is_none() {
+            backoff = FIRST_BACKOFF;
+        }
+        let now = tokio::time::Instant::now();
+        if now + backoff > deadline {
+            return Ok(total);
+        }
+        tracing::info!(
+            queued = left,
+            retry_in_secs = backoff.as_secs(),
+            "alert delivery will retry"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = &mut stop => return Ok(total),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+enum Outcome {
+    Sent,
+    Failed,
+    Retry { error: String, connection: bool },
+}
+
+/// Sends one message and records the outcome.
+async fn send_one(
+    store: &Store,
+    mailer: &Mailer,
+    from: &Mailbox,
+    o: &Outgoing,
+) -> Result<Outcome, StoreError> {
+    let span = tracing::info_span!(
+        "deliver",
+        message_id = %o.message_id,
+        to = %o.to,
+        accounts = %o.accounts.join(","),
+    );
+    async {
+        let mut record = MailRecord::new(o, previous(store, &o.message_id)?);
+        record.attempts += 1;
+        record.last_attempt = Some(Utc::now());
+        let message = match o.render(from) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "alert e-mail cannot be composed; recorded as failed");
+                record.status = Status::Failed;
+                record.error = Some(e.to_string());
+                store.record_mail(&o.message_id, &to_json(&record), &o.notices)?;
+                return Ok(Outcome::Failed);
+            }
+        };
+        let bytes = message.formatted().len();
+        match mailer.send(message).await {
+            Ok(()) => {
+                // Record first, log after: this is the window a crash
+                // could turn into a repeat.
+                record.status = Status::Sent;
+                record.sent_at = Some(Utc::now());
+                record.bytes = Some(bytes);
+                record.error = None;
+                store.record_mail(&o.message_id, &to_json(&record), &o.notices)?;
+                tracing::info!(bytes, "alert e-mail sent");
+                Ok(Outcome::Sent)
+            }
+            Err(SendError::Permanent(e)) => {
+                record.status = Status::Failed;
+                record.error = Some(e.clone());
+                store.record_mail(&o.message_id, &to_json(&record), &o.notices)?;
+                tracing::error!(error = %e, "alert e-mail rejected by the relay; recorded as failed");
+                Ok(Outcome::Failed)
+            }
+            Err(SendError::Transient {
+                message,
+                connection,
+            }) => {
+                record.error = Some(message.clone());
+                store.record_mail(&o.message_id, &to_json(&record), &[])?;
+                tracing::warn!(error = %message, attempts = record.attempts, "alert e-mail not sent; stays queued");
+                Ok(Outcome::Retry {
+                    error: message,
+                    connection,
+                })
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn to_json(r: &MailRecord) -> Vec<u8> {
+    serde_json::to_vec(r).unwrap_or_default()
+}

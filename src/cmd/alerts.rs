@@ -1,0 +1,71 @@
+//! `lull alerts [--json]`: the outbox and the delivery record.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use super::{Context, print_stdout, table_text};
+use crate::alert::Status;
+
+pub fn run(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let records = crate::alert::all(&ctx.store, &super::deliver::from(ctx))?;
+    if json {
+        print_stdout(&(serde_json::to_string_pretty(&records)? + "\n"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if records.is_empty() {
+        print_stdout("no alert e-mails yet: nothing queued, sent or failed\n")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "-".to_string(),
+            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let status = match r.status {
+                Status::Queued => "queued",
+                Status::Sent => "sent",
+                Status::Failed => "failed",
+            };
+            vec![
+                status.to_string(),
+                r.day.to_string(),
+                r.to.clone(),
+                r.accounts.join(","),
+                r.kinds.join(","),
+                r.attempts.to_string(),
+                match r.status {
+                    Status::Sent => time(r.sent_at),
+                    _ => time(r.last_attempt),
+                },
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out = table_text(
+        &[
+            "STATUS",
+            "DAY",
+            "TO",
+            "ACCOUNTS",
+            "KINDS",
+            "ATTEMPTS",
+            "TIME (UTC)",
+            "ERROR",
+        ],
+        &rows,
+    );
+    let count = |s: Status| records.iter().filter(|r| r.status == s).count();
+    let _ = writeln!(
+        out,
+        "\n{} queued, {} sent, {} failed",
+        count(Status::Queued),
+        count(Status::Sent),
+        count(Status::Failed)
+    );
+    print_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
