@@ -382,7 +382,7 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
             .map(|_| format!("chart{index}")),
         last_activity,
         episode: match (n.notice, n.episode_started) {
-            (NoticeKind::Reminder, Some(d)) => Some(format!("first reported {d}")),
+            (NoticeKind::Reminder, Some(d)) => Some(d.to_string()),
             _ => None,
         },
     }

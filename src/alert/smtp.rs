@@ -42,6 +42,9 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     /// `host:port (tls)`, for messages and logs.
     pub describe: String,
+    /// The most one message may take: connect, TLS, AUTH and DATA, each
+    /// within the configured timeout.
+    whole_send: std::time::Duration,
 }
 
 impl Mailer {
@@ -88,16 +91,40 @@ impl Mailer {
         Ok(Mailer {
             transport: builder.build(),
             describe: format!("{}:{} ({})", cfg.host, cfg.port, cfg.tls.as_str()),
+            whole_send: cfg.timeout * 4,
         })
     }
 
     /// Sends one message; `Ok` means the relay accepted it (250 after DATA).
     pub async fn send(&self, message: lettre::Message) -> Result<(), SendError> {
-        match self.transport.send(message).await {
+        // lettre's timeout covers each socket operation, not a relay that
+        // keeps a TLS session open and never answers; bound the whole send.
+        let sent = tokio::time::timeout(self.whole_send, self.transport.send(message)).await;
+        let Ok(sent) = sent else {
+            return Err(SendError::Transient {
+                message: format!(
+                    "SMTP {}: no answer within {} s",
+                    self.describe,
+                    self.whole_send.as_secs()
+                ),
+                connection: true,
+            });
+        };
+        match sent {
             Ok(_) => Ok(()),
             Err(e) => {
-                let message = format!("SMTP {}: {}", self.describe, chain(&e));
-                if e.is_permanent() {
+                let mut message = format!("SMTP {}: {}", self.describe, chain(&e));
+                let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+                if e.is_permanent() && code.as_bytes().get(1) == Some(&b'3') {
+                    // 53x: authentication or security (535 bad credentials,
+                    // 530 auth required). The relay's configuration, not
+                    // this message, is wrong: keep everything queued.
+                    message.push_str(" (check [smtp] username and the password in password_env)");
+                    Err(SendError::Transient {
+                        message,
+                        connection: true,
+                    })
+                } else if e.is_permanent() {
                     Err(SendError::Permanent(message))
                 } else {
                     let connection = e.status().is_none();

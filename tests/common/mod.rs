@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod shapes;
+pub mod smtp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

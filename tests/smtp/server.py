@@ -50,7 +50,8 @@ def authenticator(server, session, envelope, mechanism, auth_data):
         return AuthResult(success=False, handled=False)
     user, password = a.auth.split(":", 1)
     ok = auth_data.login.decode() == user and auth_data.password.decode() == password
-    return AuthResult(success=ok)
+    # handled=False: aiosmtpd answers (235, or 535 on failure) itself.
+    return AuthResult(success=ok, handled=False)
 
 
 handler = Handler(a.maildir)
