@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -21,6 +22,10 @@ use super::smtp::{Mailer, SendError};
 use crate::store::{Store, StoreError};
 use crate::types::Day;
 
+/// Messages in flight at once. Four keeps a relay busy while each waits
+/// for its 250 (a local aiosmtpd: 19 e-mails/s one at a time), and stays
+/// far below the connection limits relays set per client.
+pub const PARALLEL_SENDS: usize = 4;
 /// First wait after a failed pass; doubled each time.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between passes: a relay back after an outage gets its
@@ -167,8 +172,25 @@ pub async fn deliver(
         }
         let mut relay_down = None;
         let mut progressed = false;
-        for o in &messages {
-            match send_one(store, mailer, from, o).await? {
+        // A few messages in flight at once (each on its own pooled
+        // connection): a relay answers each DATA after a round trip or two,
+        // and one at a time leaves it idle. Once the relay is known to be
+        // down no new send starts, but sends already in flight finish and
+        // record: dropping one mid-DATA could lose track of an accepted
+        // message.
+        let down = std::cell::Cell::new(false);
+        let mut outcomes = futures_util::stream::iter(messages.iter().map(|o| {
+            let down = &down;
+            async move {
+                if down.get() {
+                    return Ok(Outcome::Skipped);
+                }
+                send_one(store, mailer, from, o).await
+            }
+        }))
+        .buffer_unordered(PARALLEL_SENDS);
+        while let Some(outcome) = outcomes.next().await {
+            match outcome? {
                 Outcome::Sent => {
                     total.sent += 1;
                     progressed = true;
@@ -180,12 +202,14 @@ pub async fn deliver(
                 Outcome::Retry { error, connection } => {
                     total.last_error = Some(error.clone());
                     if connection {
+                        down.set(true);
                         relay_down = Some(error);
-                        break;
                     }
                 }
+                Outcome::Skipped => {}
             }
         }
+        drop(outcomes);
         let left = group(store.queued()?, from).len();
         total.queued = left;
         if left == 0 {
@@ -214,7 +238,12 @@ pub async fn deliver(
 enum Outcome {
     Sent,
     Failed,
-    Retry { error: String, connection: bool },
+    Retry {
+        error: String,
+        connection: bool,
+    },
+    /// Not tried: the relay was found down during this pass.
+    Skipped,
 }
 
 /// Sends one message and records the outcome.

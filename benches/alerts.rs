@@ -1,0 +1,174 @@
+//! Alert e-mail throughput: decide, render, send and record 1,000 alerts
+//! through a real local SMTP server (aiosmtpd, as in the tests).
+//!
+//!   cargo bench --bench alerts -- [ALERTS] [ACCOUNTS_PER_CSM]
+//!   (defaults: 1000 quiet accounts, 1 per CSM = 1,000 e-mails; with 20
+//!   per CSM the same alerts go out as 50 digests)
+//!
+//! Needs /usr/bin/python3 with aiosmtpd (`apt-get install python3-aiosmtpd`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lull::accounts::Registry;
+use lull::alert::config::{SmtpConfig, TlsMode};
+use lull::alert::{Mailer, deliver};
+use lull::config::{IdentityConfig, StoreConfig};
+use lull::detect::{DetectConfig, judge_day};
+use lull::store::{COVERED_BY_IMPORT, Ingest, Owner, Store};
+use lull::types::{Day, SourceName};
+
+const DAYS: i32 = 400;
+const STEADY: usize = 50;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo test --all-targets` runs bench binaries without `--bench`.
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let alerts = nums.first().copied().unwrap_or(1000);
+    let per_csm = nums.get(1).copied().unwrap_or(1).max(1);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("maildir");
+    let mut server = Command::new("/usr/bin/python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/server.py"))
+        .arg("--maildir")
+        .arg(&maildir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start aiosmtpd (apt-get install python3-aiosmtpd)");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .expect("server port");
+
+    // Accounts: `alerts` that go quiet 60 days before the end, and steady
+    // ones around them (the community).
+    let mut toml = String::new();
+    for i in 0..alerts {
+        toml.push_str(&format!(
+            "[[account]]\nid = \"q{i:05}\"\nname = \"Quiet Customer {i}\"\ncsm = \"csm{}@vendor.example\"\n\n",
+            i / per_csm
+        ));
+    }
+    for i in 0..STEADY {
+        toml.push_str(&format!(
+            "[[account]]\nid = \"s{i:03}\"\nname = \"Steady {i}\"\ncsm = \"team@vendor.example\"\n\n"
+        ));
+    }
+    std::fs::write(dir.path().join("accounts.toml"), toml).expect("accounts");
+    let registry = Registry::load(
+        &dir.path().join("accounts.toml"),
+        &IdentityConfig::default(),
+    )
+    .expect("registry");
+    let store = Store::open(&StoreConfig {
+        path: dir.path().join("lull.db"),
+        cache_bytes: 64 << 20,
+    })
+    .expect("store");
+    let last: Day = "2026-06-30".parse().expect("day");
+    let first = last.plus(-DAYS);
+    let mut ingest = Ingest::default();
+    for a in registry.accounts() {
+        let quiet = a.id.as_str().starts_with('q');
+        for d in 0..=DAYS {
+            if quiet && d > DAYS - 60 {
+                continue;
+            }
+            let id = format!("{}-{d}", a.id.as_str());
+            ingest
+                .add(
+                    "forum",
+                    &id,
+                    Owner::Account(a.id.as_str()),
+                    "post",
+                    first.plus(d),
+                    2,
+                )
+                .expect("add");
+        }
+    }
+    for d in 0..=DAYS {
+        ingest
+            .coverage
+            .push((SourceName("forum".into()), first.plus(d), COVERED_BY_IMPORT));
+    }
+    store.commit(&ingest).expect("commit");
+
+    let t0 = Instant::now();
+    let run = judge_day(&store, &registry, &DetectConfig::default(), last).expect("detect");
+    let queued = run.record(&store, None).expect("record");
+    let decide = t0.elapsed();
+
+    let smtp = SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        from: "lull <lull@vendor.example>".parse().expect("from"),
+        username: None,
+        password_env: None,
+        ca_file: None,
+        timeout: Duration::from_secs(30),
+        retry_for: Duration::from_secs(60),
+        line: 0,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let t1 = Instant::now();
+    let done = runtime
+        .block_on(async {
+            let mailer = Mailer::new(&smtp).expect("mailer");
+            deliver(
+                &store,
+                &mailer,
+                &smtp.from,
+                smtp.retry_for,
+                std::future::pending(),
+            )
+            .await
+        })
+        .expect("deliver");
+    let send = t1.elapsed();
+
+    let sizes: Vec<u64> = std::fs::read_dir(maildir.join("new"))
+        .expect("maildir")
+        .filter_map(|e| e.ok()?.metadata().ok().map(|m| m.len()))
+        .collect();
+    let _ = server.kill();
+    let _ = server.wait();
+    let mean = sizes.iter().sum::<u64>() as f64 / sizes.len().max(1) as f64;
+    println!(
+        "{queued} alerts decided and queued (detect over {} accounts x {DAYS} days): {:.2} s",
+        alerts + STEADY,
+        decide.as_secs_f64()
+    );
+    println!(
+        "{} e-mails ({} per CSM) rendered with charts, sent and recorded: {:.2} s = {:.0} e-mails/s, {:.0} alerts/s; {} failed, {} left",
+        done.sent,
+        per_csm,
+        send.as_secs_f64(),
+        done.sent as f64 / send.as_secs_f64(),
+        queued as f64 / send.as_secs_f64(),
+        done.failed,
+        done.queued
+    );
+    println!(
+        "received {} messages; size mean {:.1} KiB, min {:.1} KiB, max {:.1} KiB",
+        sizes.len(),
+        mean / 1024.0,
+        sizes.iter().min().copied().unwrap_or(0) as f64 / 1024.0,
+        sizes.iter().max().copied().unwrap_or(0) as f64 / 1024.0
+    );
+}
