@@ -23,6 +23,18 @@ fn missing_secrets(config: &Config) -> Vec<Diagnostic> {
             }
         }
     }
+    if let Some(smtp) = &config.smtp {
+        if let Some(var) = &smtp.password_env {
+            if let Err(e) = Secret::from_env(var) {
+                out.push(Diagnostic {
+                    file: config.file.clone(),
+                    line: smtp.line,
+                    column: 0,
+                    message: format!("[smtp]: {e}"),
+                });
+            }
+        }
+    }
     out
 }
 
@@ -64,6 +76,24 @@ pub fn run(config_path: &Path) -> ExitCode {
                     s.kind.name(),
                     s.url
                 );
+            }
+            match &config.smtp {
+                Some(smtp) => println!(
+                    "  alerts: sent through {}:{} ({}) as {}{}",
+                    smtp.host,
+                    smtp.port,
+                    smtp.tls.as_str(),
+                    smtp.from,
+                    smtp.username
+                        .as_ref()
+                        .map_or(String::new(), |u| format!(", AUTH as {u}"))
+                ),
+                None => {
+                    println!("  alerts: queued only (no [smtp] table; `lull alerts` lists them)")
+                }
+            }
+            if let Some(ops) = &config.alerts.ops_email {
+                println!("  stale sources are told to {ops}");
             }
             ExitCode::SUCCESS
         }
