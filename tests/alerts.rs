@@ -120,6 +120,10 @@ fn arrivals(mails: &[Value]) -> BTreeMap<String, usize> {
     m
 }
 
+fn has_subject(mails: &[Value], subject: &str) -> bool {
+    mails.iter().any(|m| s(&m["subject"]) == subject)
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
@@ -436,6 +440,70 @@ fn starttls_with_a_test_ca_and_auth_delivers_and_no_secret_reaches_the_logs() {
 }
 
 #[test]
+fn implicit_tls_with_the_test_ca_and_an_unknown_ca_refused() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_ca(certs.path());
+    let smtp = Smtp::start(&["--implicit-tls", "--tlscert", &cert, "--tlskey", &key]);
+    let list = [Acct("acme", "Acme Corp", "jane@vendor.example", None, true)];
+    let config = |ca_line: &str| {
+        format!(
+            "[store]\npath = \"data/lull.db\"\n[accounts]\nfile = \"accounts.toml\"\n\
+             [smtp]\nhost = \"localhost\"\nport = {}\ntls = \"tls\"\nfrom = \"lull@vendor.example\"\nretry_secs = 1\ntimeout_secs = 5\n{ca_line}",
+            smtp.port
+        )
+    };
+    // Without the test CA, the relay's certificate is not trusted.
+    let h = setup(&list, &config(""));
+    let out = detect(&h, TODAY, &[]);
+    assert!(stderr(&out).contains("1 still queued"), "{}", stderr(&out));
+    assert_eq!(smtp.mails().len(), 0);
+    // With it (ca_file), the same alert goes out over TLS.
+    std::fs::write(
+        h.path().join("lull.toml"),
+        config(&format!("ca_file = \"{ca}\"\n")),
+    )
+    .expect("config");
+    let out = h.run(&["deliver"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(smtp.mails().len(), 1);
+}
+
+#[test]
+fn back_to_normal_notice_when_a_quiet_account_is_active_again() {
+    let smtp = Smtp::start(&[]);
+    let list = [Acct("acme", "Acme Corp", "jane@vendor.example", None, true)];
+    let h = setup(
+        &list,
+        &smtp_config(smtp.port, "[detect]\nrecover_days = 7\n"),
+    );
+    detect(&h, TODAY, &[]);
+    // Back to three posts a day (and the community goes on) for 30 days.
+    let mut lines = Vec::new();
+    for d in TODAY + 1..=TODAY + 30 {
+        for id in STEADY.iter().chain(["acme"].iter()) {
+            lines.push(format!(
+                r#"{{"account": "{id}", "source": "forum", "at": "{}T12:00:00Z", "id": "{id}-{d}", "kind": "post", "count": 3}}"#,
+                day(d)
+            ));
+        }
+    }
+    let f = h.file("more.jsonl", &(lines.join("\n") + "\n"));
+    let out = h.run(&["import", f.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for d in 1..=30 {
+        detect(&h, TODAY + d, &[]);
+    }
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "the alert, then one recovery: {mails:#?}");
+    assert!(has_subject(&mails, "[lull] Acme Corp went quiet"));
+    let back = mails
+        .iter()
+        .find(|m| s(&m["subject"]) == "[lull] Acme Corp is active again")
+        .expect("recovery notice");
+    assert!(s(&back["text"]).contains("Acme Corp (acme) is active again"));
+}
+
+#[test]
 fn starttls_required_refuses_a_plain_relay_and_keeps_the_alert() {
     let smtp = Smtp::start(&[]);
     let list = [Acct("acme", "Acme Corp", "jane@vendor.example", None, true)];
@@ -502,9 +570,8 @@ fn snooze_suppresses_and_unsnooze_lets_the_open_episode_through() {
     let mails = smtp.mails();
     assert_eq!(mails.len(), 2);
     assert!(
-        mails
-            .iter()
-            .any(|m| s(&m["subject"]) == "[lull] Acme Corp went quiet")
+        has_subject(&mails, "[lull] Acme Corp went quiet"),
+        "{mails:#?}"
     );
 }
 
@@ -564,9 +631,8 @@ fn a_stale_source_gives_one_ops_email_and_no_silence_alert() {
     let mails = smtp.mails();
     assert_eq!(mails.len(), 2);
     assert!(
-        mails
-            .iter()
-            .any(|m| s(&m["subject"]) == "[lull] Acme Corp went quiet")
+        has_subject(&mails, "[lull] Acme Corp went quiet"),
+        "{mails:#?}"
     );
 }
 

@@ -7,7 +7,7 @@ port the OS picks and prints `PORT <n>` once it accepts connections;
 optional STARTTLS (required when given a certificate), optional AUTH
 (LOGIN/PLAIN with one user, only after STARTTLS as real relays insist),
 recipients containing `reject` get a permanent 550 and those containing
-`tempfail` a 451, and `--delay-ms` holds each DATA before answering (to land
+`tempfail` a 451, `--implicit-tls` speaks TLS from the first byte, and `--delay-ms` holds each DATA before answering (to land
 a kill -9 between sending and acceptance).
 """
 import argparse
@@ -25,6 +25,7 @@ p.add_argument("--maildir", required=True)
 p.add_argument("--port", type=int, default=0)
 p.add_argument("--tlscert")
 p.add_argument("--tlskey")
+p.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style) instead of STARTTLS")
 p.add_argument("--auth", help="USER:PASSWORD required before MAIL")
 p.add_argument("--delay-ms", type=int, default=0)
 a = p.parse_args()
@@ -65,12 +66,15 @@ def factory():
     kw = {}
     if a.auth:
         kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls))
+    if a.implicit_tls:
+        return SMTP(handler, hostname="localhost", **kw)
     return SMTP(handler, hostname="localhost", tls_context=tls, require_starttls=bool(tls), **kw)
 
 
 async def main():
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, host="127.0.0.1", port=a.port)
+    server = await loop.create_server(factory, host="127.0.0.1", port=a.port,
+                                      ssl=tls if a.implicit_tls else None)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
 
