@@ -61,6 +61,8 @@ struct Event<'a> {
     source: Cow<'a, str>,
     id: Cow<'a, str>,
     owner: Who<'a>,
+    /// The identity an account was resolved from (`actor`), if any.
+    seen_as: Option<Cow<'a, str>>,
     kind: Cow<'a, str>,
     day: Day,
     count: u64,
@@ -214,6 +216,8 @@ fn read_lines(
                 if let Err(err) = batch.add(&e.source, &e.id, owner, &e.kind, e.day, e.count) {
                     report.rejected += 1;
                     on_reject(line_no, &err.to_string());
+                } else if let (Who::Account(a), Some(actor)) = (&e.owner, &e.seen_as) {
+                    batch.seen_by(a, &e.source, &e.kind, e.day, actor);
                 }
             }
             Ok(Parsed::Staff { source, day }) => {
@@ -299,6 +303,7 @@ fn parse_line<'a>(raw: &'a [u8], registry: &'a Registry, tz: Tz) -> Result<Parse
         }
         (None, None) => return Err("missing `at` (the event's RFC 3339 timestamp)".into()),
     };
+    let mut seen_as = None;
     let owner = match (account, actor) {
         (Some(acc), None) => {
             let acc = checked("account", acc)?;
@@ -312,7 +317,10 @@ fn parse_line<'a>(raw: &'a [u8], registry: &'a Registry, tz: Tz) -> Result<Parse
         (None, Some(actor)) => {
             let actor = checked("actor", actor)?;
             match registry.resolve(&source, &actor) {
-                Resolved::Account(i) => Who::Account(Cow::Borrowed(registry.get(i).id.as_str())),
+                Resolved::Account(i) => {
+                    seen_as = Some(actor);
+                    Who::Account(Cow::Borrowed(registry.get(i).id.as_str()))
+                }
                 Resolved::Staff => return Ok(Parsed::Staff { source, day }),
                 Resolved::Unmatched => Who::Unmatched(actor),
             }
@@ -334,6 +342,7 @@ fn parse_line<'a>(raw: &'a [u8], registry: &'a Registry, tz: Tz) -> Result<Parse
         source,
         id,
         owner,
+        seen_as,
         kind,
         day,
         count,

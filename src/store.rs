@@ -15,6 +15,7 @@
 //! | `k` | source | bytes | a source's cursor (where its next poll starts) |
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
 //! | `o` | source · id hash | day (4 bytes) | markers of events counted once *whatever their day* |
+//! | `l` | account · source · kind | day · actor | who was seen last on the channel (for the alert e-mail) |
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
 //! that sort in time order. Detection has two trees of its own, written
@@ -73,6 +74,7 @@ const P_COVERAGE: u8 = b'c';
 const P_CURSOR: u8 = b'k';
 const P_UNMATCHED: u8 = b'u';
 const P_ONCE: u8 = b'o';
+const P_LAST: u8 = b'l';
 const SEP: u8 = 0;
 /// `alerts` tree: per-account detection state, and the last judged day.
 const P_STATE: u8 = b's';
@@ -188,6 +190,8 @@ pub struct Ingest {
     pub coverage: Vec<(SourceName, Day, u8)>,
     /// Cursors to advance; they move only together with their activities.
     pub cursors: Vec<(SourceName, Vec<u8>)>,
+    /// (account, source, kind) → the latest day and identity seen.
+    last_seen: HashMap<(u32, u32, u32), (Day, Box<str>)>,
 }
 
 impl Ingest {
@@ -233,6 +237,26 @@ impl Ingest {
             e.once = true;
         }
         Ok(())
+    }
+
+    /// Notes that `actor` (a handle or address) was the account's identity
+    /// on `day` for this channel: the alert e-mail's "last activity by".
+    /// Names that cannot be keys are ignored (the event itself reports them).
+    pub fn seen_by(&mut self, account: &str, source: &str, kind: &str, day: Day, actor: &str) {
+        let (Ok(a), Ok(s), Ok(k)) = (
+            self.accounts.intern(account),
+            self.sources.intern(source),
+            self.kinds.intern(kind),
+        ) else {
+            return;
+        };
+        match self.last_seen.get_mut(&(a, s, k)) {
+            Some(last) if last.0 > day => {}
+            Some(last) => *last = (day, actor.into()),
+            None => {
+                self.last_seen.insert((a, s, k), (day, actor.into()));
+            }
+        }
     }
 
     /// Activities added so far.
@@ -496,6 +520,23 @@ impl Store {
                 *c = c.saturating_add(add);
             }
             batch.insert(key, encode_series(&series));
+        }
+        for ((account, source, kind), (day, actor)) in &ingest.last_seen {
+            let mut key = series_key(
+                ingest.accounts.name(*account),
+                ingest.sources.name(*source),
+                ingest.kinds.name(*kind),
+            )?;
+            key[0] = P_LAST;
+            let newer = match self.get(&key, "reading last seen")? {
+                Some(old) => old.get(..4).and_then(day_key).is_none_or(|d| d <= *day),
+                None => true,
+            };
+            if newer {
+                let mut v = day.to_key().to_vec();
+                v.extend_from_slice(actor.as_bytes());
+                batch.insert(key, v);
+            }
         }
         for (source, day, flag) in &ingest.coverage {
             let key = key2(P_COVERAGE, source.as_str(), &day.to_key())?;
@@ -787,6 +828,21 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The latest day and identity seen on an account's channel.
+    pub fn last_seen(
+        &self,
+        account: &str,
+        source: &str,
+        kind: &str,
+    ) -> Result<Option<(Day, String)>, StoreError> {
+        let mut key = series_key(account, source, kind)?;
+        key[0] = P_LAST;
+        Ok(self.get(&key, "reading last seen")?.and_then(|v| {
+            let day = v.get(..4).and_then(day_key)?;
+            Some((day, String::from_utf8_lossy(&v[4..]).into_owned()))
+        }))
     }
 
     /// The days `source` is covered.

@@ -31,7 +31,7 @@ fn accounts_toml(list: &[Acct<'_>]) -> String {
         .map(|Acct(id, name, csm, seg, _)| {
             let seg = seg.map_or(String::new(), |s| format!("segment = \"{s}\"\n"));
             format!(
-                "[[account]]\nid = \"{id}\"\nname = {}\ncsm = \"{csm}\"\n{seg}\n",
+                "[[account]]\nid = \"{id}\"\nname = {}\ncsm = \"{csm}\"\n{seg}handles = {{ forum = [\"{id}_user\"] }}\n\n",
                 toml::Value::String(name.to_string())
             )
         })
@@ -47,8 +47,14 @@ fn history(list: &[Acct<'_>]) -> String {
             if *quiet && d > TODAY - 60 {
                 continue;
             }
+            // The last post before the silence comes with its author.
+            let who = if *quiet && d == TODAY - 60 {
+                format!(r#""actor": "{id}_user""#)
+            } else {
+                format!(r#""account": "{id}""#)
+            };
             lines.push(format!(
-                r#"{{"account": "{id}", "source": "forum", "at": "{}T12:00:00Z", "id": "{id}-{d}", "kind": "post", "count": 3}}"#,
+                r#"{{{who}, "source": "forum", "at": "{}T12:00:00Z", "id": "{id}-{d}", "kind": "post", "count": 3}}"#,
                 day(d)
             ));
         }
@@ -176,7 +182,7 @@ fn one_digest_per_csm_with_text_html_and_chart_and_nothing_twice() {
         "0% of its usual level",
         "less than once in 1,000",
         &format!(
-            "Last activity seen: {} (forum posts (forum))",
+            "Last activity seen: {} by acme_user (forum posts (forum))",
             day(TODAY - 60)
         ),
         "Quiet since",

@@ -359,9 +359,12 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
     let last_activity = n
         .evidence
         .iter()
-        .filter_map(|r| r.last_activity.map(|d| (d, &r.channel)))
-        .max()
-        .map(|(d, c)| format!("{d} ({})", channel_label(c)));
+        .filter_map(|r| r.last_activity.map(|d| (d, r)))
+        .max_by_key(|(d, _)| *d)
+        .map(|(d, r)| match &r.last_seen_by {
+            Some(who) => format!("{d} by {who} ({})", channel_label(&r.channel)),
+            None => format!("{d} ({})", channel_label(&r.channel)),
+        });
     let (headline, class) = match n.notice {
         NoticeKind::Silent => ("went quiet", "quiet"),
         NoticeKind::Reminder => ("is still quiet", "quiet"),

@@ -41,6 +41,15 @@ pub struct Snooze {
     pub set_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Who was seen on the channel's last active day, if the store knows.
+fn last_seen_by(store: &Store, account: &str, r: &super::ChannelReport) -> Option<String> {
+    let (source, kind) = r.channel.split_once(':')?;
+    // A rate channel (`open/delivered`): who opened.
+    let kind = kind.split('/').next()?;
+    let (day, actor) = store.last_seen(account, source, kind).ok()??;
+    (Some(day) == r.last_activity).then_some(actor)
+}
+
 /// Every snooze in the store that still holds on or after `day`.
 pub fn snoozes(store: &Store, day: Day) -> Result<BTreeMap<AccountId, Snooze>, StoreError> {
     Ok(store
@@ -124,6 +133,9 @@ pub fn judge_day(
             let weekly = detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at);
             for n in &mut notices[before..] {
                 n.weekly = Some(weekly.clone());
+                for r in &mut n.evidence {
+                    r.last_seen_by = last_seen_by(store, n.account.as_str(), r);
+                }
             }
         }
     })?;

@@ -99,6 +99,10 @@ pub struct ChannelReport {
     /// The last day with activity (within the history read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<Day>,
+    /// Who (handle or address) was seen on that day, when lull knows
+    /// (alert notices only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_by: Option<String>,
 }
 
 impl ChannelReport {
@@ -570,6 +574,7 @@ impl<'a> Detector<'a> {
                         .flatten()
                         .map(|i| self.timeline.day(i)),
                     last_activity: last_nonzero(&c.num, d).map(|i| self.timeline.day(i)),
+                    last_seen_by: None,
                 }
             })
             .collect()

@@ -383,6 +383,13 @@ fn prepare(
             match registry.resolve(source, actor) {
                 Resolved::Account(i) => {
                     owner = Some(Ok(i));
+                    ingest.seen_by(
+                        registry.get(i).id.as_str(),
+                        source,
+                        a.kind,
+                        Day::of(a.at, tz),
+                        actor,
+                    );
                     break;
                 }
                 Resolved::Staff => {
