@@ -73,7 +73,7 @@ pub fn weekly_png(w: &Weekly, silent_since: Option<Day>) -> Result<Vec<u8>, Char
             .y_label_area_size(40)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
             .map_err(draw_err)?;
-        let starts = w.starts.clone();
+        let starts = &w.starts;
         chart
             .configure_mesh()
             .disable_x_mesh()

@@ -34,6 +34,8 @@ pub struct Outgoing {
     pub accounts: Vec<String>,
     /// `silent`, `reminder`, `recovered`, `stale_source`, one per notice.
     pub kinds: Vec<String>,
+    /// When the first of its notices was queued.
+    pub queued_at: Option<chrono::DateTime<chrono::Utc>>,
     pub notices: Vec<QueuedNotice>,
     items: Vec<Item>,
     /// Why the notices cannot be composed (an undecodable outbox entry).
@@ -63,6 +65,13 @@ impl Item {
             serde_json::from_slice(&q.body)
                 .map(|n| Item::Account(Box::new(n)))
                 .map_err(err)
+        }
+    }
+
+    fn queued_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Item::Account(n) => n.queued_at,
+            Item::Stale(s) => s.queued_at,
         }
     }
 
@@ -135,6 +144,7 @@ pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
                 subject: subject(&items),
                 accounts: notices.iter().map(|q| q.account.to_string()).collect(),
                 kinds: notices.iter().map(|q| q.kind.clone()).collect(),
+                queued_at: items.iter().filter_map(Item::queued_at).min(),
                 to,
                 notices,
                 items,

@@ -68,15 +68,6 @@ pub struct MailRecord {
 
 impl MailRecord {
     fn new(o: &Outgoing, previous: Option<MailRecord>) -> MailRecord {
-        let queued_at = o
-            .notices
-            .iter()
-            .filter_map(|q| {
-                serde_json::from_slice::<QueuedAt>(&q.body)
-                    .ok()
-                    .and_then(|t| t.queued_at)
-            })
-            .min();
         MailRecord {
             message_id: o.message_id.clone(),
             status: Status::Queued,
@@ -85,7 +76,7 @@ impl MailRecord {
             subject: o.subject.clone(),
             accounts: o.accounts.clone(),
             kinds: o.kinds.clone(),
-            queued_at,
+            queued_at: o.queued_at,
             attempts: previous.as_ref().map_or(0, |p| p.attempts),
             last_attempt: previous.as_ref().and_then(|p| p.last_attempt),
             sent_at: None,
@@ -93,12 +84,6 @@ impl MailRecord {
             error: previous.and_then(|p| p.error),
         }
     }
-}
-
-/// Only the queue time of a notice body.
-#[derive(Deserialize)]
-struct QueuedAt {
-    queued_at: Option<DateTime<Utc>>,
 }
 
 /// The outbox as messages, with what was recorded of their attempts.
@@ -170,8 +155,8 @@ pub async fn deliver(
             total.queued = 0;
             return Ok(total);
         }
-        let mut relay_down = None;
-        let mut progressed = false;
+        // Messages sent or failed in this pass: they have left the outbox.
+        let mut done = 0;
         // A few messages in flight at once (each on its own pooled
         // connection): a relay answers each DATA after a round trip or two,
         // and one at a time leaves it idle. Once the relay is known to be
@@ -193,29 +178,28 @@ pub async fn deliver(
             match outcome? {
                 Outcome::Sent => {
                     total.sent += 1;
-                    progressed = true;
+                    done += 1;
                 }
                 Outcome::Failed => {
                     total.failed += 1;
-                    progressed = true;
+                    done += 1;
                 }
                 Outcome::Retry { error, connection } => {
-                    total.last_error = Some(error.clone());
+                    total.last_error = Some(error);
                     if connection {
                         down.set(true);
-                        relay_down = Some(error);
                     }
                 }
                 Outcome::Skipped => {}
             }
         }
         drop(outcomes);
-        let left = group(store.queued()?, from).len();
+        let left = messages.len() - done;
         total.queued = left;
         if left == 0 {
             return Ok(total);
         }
-        if progressed && relay_down.is_none() {
+        if done > 0 && !down.get() {
             backoff = FIRST_BACKOFF;
         }
         let now = tokio::time::Instant::now();

@@ -141,17 +141,12 @@ pub fn judge_day(
     })?;
     accounts.sort_by_key(|a| registry.by_id(a.account.as_str()));
     notices.sort_by(|a, b| (a.date, &a.account).cmp(&(b.date, &b.account)));
-    let stale_days = config.defaults.stale_days;
+    // The same rule that made their channels unknown; a source with no
+    // data up to `at` at all (judging a day before it began) is not stale.
     let mut stale = BTreeMap::new();
-    if stale_days > 0 {
-        for source in store.sources()? {
-            if !config.polled.contains(source.as_str()) {
-                continue;
-            }
-            let last = store.coverage(&source)?.range(..=at).next_back().copied();
-            if let Some(last) = last.filter(|l| at.0 - l.0 >= stale_days as i32) {
-                stale.insert(source, last);
-            }
+    for source in detector.stale_sources(at) {
+        if let Some(last) = store.coverage(source)?.range(..=at).next_back() {
+            stale.insert(source.clone(), *last);
         }
     }
     Ok(DayRun {

@@ -403,6 +403,21 @@ impl<'a> Detector<'a> {
             && cov.sum(d as i64 + 1 - i64::from(t.stale_days), d as i64) <= 0.0
     }
 
+    /// The polled sources that are stale on `day` by `[detect]`'s
+    /// `stale_days` (the rule that makes their channels unknown).
+    pub fn stale_sources(&self, day: Day) -> Vec<&SourceName> {
+        let Some(d) = self.timeline.index(day) else {
+            return Vec::new();
+        };
+        self.coverage_index
+            .iter()
+            .filter(|(source, i)| {
+                self.is_stale(source, &self.coverage[**i].1, d, &self.config.defaults)
+            })
+            .map(|(source, _)| source)
+            .collect()
+    }
+
     /// Weighs channel judgements into the account's verdict.
     fn verdict(
         &self,

@@ -378,18 +378,13 @@ fn prepare(
     let mut staff = 0;
     let source = name.as_str();
     for a in &harvest.activities {
+        let day = Day::of(a.at, tz);
         let mut owner = None;
         for actor in &a.actors {
             match registry.resolve(source, actor) {
                 Resolved::Account(i) => {
                     owner = Some(Ok(i));
-                    ingest.seen_by(
-                        registry.get(i).id.as_str(),
-                        source,
-                        a.kind,
-                        Day::of(a.at, tz),
-                        actor,
-                    );
+                    ingest.seen_by(registry.get(i).id.as_str(), source, a.kind, day, actor);
                     break;
                 }
                 Resolved::Staff => {
@@ -399,7 +394,6 @@ fn prepare(
                 Resolved::Unmatched => {}
             }
         }
-        let day = Day::of(a.at, tz);
         let owner = match owner {
             Some(Ok(i)) => Owner::Account(registry.get(i).id.as_str()),
             Some(Err(())) => {
