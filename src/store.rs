@@ -522,12 +522,12 @@ impl Store {
             batch.insert(key, encode_series(&series));
         }
         for ((account, source, kind), (day, actor)) in &ingest.last_seen {
-            let mut key = series_key(
+            let key = channel_key(
+                P_LAST,
                 ingest.accounts.name(*account),
                 ingest.sources.name(*source),
                 ingest.kinds.name(*kind),
             )?;
-            key[0] = P_LAST;
             let newer = match self.get(&key, "reading last seen")? {
                 Some(old) => old.get(..4).and_then(day_key).is_none_or(|d| d <= *day),
                 None => true,
@@ -837,8 +837,7 @@ impl Store {
         source: &str,
         kind: &str,
     ) -> Result<Option<(Day, String)>, StoreError> {
-        let mut key = series_key(account, source, kind)?;
-        key[0] = P_LAST;
+        let key = channel_key(P_LAST, account, source, kind)?;
         Ok(self.get(&key, "reading last seen")?.and_then(|v| {
             let day = v.get(..4).and_then(day_key)?;
             Some((day, String::from_utf8_lossy(&v[4..]).into_owned()))
@@ -999,9 +998,14 @@ fn once_key(source: &str, id: u128) -> Result<Vec<u8>, StoreError> {
 }
 
 fn series_key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
+    channel_key(P_BUCKET, account, source, kind)
+}
+
+/// prefix · account · source · kind: a key about one account's channel.
+fn channel_key(prefix: u8, account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
     let (a, s, k) = (check_name(account)?, check_name(source)?, check_name(kind)?);
     let mut key = Vec::with_capacity(3 + a.len() + s.len() + k.len());
-    key.push(P_BUCKET);
+    key.push(prefix);
     key.extend_from_slice(a);
     key.push(SEP);
     key.extend_from_slice(s);
