@@ -15,9 +15,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "LULL_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Log format on stderr (RUST_LOG sets the level)
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log format on stderr [default: `[service] log_format`, then text]
+    /// (RUST_LOG sets the level)
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -125,6 +126,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE.html")]
         report: Option<PathBuf>,
     },
+    /// The service: scheduled polls, detection and alert delivery, with
+    /// /healthz, /readyz and /metrics; stops cleanly on SIGTERM/SIGINT
+    Run,
 }
 
 fn parse_day(s: &str) -> Result<Day, String> {

@@ -38,6 +38,10 @@ struct RawConfig {
     smtp: Option<Spanned<crate::alert::config::RawSmtp>>,
     #[serde(default)]
     alerts: crate::alert::config::RawAlerts,
+    #[serde(default)]
+    service: crate::service::config::RawService,
+    #[serde(default)]
+    http: crate::service::config::RawHttp,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -83,6 +87,8 @@ pub struct Config {
     /// How alert e-mails leave; without it alerts stay queued.
     pub smtp: Option<crate::alert::config::SmtpConfig>,
     pub alerts: crate::alert::config::AlertsConfig,
+    /// What only `lull run` reads: detection schedule, shutdown, HTTP.
+    pub service: crate::service::config::ServiceConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +160,7 @@ impl Config {
             .smtp
             .and_then(|s| crate::alert::config::RawSmtp::build(s, base, &src, &mut problems));
         let alerts = raw.alerts.build(&src, &mut problems);
+        let service = raw.service.build(raw.http, &src, &mut problems);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }
@@ -175,6 +182,7 @@ impl Config {
             sources,
             smtp,
             alerts,
+            service,
         })
     }
 }

@@ -8,12 +8,16 @@ use crate::cli::LogFormat;
 /// so only warnings and errors are logged.
 pub const DEFAULT_FILTER: &str = "warn";
 
-pub fn init(format: LogFormat) {
+/// Starts logging; `default_filter` applies when `RUST_LOG` is not set
+/// (the service logs `info`, commands only warnings).
+pub fn init(format: LogFormat, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours for a person at a terminal, not for journald or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // `try_init` fails only if a subscriber is already set (tests).
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -6,7 +6,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = lull::cli::Cli::parse();
-    lull::logging::init(cli.log_format);
+    // `lull run` starts logging itself: its format may come from the config.
+    if !matches!(cli.command, lull::cli::Command::Run) {
+        lull::logging::init(
+            cli.log_format.unwrap_or(lull::cli::LogFormat::Text),
+            lull::logging::DEFAULT_FILTER,
+        );
+    }
     match lull::cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {

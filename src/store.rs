@@ -419,6 +419,23 @@ impl Store {
         &self.path
     }
 
+    /// The last day detection recorded, if any.
+    pub fn last_judged_day(&self) -> Result<Option<Day>, StoreError> {
+        Ok(self
+            .alerts
+            .get(ALERTS_LAST_DAY)
+            .map_err(sled_err("reading detection state"))?
+            .and_then(|v| day_key(&v)))
+    }
+
+    /// A cheap read that proves the store answers (`/healthz`).
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.alerts
+            .get(b"health")
+            .map_err(sled_err("reading for a health check"))?;
+        Ok(())
+    }
+
     /// Counts a batch exactly once and makes it durable.
     ///
     /// Each activity is checked against the dedupe markers of its (source,
@@ -659,11 +676,7 @@ impl Store {
     /// The last day detection recorded, and each account's saved state
     /// (opaque bytes owned by the detector).
     pub fn detection_state(&self) -> Result<(Option<Day>, SavedStates), StoreError> {
-        let last = self
-            .alerts
-            .get(ALERTS_LAST_DAY)
-            .map_err(sled_err("reading detection state"))?
-            .and_then(|v| day_key(&v));
+        let last = self.last_judged_day()?;
         let mut states = HashMap::new();
         for r in self.alerts.scan_prefix([P_STATE]) {
             let (k, v) = r.map_err(sled_err("reading detection state"))?;

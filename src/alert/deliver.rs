@@ -9,6 +9,7 @@
 //! queued, the attempt is recorded, and the pass stops if the relay itself
 //! is the problem; the next pass comes after an exponential backoff.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -163,17 +164,22 @@ pub async fn deliver(
         // down no new send starts, but sends already in flight finish and
         // record: dropping one mid-DATA could lose track of an accepted
         // message.
-        let down = std::cell::Cell::new(false);
-        let mut outcomes = futures_util::stream::iter(messages.iter().map(|o| {
-            let down = &down;
-            async move {
-                if down.get() {
-                    return Ok(Outcome::Skipped);
+        let down = std::sync::atomic::AtomicBool::new(false);
+        // Collected first: a lazy map over borrowed messages trips the
+        // `Send` check of the service's spawned task (rust#102211).
+        let sends: Vec<_> = messages
+            .iter()
+            .map(|o| {
+                let down = &down;
+                async move {
+                    if down.load(Relaxed) {
+                        return Ok(Outcome::Skipped);
+                    }
+                    send_one(store, mailer, from, o).await
                 }
-                send_one(store, mailer, from, o).await
-            }
-        }))
-        .buffer_unordered(PARALLEL_SENDS);
+            })
+            .collect();
+        let mut outcomes = futures_util::stream::iter(sends).buffer_unordered(PARALLEL_SENDS);
         while let Some(outcome) = outcomes.next().await {
             match outcome? {
                 Outcome::Sent => {
@@ -187,7 +193,7 @@ pub async fn deliver(
                 Outcome::Retry { error, connection } => {
                     total.last_error = Some(error);
                     if connection {
-                        down.set(true);
+                        down.store(true, Relaxed);
                     }
                 }
                 Outcome::Skipped => {}
@@ -199,7 +205,7 @@ pub async fn deliver(
         if left == 0 {
             return Ok(total);
         }
-        if done > 0 && !down.get() {
+        if done > 0 && !down.load(Relaxed) {
             backoff = FIRST_BACKOFF;
         }
         let now = tokio::time::Instant::now();

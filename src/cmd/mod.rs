@@ -64,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reason,
         } => snooze::snooze(&Context::open(&config_path)?, &account, until, &reason),
         Command::Unsnooze { account } => snooze::unsnooze(&Context::open(&config_path)?, &account),
+        Command::Run => crate::service::run(&config_path, cli.log_format),
         Command::Backtest {
             from,
             to,

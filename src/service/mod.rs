@@ -1,0 +1,588 @@
+//! `lull run`: the service the other pieces live in.
+//!
+//! One tokio runtime carries, as separate tasks:
+//! - one poll loop per source, on the source's cron schedule (first poll at
+//!   start); a source never has two polls running, an overrun skips ticks;
+//! - the detection loop, on `[service] detect_schedule` in the config's time
+//!   zone; at start it catches up a run that was missed while lull was down
+//!   (after the first polls, so it judges fresh data);
+//! - the delivery loop, always on: it sends what the outbox holds, retries
+//!   with backoff while the relay is down, and wakes when detection queues;
+//! - the HTTP endpoint (`crate::http`).
+//!
+//! Shutdown (SIGTERM, SIGINT) follows mini-redis: one cancellation token
+//! tells every task to stop starting work; a poll may finish within half
+//! the shutdown limit, else it is dropped — its commit is one atomic write
+//! at its end, so a dropped poll leaves nothing behind and its cursor does
+//! not move. What is still running at the limit is abandoned, the store is
+//! flushed, and the process exits 0. SIGHUP re-reads the accounts file and
+//! the parts of the config that are safe to change while running.
+
+pub mod config;
+pub mod health;
+pub mod telemetry;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::accounts::Registry;
+use crate::alert::Mailer;
+use crate::alert::config::AlertsConfig;
+use crate::cli::LogFormat;
+use crate::config::Config;
+use crate::detect::{DetectConfig, judge_day};
+use crate::schedule::{Clock, Ticker};
+use crate::sources::{self, Source};
+use crate::store::Store;
+use crate::types::Day;
+use health::Health;
+use telemetry as m;
+
+/// The default log level of the service (`RUST_LOG` overrides).
+pub const DEFAULT_FILTER: &str = "info";
+/// How long detection waits at start for the first polls to finish.
+const FIRST_POLLS_WAIT: Duration = Duration::from_secs(600);
+/// How often an empty outbox is looked at again without being woken.
+const OUTBOX_RECHECK: Duration = Duration::from_secs(300);
+/// "Keep retrying": the delivery loop retries until the relay is back.
+const RETRY_FOREVER: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// What SIGHUP may replace while the service runs.
+pub struct Live {
+    pub registry: Arc<Registry>,
+    pub detect: Arc<DetectConfig>,
+    pub alerts: Arc<AlertsConfig>,
+}
+
+/// The running service, shared by its tasks.
+pub struct Service {
+    /// The config as it was at start (what needs a restart to change).
+    config: Config,
+    config_path: PathBuf,
+    live: RwLock<Arc<Live>>,
+    store: Arc<Store>,
+    health: Arc<Health>,
+    clock: Clock,
+    cancel: CancellationToken,
+    /// Detection queued something: the delivery loop should look.
+    wake_delivery: Notify,
+    /// Sources whose first poll has not finished yet.
+    first_polls: tokio::sync::watch::Sender<usize>,
+}
+
+/// `lull run`: loads everything, serves until SIGTERM/SIGINT, exits 0
+/// after a clean stop.
+pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)
+        .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
+    crate::logging::init(
+        log_format
+            .or(config.service.log_format)
+            .unwrap_or(LogFormat::Text),
+        DEFAULT_FILTER,
+    );
+    let registry = Registry::load(&config.accounts_file, &config.identity)
+        .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
+    let store = Arc::new(Store::open(&config.store)?);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("starting the metrics recorder")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lull")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(serve(
+        config,
+        config_path.to_path_buf(),
+        registry,
+        store.clone(),
+        metrics,
+        Clock::System,
+    ));
+    // Tasks abandoned at the limit (a detection run in a blocking thread)
+    // are not waited for: their writes are atomic.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    store.flush().context("flushing the store at shutdown")?;
+    outcome?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the service until a stop signal; returns after the stop.
+pub async fn serve(
+    config: Config,
+    config_path: PathBuf,
+    registry: Registry,
+    store: Arc<Store>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    clock: Clock,
+) -> anyhow::Result<()> {
+    // Signals first: a SIGTERM during start-up is not lost.
+    let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let listen = config.service.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ([http] listen)"))?;
+
+    let names: Vec<String> = config.sources.iter().map(|s| s.name.to_string()).collect();
+    m::register(&names);
+    let last_days = {
+        let (store, names) = (store.clone(), names.clone());
+        tokio::task::spawn_blocking(move || {
+            names
+                .into_iter()
+                .map(|n| {
+                    let last = store
+                        .coverage(&crate::types::SourceName(n.clone()))
+                        .map(|c| c.last().copied())
+                        .unwrap_or(None);
+                    (n, last)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?
+    };
+    let health = Arc::new(Health::new(
+        clock,
+        config.timezone,
+        config.detect.defaults.stale_days,
+        last_days,
+    ));
+    let client = crate::sources::http::client()?;
+    let mut built = Vec::new();
+    for c in &config.sources {
+        match Source::build(c, client.clone()) {
+            Ok(s) => built.push(s),
+            Err(e) => {
+                // One broken source does not stop the others.
+                tracing::error!(source = %c.name, error = %e, "source cannot run; fix the config or its secret and restart");
+                metrics::counter!(m::POLL_FAILURES, "source" => c.name.to_string()).increment(1);
+                health.update(c.name.as_str(), |s| s.last_error = Some(e.to_string()));
+            }
+        }
+    }
+    let svc = Arc::new(Service {
+        live: RwLock::new(Arc::new(Live {
+            registry: Arc::new(registry),
+            detect: Arc::new(config.detect.clone()),
+            alerts: Arc::new(config.alerts.clone()),
+        })),
+        config,
+        config_path,
+        store,
+        health: health.clone(),
+        clock,
+        cancel: CancellationToken::new(),
+        wake_delivery: Notify::new(),
+        first_polls: tokio::sync::watch::Sender::new(built.len()),
+    });
+    svc.refresh_gauges().await;
+
+    let mut tasks = JoinSet::new();
+    let app = crate::http::router(crate::http::AppState {
+        health,
+        store: svc.store.clone(),
+        metrics,
+    });
+    let stop_http = svc.cancel.clone();
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_http.cancelled_owned())
+            .await
+            .context("the HTTP endpoint stopped")
+    });
+    tracing::info!(address = %listen, "HTTP endpoint: /healthz /readyz /metrics");
+    for source in built {
+        tasks.spawn(svc.clone().poll_loop(source));
+    }
+    tasks.spawn(svc.clone().detect_loop());
+    tasks.spawn(svc.clone().delivery_loop());
+    svc.health.set_scheduler_running(true);
+    tracing::info!(
+        sources = svc.config.sources.len(),
+        detect_schedule = %svc.config.service.detect_schedule_text,
+        timezone = %svc.config.timezone,
+        smtp = svc.config.smtp.is_some(),
+        "lull is running"
+    );
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sighup.recv() => svc.clone().reload().await,
+            Some(done) = tasks.join_next() => match done {
+                Ok(Ok(())) => tracing::error!("a service task ended on its own"),
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "a service task failed"),
+                Err(e) => tracing::error!(error = %e, "a service task panicked"),
+            },
+        }
+    }
+    svc.health.set_scheduler_running(false);
+    svc.cancel.cancel();
+    let limit = svc.config.service.shutdown;
+    let waited = tokio::time::timeout(limit.saturating_sub(Duration::from_millis(500)), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if waited.is_err() {
+        tracing::warn!(
+            limit_secs = limit.as_secs(),
+            "work still in progress at the shutdown limit is abandoned (nothing of it was committed)"
+        );
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+impl Service {
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How long a poll in progress at shutdown may still take.
+    fn grace(&self) -> Duration {
+        self.config.service.shutdown / 2
+    }
+
+    async fn poll_loop(self: Arc<Self>, source: Source) -> anyhow::Result<()> {
+        let ticker = Ticker::new(
+            format!("poll:{}", source.name()),
+            source.config.schedule.clone(),
+            self.config.timezone,
+        );
+        let mut first = true;
+        ticker
+            .run(self.clock, &self.cancel, true, |_| {
+                let first_run = std::mem::take(&mut first);
+                let (svc, source) = (&self, &source);
+                async move {
+                    svc.poll_once(source).await;
+                    if first_run {
+                        svc.first_polls.send_modify(|n| *n = n.saturating_sub(1));
+                    }
+                }
+            })
+            .await;
+        Ok(())
+    }
+
+    /// One poll of one source, with its metrics and health.
+    async fn poll_once(&self, source: &Source) {
+        let name = source.name().to_string();
+        self.health.update(&name, |s| s.polling = true);
+        let registry = self.live().registry.clone();
+        let poll = sources::poll(
+            source,
+            self.store.clone(),
+            registry,
+            self.config.timezone,
+            self.clock.now(),
+        );
+        tokio::pin!(poll);
+        let result = tokio::select! {
+            r = &mut poll => Some(r),
+            () = self.cancel.cancelled() => {
+                tokio::time::timeout(self.grace(), &mut poll).await.ok()
+            }
+        };
+        self.health.update(&name, |s| s.polling = false);
+        metrics::counter!(m::POLLS, "source" => name.clone()).increment(1);
+        let now = Utc::now();
+        match result {
+            Some(Ok(rep)) => {
+                metrics::counter!(m::ACTIVITIES, "source" => name.clone()).increment(rep.counted);
+                metrics::counter!(m::UNMATCHED_ACTIVITIES, "source" => name.clone())
+                    .increment(rep.unmatched);
+                metrics::gauge!(m::LAST_POLL_SUCCESS, "source" => name.clone())
+                    .set(now.timestamp() as f64);
+                metrics::gauge!(m::POLL_SECONDS, "source" => name.clone()).set(rep.seconds);
+                self.health.update(&name, |s| {
+                    s.last_success = Some(now);
+                    s.last_error = None;
+                    if let Some((_, last)) = rep.covered {
+                        s.last_day = s.last_day.max(Some(last));
+                    }
+                });
+            }
+            Some(Err(e)) => {
+                tracing::error!(source = %name, error = %e.error, "poll failed; nothing of it was stored, the next tick tries again");
+                metrics::counter!(m::POLL_FAILURES, "source" => name.clone()).increment(1);
+                self.health.update(&name, |s| {
+                    s.last_failure = Some(now);
+                    s.last_error = Some(e.error.to_string());
+                });
+            }
+            None => {
+                tracing::warn!(source = %name, "poll abandoned at shutdown; nothing of it was stored, its cursor did not move");
+                metrics::counter!(m::POLL_FAILURES, "source" => name.clone()).increment(1);
+            }
+        }
+    }
+
+    async fn detect_loop(self: Arc<Self>) -> anyhow::Result<()> {
+        let ticker = Ticker::new(
+            "detect",
+            self.config.service.detect_schedule.clone(),
+            self.config.timezone,
+        );
+        // Let the first polls land, so a catch-up run judges fresh data.
+        let mut pending = self.first_polls.subscribe();
+        tokio::select! {
+            _ = tokio::time::timeout(FIRST_POLLS_WAIT, pending.wait_for(|n| *n == 0)) => {}
+            () = self.cancel.cancelled() => return Ok(()),
+        }
+        let due = self.missed_run(&ticker).await;
+        if let Some(day) = due {
+            tracing::info!(%day, "detection for {day} did not run while lull was down; running it now");
+        }
+        ticker
+            .run(self.clock, &self.cancel, due.is_some(), |_| {
+                let svc = self.clone();
+                async move { svc.detect_once().await }
+            })
+            .await;
+        Ok(())
+    }
+
+    /// The day of the schedule's last tick (within a week), if it has
+    /// passed and that day was not judged yet.
+    async fn missed_run(&self, ticker: &Ticker) -> Option<Day> {
+        let last_tick = ticker.last_at_or_before(self.clock.now(), chrono::Duration::days(7))?;
+        let day = Day::of(last_tick, self.config.timezone);
+        let store = self.store.clone();
+        let judged = tokio::task::spawn_blocking(move || store.last_judged_day())
+            .await
+            .ok()?
+            .ok()?;
+        judged.is_none_or(|j| j < day).then_some(day)
+    }
+
+    async fn detect_once(self: Arc<Self>) {
+        let span = tracing::info_span!("detection");
+        let svc = self.clone();
+        let done =
+            tokio::task::spawn_blocking(move || span.in_scope(|| svc.judge_and_record())).await;
+        match done {
+            Ok(Ok(queued)) if queued > 0 => self.wake_delivery.notify_one(),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                metrics::counter!(m::DETECTION_FAILURES).increment(1);
+                tracing::error!(error = %format!("{e:#}"), "detection failed; nothing of it was recorded, the next tick tries again");
+            }
+            Err(e) => {
+                metrics::counter!(m::DETECTION_FAILURES).increment(1);
+                tracing::error!(error = %e, "detection did not finish");
+            }
+        }
+    }
+
+    /// Judges today and records it, like `lull detect`. Returns how many
+    /// notices were queued.
+    fn judge_and_record(&self) -> anyhow::Result<usize> {
+        let started = std::time::Instant::now();
+        let day = Day::of(self.clock.now(), self.config.timezone);
+        let live = self.live();
+        let run = judge_day(&self.store, &live.registry, &live.detect, day)?;
+        if run.already_judged {
+            tracing::info!(%day, "already judged today; nothing new");
+            return Ok(0);
+        }
+        let ops = live.alerts.ops_email.as_ref().map(|m| m.to_string());
+        let queued = run.record(&self.store, ops.as_deref())?;
+        for (source, last) in run.newly_stale() {
+            tracing::warn!(source = %source, last_data = %last, ops_told = ops.is_some(), "source has no recent data: its channels are unknown, no silence alerts from it");
+        }
+        let mut per_state = std::collections::BTreeMap::new();
+        for a in &run.accounts {
+            *per_state.entry(a.state.as_str()).or_insert(0u64) += 1;
+        }
+        for state in m::STATES {
+            metrics::gauge!(m::ACCOUNTS, "state" => state)
+                .set(per_state.get(state).copied().unwrap_or(0) as f64);
+        }
+        metrics::counter!(m::ALERTS_QUEUED).increment(queued as u64);
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::gauge!(m::DETECTION_SECONDS).set(seconds);
+        metrics::gauge!(m::LAST_DETECTION).set(Utc::now().timestamp() as f64);
+        self.refresh_store_gauges();
+        tracing::info!(
+            %day,
+            accounts = run.accounts.len(),
+            notices = run.notices.len(),
+            queued,
+            seconds,
+            "detection done"
+        );
+        Ok(queued)
+    }
+
+    /// The gauges read from the store (outbox depth, unmatched actors).
+    async fn refresh_gauges(self: &Arc<Self>) {
+        let svc = self.clone();
+        let _ = tokio::task::spawn_blocking(move || svc.refresh_store_gauges()).await;
+    }
+
+    fn refresh_store_gauges(&self) {
+        if let Ok(p) = crate::alert::deliver::pending(&self.store, &self.from()) {
+            metrics::gauge!(m::OUTBOX).set(p.len() as f64);
+        }
+        if let Ok(u) = self.store.unmatched() {
+            metrics::gauge!(m::UNMATCHED_ACTORS).set(u.len() as f64);
+        }
+    }
+
+    fn from(&self) -> lettre::message::Mailbox {
+        match &self.config.smtp {
+            Some(s) => s.from.clone(),
+            None => crate::alert::config::default_from(),
+        }
+    }
+
+    /// Always on: sends what is queued, retrying until the relay takes
+    /// it; wakes when detection queues more.
+    async fn delivery_loop(self: Arc<Self>) -> anyhow::Result<()> {
+        let Some(smtp) = self.config.smtp.clone() else {
+            tracing::info!("no [smtp] configured: alerts stay queued (`lull alerts` lists them)");
+            self.cancel.cancelled().await;
+            return Ok(());
+        };
+        let mailer = match Mailer::new(&smtp) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "alert delivery cannot start; alerts stay queued");
+                self.cancel.cancelled().await;
+                return Ok(());
+            }
+        };
+        loop {
+            let stop = async {
+                tokio::select! {
+                    () = self.cancel.cancelled() => {}
+                    () = self.wake_delivery.notified() => {}
+                }
+            };
+            let pass = crate::alert::deliver(&self.store, &mailer, &smtp.from, RETRY_FOREVER, stop)
+                .instrument(tracing::info_span!("delivery"))
+                .await;
+            match pass {
+                Ok(d) => {
+                    metrics::counter!(m::ALERTS_SENT).increment(d.sent as u64);
+                    metrics::counter!(m::ALERTS_FAILED).increment(d.failed as u64);
+                    metrics::gauge!(m::OUTBOX).set(d.queued as f64);
+                    if d.sent + d.failed > 0 {
+                        tracing::info!(
+                            sent = d.sent,
+                            failed = d.failed,
+                            queued = d.queued,
+                            "alert delivery pass done"
+                        );
+                    }
+                    if self.cancel.is_cancelled() {
+                        return Ok(());
+                    }
+                    if d.queued > 0 {
+                        // Woken with mail still queued: go again at once.
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "alert delivery stopped on a store error; retrying in a minute");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(60)) => continue,
+                        () = self.cancel.cancelled() => return Ok(()),
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return Ok(()),
+                () = self.wake_delivery.notified() => {}
+                () = tokio::time::sleep(OUTBOX_RECHECK) => {}
+            }
+        }
+    }
+
+    /// SIGHUP: re-read the accounts file and the parts of the config that
+    /// can change while running. Anything invalid keeps what runs.
+    async fn reload(self: Arc<Self>) {
+        let svc = self.clone();
+        let span = tracing::info_span!("reload", config = %self.config_path.display());
+        let _ = tokio::task::spawn_blocking(move || span.in_scope(|| svc.reload_blocking())).await;
+    }
+
+    fn reload_blocking(&self) {
+        let refused = |why: String| {
+            metrics::counter!(m::RELOADS, "result" => "failed").increment(1);
+            tracing::error!(
+                "reload refused, still running with the previous config and accounts: {why}"
+            );
+        };
+        let new = match Config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(d) => return refused(d.to_string()),
+        };
+        let registry = match Registry::load(&new.accounts_file, &new.identity) {
+            Ok(r) => r,
+            Err(d) => return refused(d.to_string()),
+        };
+        let later = needs_restart(&self.config, &new);
+        if !later.is_empty() {
+            tracing::warn!(
+                changed = %later.join(", "),
+                "these changes take effect at the next restart"
+            );
+        }
+        let mut detect = new.detect;
+        // Staleness is judged for the sources that actually run.
+        detect.polled = self.config.detect.polled.clone();
+        self.health.set_stale_days(detect.defaults.stale_days);
+        let accounts = registry.len();
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Live {
+            registry: Arc::new(registry),
+            detect: Arc::new(detect),
+            alerts: Arc::new(new.alerts),
+        });
+        metrics::counter!(m::RELOADS, "result" => "ok").increment(1);
+        tracing::info!(
+            accounts,
+            "reloaded the accounts file, [identity], [detect] and [alerts]"
+        );
+    }
+}
+
+/// The parts of a new config that only a restart applies.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    if old.timezone != new.timezone {
+        out.push("timezone");
+    }
+    if !same(&old.store.path, &new.store.path) || old.store.cache_bytes != new.store.cache_bytes {
+        out.push("[store]");
+    }
+    if !same(&old.sources, &new.sources) {
+        out.push("[[source]]");
+    }
+    if !same(&old.smtp, &new.smtp) {
+        out.push("[smtp]");
+    }
+    if !same(&old.service, &new.service) {
+        out.push("[service]/[http]");
+    }
+    out
+}
