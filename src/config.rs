@@ -239,6 +239,50 @@ mod tests {
     }
 
     #[test]
+    fn service_and_http_tables_are_read_and_bad_values_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(
+            dir.path(),
+            "timezone = \"Europe/Berlin\"\n[service]\ndetect_schedule = \"0 30 7 * * Mon-Fri\"\nshutdown_secs = 5\nlog_format = \"json\"\n[http]\nlisten = \"0.0.0.0:9999\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.service.detect_schedule_text, "0 30 7 * * Mon-Fri");
+        assert_eq!(c.service.shutdown, std::time::Duration::from_secs(5));
+        assert_eq!(c.service.log_format, Some(crate::cli::LogFormat::Json));
+        assert_eq!(c.service.listen.to_string(), "0.0.0.0:9999");
+        let d = Config::load(&write(dir.path(), "")).unwrap();
+        assert_eq!(d.service.listen.to_string(), "127.0.0.1:9187");
+        assert_eq!(d.service.detect_schedule_text, "0 0 6 * * *");
+
+        let err = Config::load(&write(
+            dir.path(),
+            "[service]\ndetect_schedule = \"30 7 * * *\"\nshutdown_secs = 0\nlog_format = \"xml\"\nrestart = true\n[http]\nlisten = \"localhost\"\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("lull.toml:2:19: `service.detect_schedule`: `30 7 * * *` has 5 fields"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:3:17: `service.shutdown_secs = 0`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:4:14: `service.log_format = \"xml\"`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:5:1: unknown key `service.restart`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:7:10: `http.listen = \"localhost\"`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn detect_thresholds_default_override_per_segment_and_report_bad_values() {
         let dir = tempfile::tempdir().unwrap();
         let c = Config::load(&write(

@@ -66,7 +66,7 @@ pub fn run(config_path: &Path) -> ExitCode {
             for s in &config.sources {
                 let next = s
                     .schedule
-                    .upcoming(chrono::Utc)
+                    .upcoming(config.timezone)
                     .next()
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "never".into());
@@ -77,6 +77,17 @@ pub fn run(config_path: &Path) -> ExitCode {
                     s.url
                 );
             }
+            let svc = &config.service;
+            println!(
+                "  lull run: detection at \"{}\" (next {}), /healthz /readyz /metrics on http://{}",
+                svc.detect_schedule_text,
+                svc.detect_schedule
+                    .upcoming(config.timezone)
+                    .next()
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into()),
+                svc.listen
+            );
             match &config.smtp {
                 Some(smtp) => println!(
                     "  alerts: sent through {}:{} ({}) as {}{}",
