@@ -2,7 +2,8 @@
 # Installs what lull's tests need beyond a Rust toolchain, on Debian/Ubuntu,
 # only when it is missing: a C compiler (aws-lc), Python 3 (example data),
 # a real SMTP server for the alert tests (Debian's aiosmtpd, used through
-# /usr/bin/python3) and base64 (coreutils). Idempotent: with everything
+# /usr/bin/python3), base64 (coreutils), and systemd-analyze and kill
+# (systemd, procps) for the checks of the unit in deploy/. Idempotent: with everything
 # present it does nothing and needs no privileges.
 set -euo pipefail
 need=()
@@ -10,6 +11,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v cc >/dev/null || need+=(gcc)
 command -v base64 >/dev/null || need+=(coreutils)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || need+=(python3-aiosmtpd)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+[ -x /bin/kill ] || need+=(procps)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing: ${need[*]}" >&2
 sudo=()
