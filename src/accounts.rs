@@ -79,6 +79,19 @@ impl Registry {
     /// Reads and validates the accounts file; every problem is reported.
     pub fn load(path: &Path, identity: &IdentityConfig) -> Result<Registry, Diagnostics> {
         let src = SourceText::read(path).map_err(|d| Diagnostics(vec![d]))?;
+        Registry::from_source(src, identity)
+    }
+
+    /// Validates accounts text as if read from `path`.
+    pub fn from_text(
+        path: &Path,
+        text: String,
+        identity: &IdentityConfig,
+    ) -> Result<Registry, Diagnostics> {
+        Registry::from_source(SourceText::new(path, text), identity)
+    }
+
+    fn from_source(src: SourceText, identity: &IdentityConfig) -> Result<Registry, Diagnostics> {
         let (raw, mut problems): (RawFile, Vec<Diagnostic>) = src.parse_toml()?;
         let registry = Registry::build(&src, raw.account, identity, &mut problems);
         if problems.is_empty() {

@@ -107,6 +107,15 @@ impl Config {
     /// Reads and validates the config file, returning every problem found.
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         let src = SourceText::read(path).map_err(|d| Diagnostics(vec![d]))?;
+        Config::from_source(path, src)
+    }
+
+    /// Validates config text as if read from `path`.
+    pub fn from_text(path: &Path, text: String) -> Result<Config, Diagnostics> {
+        Config::from_source(path, SourceText::new(path, text))
+    }
+
+    fn from_source(path: &Path, src: SourceText) -> Result<Config, Diagnostics> {
         let (raw, mut problems): (RawConfig, Vec<Diagnostic>) = src.parse_toml()?;
         let base = path.parent().unwrap_or(Path::new("."));
 

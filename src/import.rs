@@ -359,6 +359,23 @@ fn checked<'a>(field: &str, v: Cow<'a, str>) -> Result<Cow<'a, str>, String> {
     }
 }
 
+/// Fuzz entry (fuzz/): one import line against a small registry. A line is
+/// read or rejected with a reason; it never panics.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let accounts = "[[account]]\nid = \"acme\"\nname = \"Acme\"\ncsm = \"jane@vendor.example\"\ndomains = [\"acme.com\"]\nhandles = { forum = [\"wile_e\"] }\n";
+    let Ok(registry) = Registry::from_text(
+        std::path::Path::new("accounts.toml"),
+        accounts.to_string(),
+        &crate::config::IdentityConfig::default(),
+    ) else {
+        return;
+    };
+    for tz in [Tz::UTC, Tz::Pacific__Kiritimati] {
+        let _ = parse_line(data, &registry, tz);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

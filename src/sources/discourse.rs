@@ -188,3 +188,11 @@ async fn look_up_emails(
     }
     Ok(())
 }
+
+/// Fuzz entry (fuzz/): every response type this connector decodes.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let url = url::Url::parse("https://fuzz.example/api").unwrap_or_else(|_| unreachable!());
+    let _ = super::http::decode::<LatestPosts>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<Vec<AdminUser>>(&url, data).map_err(|e| e.to_string());
+}

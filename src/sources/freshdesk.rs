@@ -321,6 +321,16 @@ fn address(from: &str) -> Option<String> {
     s.contains('@').then(|| s.to_string())
 }
 
+/// Fuzz entry (fuzz/): every response type this connector decodes.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let url = url::Url::parse("https://fuzz.example/api").unwrap_or_else(|_| unreachable!());
+    let _ = super::http::decode::<Vec<Ticket>>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<Vec<Contact>>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<Company>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<Vec<Conversation>>(&url, data).map_err(|e| e.to_string());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -313,6 +313,23 @@ fn post_id(
     format!("h:{h:016x}")
 }
 
+/// Fuzz entry (fuzz/): scrape a page with the phpBB preset. A page either
+/// parses or is an error that names the post; it never panics.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let (Ok(url), Ok(time)) = (
+        Url::parse("https://forum.fuzz.example/viewtopic.php?t=1"),
+        chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z"),
+    ) else {
+        return;
+    };
+    let Ok(h) = Html::new(url.clone(), &Preset::Phpbb.selectors(), 5) else {
+        return;
+    };
+    let body = String::from_utf8_lossy(data);
+    let _ = parse_page(&body, &url, &h.sel, Tz::UTC, time.with_timezone(&Utc));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

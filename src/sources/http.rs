@@ -123,11 +123,7 @@ impl Http {
         url: &Url,
     ) -> Result<(T, HeaderMap), SourceError> {
         let (body, headers) = self.get(url).await?;
-        let value = serde_json::from_slice(&body).map_err(|e| SourceError::Json {
-            url: url.to_string(),
-            detail: json_detail(&e, body.len()),
-        })?;
-        Ok((value, headers))
+        Ok((decode(url, &body)?, headers))
     }
 
     /// GETs `url` as text (HTML pages).
@@ -324,6 +320,15 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         format!("{what}: {}", causes.join(": "))
     }
+}
+
+/// Parses a response body as `T`; the error names the URL and where the
+/// JSON went wrong.
+pub(crate) fn decode<T: DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, SourceError> {
+    serde_json::from_slice(body).map_err(|e| SourceError::Json {
+        url: url.to_string(),
+        detail: json_detail(&e, body.len()),
+    })
 }
 
 fn json_detail(e: &serde_json::Error, len: usize) -> String {

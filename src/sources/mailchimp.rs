@@ -179,3 +179,11 @@ impl Mailchimp {
         Ok(())
     }
 }
+
+/// Fuzz entry (fuzz/): every response type this connector decodes.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let url = url::Url::parse("https://fuzz.example/api").unwrap_or_else(|_| unreachable!());
+    let _ = super::http::decode::<Campaigns>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<SentTo>(&url, data).map_err(|e| e.to_string());
+}

@@ -157,3 +157,10 @@ impl Connector for Mailgun {
         })
     }
 }
+
+/// Fuzz entry (fuzz/): every response type this connector decodes.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let url = url::Url::parse("https://fuzz.example/api").unwrap_or_else(|_| unreachable!());
+    let _ = super::http::decode::<Events>(&url, data).map_err(|e| e.to_string());
+}

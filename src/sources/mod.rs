@@ -445,6 +445,21 @@ pub async fn poll_all(
     futures_util::future::join_all(futures).await
 }
 
+/// Fuzz entry (fuzz/): decode `data` as every response body the connector
+/// of `kind` reads.
+#[doc(hidden)]
+pub fn fuzz_json(kind: SourceKind, data: &[u8]) {
+    match kind {
+        SourceKind::Discourse => discourse::fuzz(data),
+        SourceKind::Zendesk => zendesk::fuzz(data),
+        SourceKind::Freshdesk => freshdesk::fuzz(data),
+        SourceKind::Mailgun => mailgun::fuzz(data),
+        SourceKind::Postmark => postmark::fuzz(data),
+        SourceKind::Mailchimp => mailchimp::fuzz(data),
+        SourceKind::Html => html::fuzz(data),
+    }
+}
+
 /// Joins a "next page" link the service gave onto the configured base URL:
 /// only its path and query are kept, so a service (or a test server)
 /// behind another address is followed where the config points, and a

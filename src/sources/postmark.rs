@@ -203,3 +203,11 @@ impl Postmark {
         Ok(true)
     }
 }
+
+/// Fuzz entry (fuzz/): every response type this connector decodes.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let url = url::Url::parse("https://fuzz.example/api").unwrap_or_else(|_| unreachable!());
+    let _ = super::http::decode::<Messages>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<Opens>(&url, data).map_err(|e| e.to_string());
+}

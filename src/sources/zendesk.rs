@@ -331,3 +331,13 @@ impl Zendesk {
 fn join(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
+
+/// Fuzz entry (fuzz/): every response type this connector decodes.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let url = url::Url::parse("https://fuzz.example/api").unwrap_or_else(|_| unreachable!());
+    let _ = super::http::decode::<TicketPage>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<Users>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<Organizations>(&url, data).map_err(|e| e.to_string());
+    let _ = super::http::decode::<EventPage>(&url, data).map_err(|e| e.to_string());
+}

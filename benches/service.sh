@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# `lull run` with ACCOUNTS accounts (default 100,000) and two years of
+# history: its resident memory at start, during and after a detection run,
+# and the time from SIGTERM to exit, idle and in the middle of a detection
+# run (the heaviest work the service does).
+#
+#   benches/service.sh [ACCOUNTS]
+#
+# Uses the store `cargo bench --bench detect` builds (bench-out/detect-N),
+# copied, so that run is not changed. Linux only (/proc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-100000}
+cargo build --release -q
+src=bench-out/detect-$n
+if [ ! -d "$src/lull.db" ]; then
+  cargo bench --bench detect -- --phase build "$n"
+fi
+work=bench-out/service-$n
+rm -rf "$work" && mkdir -p "$work"
+cp -r "$src/lull.db" "$src/accounts.toml" "$work/"
+port=19287
+write_config() { # $1: time zone
+  cat > "$work/lull.toml" <<TOML
+timezone = "$1"
+[store]
+path = "lull.db"
+[accounts]
+file = "accounts.toml"
+[service]
+detect_schedule = "0 0 6 * * *"
+[http]
+listen = "127.0.0.1:$port"
+TOML
+}
+rss() { awk '/^VmRSS/ {print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm() { awk '/^VmHWM/ {print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+start() { # starts lull run; sets $pid
+  : > "$work/run.log"
+  target/release/lull --config "$work/lull.toml" run 2>> "$work/run.log" &
+  pid=$!
+  until curl -sf "http://127.0.0.1:$port/healthz" > /dev/null; do sleep 0.05; done
+}
+stop_and_time() { # SIGTERM, prints seconds to exit
+  local t0 t1
+  t0=$(date +%s.%N)
+  kill -TERM "$pid"
+  wait "$pid" || { echo "exit status $?" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  echo "$t1 - $t0" | bc
+}
+
+# 1. First start on this store: detection has never run, so it replays
+# the whole history of every account (the heaviest case).
+write_config UTC
+start
+echo "started: RSS $(rss $pid) MiB"
+peak=0
+until grep -q "detection done" "$work/run.log"; do
+  r=$(rss $pid); [ "$r" -gt "$peak" ] && peak=$r
+  sleep 0.2
+done
+echo "first detection (full replay): $(grep -o 'seconds=[0-9.]*' "$work/run.log" | tail -1), peak RSS $(hwm $pid) MiB (sampled $peak)"
+sleep 10
+echo "idle 10 s after it: RSS $(rss $pid) MiB"
+echo "SIGTERM → exit, idle: $(stop_and_time) s"
+
+# 2. A day later (a zone where it is already tomorrow): the daily run from
+# saved state.
+write_config Pacific/Kiritimati
+start
+until grep -q "detection done" "$work/run.log"; do sleep 0.2; done
+echo "daily detection: $(grep -o 'seconds=[0-9.]*' "$work/run.log" | tail -1), peak RSS $(hwm $pid) MiB"
+sleep 10
+echo "idle after it: RSS $(rss $pid) MiB"
+echo "SIGTERM → exit, idle: $(stop_and_time) s"
+
+# 3. SIGTERM in the middle of a detection run.
+rm -rf "$work/lull.db" && cp -r "$src/lull.db" "$work/"
+write_config UTC
+start
+until grep -q "did not run while lull was down" "$work/run.log"; do sleep 0.05; done
+sleep 2
+echo "SIGTERM → exit, 2 s into a detection run: $(stop_and_time) s"
+grep -E "abandoned|stopped cleanly" "$work/run.log" | tail -2
