@@ -560,9 +560,15 @@ fn sighup_reloads_the_accounts_and_a_bad_file_keeps_the_old_one() {
 }
 
 #[test]
-fn sigint_stops_too_and_a_taken_port_is_a_clear_error() {
+fn sigint_stops_too_json_logs_and_a_taken_port_is_a_clear_error() {
     let port = free_port();
-    let config = format!("{BASE}{}", service_config(port, "0 0 6 * * *", 10));
+    let config = format!(
+        "{BASE}{}",
+        service_config(port, "0 0 6 * * *", 10).replace(
+            "shutdown_secs = 10\n",
+            "shutdown_secs = 10\nlog_format = \"json\"\n"
+        )
+    );
     let h = Home::with(&config, &accounts(&["a0"]));
     let mut r = Running::start(&h, port, &[]);
     // A second instance: the store is locked or the port is taken; either
@@ -575,6 +581,13 @@ fn sigint_stops_too_and_a_taken_port_is_a_clear_error() {
     r.signal(libc::SIGINT);
     let (status, _) = r.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{}", r.log());
+    // `[service] log_format = "json"`: every log line is a JSON object.
+    let log = r.log();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
 
     // Port taken by something else: named in the error.
     let blocker = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
