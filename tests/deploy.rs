@@ -145,3 +145,22 @@ fn the_prometheus_rules_name_only_metrics_lull_exports() {
         );
     }
 }
+
+#[test]
+fn the_prometheus_rules_load_and_fire_when_they_should() {
+    let promtool = repo("tests/.tools/promtool");
+    let run = |args: &[&str]| {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(repo("deploy"))
+            .output()
+            .expect("tests/.tools/promtool (tests/deps.sh fetches it)");
+        let text = stdout(&out) + &stderr(&out);
+        assert!(out.status.success(), "promtool {args:?}:\n{text}");
+        text
+    };
+    assert!(run(&["check", "rules", "prometheus-rules.yml"]).contains("SUCCESS: 6 rules found"));
+    // deploy/prometheus-rules.test.yml: down, stale source, a stuck outbox
+    // fire; an outbox that is draining does not.
+    assert!(run(&["test", "rules", "prometheus-rules.test.yml"]).contains("SUCCESS"));
+}

@@ -13,9 +13,25 @@ command -v base64 >/dev/null || need+=(coreutils)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || need+=(python3-aiosmtpd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -x /bin/kill ] || need+=(procps)
-[ ${#need[@]} -eq 0 ] && exit 0
-echo "installing: ${need[*]}" >&2
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-"${sudo[@]}" apt-get update -q
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${need[@]}"
+updated=
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  "${sudo[@]}" apt-get update -q && updated=1
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${need[@]}"
+fi
+
+# promtool, to check deploy/prometheus-rules.yml: taken out of Debian's
+# `prometheus` package without installing it (no server is set up or
+# started), into tests/.tools/.
+tools="$(dirname "$0")/.tools"
+if [ ! -x "$tools/promtool" ]; then
+  echo "fetching promtool (Debian package prometheus) into $tools" >&2
+  [ -n "$updated" ] || "${sudo[@]}" apt-get update -q
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q prometheus 2>/dev/null && dpkg -x prometheus_*.deb x)
+  mkdir -p "$tools"
+  cp "$tmp/x/usr/bin/promtool" "$tools/promtool"
+  rm -rf "$tmp"
+fi
