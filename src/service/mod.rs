@@ -238,11 +238,16 @@ pub async fn serve(
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => svc.clone().reload().await,
-            Some(done) = tasks.join_next() => match done {
-                Ok(Ok(())) => tracing::error!("a service task ended on its own"),
-                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "a service task failed"),
-                Err(e) => tracing::error!(error = %e, "a service task panicked"),
-            },
+            Some(done) = tasks.join_next() => {
+                // Tasks run until the stop: one that ends is a fault, and
+                // `/readyz` says so until a restart.
+                svc.health.set_scheduler_running(false);
+                match done {
+                    Ok(Ok(())) => tracing::error!("a service task ended on its own"),
+                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "a service task failed"),
+                    Err(e) => tracing::error!(error = %e, "a service task panicked"),
+                }
+            }
         }
     }
     svc.health.set_scheduler_running(false);
