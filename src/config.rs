@@ -98,6 +98,16 @@ pub struct StoreConfig {
 }
 
 impl Config {
+    /// Who alert e-mails come from; it also names their Message-IDs, so the
+    /// default applies when no SMTP is configured (the queue is listed the
+    /// same way).
+    pub fn alert_sender(&self) -> lettre::message::Mailbox {
+        match &self.smtp {
+            Some(s) => s.from.clone(),
+            None => crate::alert::config::default_from(),
+        }
+    }
+
     /// Picks the config path: `--config`, then `$LULL_CONFIG`, then
     /// `config/lull.toml`. (clap already folds the env var into the flag.)
     pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {

@@ -7,7 +7,7 @@ use super::{Context, print_stdout, table_text};
 use crate::alert::Status;
 
 pub fn run(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
-    let records = crate::alert::all(&ctx.store, &super::deliver::from(ctx))?;
+    let records = crate::alert::all(&ctx.store, &ctx.config.alert_sender())?;
     if json {
         print_stdout(&(serde_json::to_string_pretty(&records)? + "\n"))?;
         return Ok(ExitCode::SUCCESS);

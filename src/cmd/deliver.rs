@@ -44,7 +44,7 @@ pub(crate) fn report(d: &Delivered) {
 }
 
 pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let queued = crate::alert::deliver::pending(&ctx.store, &from(ctx))?.len();
+    let queued = crate::alert::deliver::pending(&ctx.store, &ctx.config.alert_sender())?.len();
     if queued == 0 {
         eprintln!("the outbox is empty: nothing to send");
         return Ok(ExitCode::SUCCESS);
@@ -65,14 +65,5 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-    }
-}
-
-/// The sender, also used to derive Message-IDs (the default when no SMTP
-/// is configured, so `lull alerts` lists the queue the same way).
-pub(crate) fn from(ctx: &Context) -> lettre::message::Mailbox {
-    match &ctx.config.smtp {
-        Some(s) => s.from.clone(),
-        None => crate::alert::config::default_from(),
     }
 }

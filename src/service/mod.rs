@@ -468,18 +468,11 @@ impl Service {
     }
 
     fn refresh_store_gauges(&self) {
-        if let Ok(p) = crate::alert::deliver::pending(&self.store, &self.from()) {
+        if let Ok(p) = crate::alert::deliver::pending(&self.store, &self.config.alert_sender()) {
             metrics::gauge!(m::OUTBOX).set(p.len() as f64);
         }
         if let Ok(u) = self.store.unmatched() {
             metrics::gauge!(m::UNMATCHED_ACTORS).set(u.len() as f64);
-        }
-    }
-
-    fn from(&self) -> lettre::message::Mailbox {
-        match &self.config.smtp {
-            Some(s) => s.from.clone(),
-            None => crate::alert::config::default_from(),
         }
     }
 
