@@ -97,21 +97,22 @@ impl Ticker {
     }
 
     /// The last tick at or before `t`, looking back at most `within`.
+    /// Walks the schedule backwards (an every-second schedule is not
+    /// stepped through a week of ticks at every start).
     pub fn last_at_or_before(
         &self,
         t: DateTime<Utc>,
         within: chrono::Duration,
     ) -> Option<DateTime<Utc>> {
-        let mut last = None;
-        let mut cursor = t - within;
-        while let Some(n) = self.next_after(cursor) {
-            if n > t {
-                break;
-            }
-            last = Some(n);
-            cursor = n;
-        }
-        last
+        // From one second on, so a tick exactly at `t` is found; at most
+        // one tick lies in between.
+        let from = (t + chrono::Duration::seconds(1)).with_timezone(&self.tz);
+        self.schedule
+            .after(&from)
+            .rev()
+            .map(|n| n.with_timezone(&Utc))
+            .find(|n| *n <= t)
+            .filter(|n| *n >= t - within)
     }
 
     /// Ticks in `(after, until]`: the ones a run from `after` to `until`
@@ -328,6 +329,18 @@ mod tests {
         assert_eq!(
             t.last_at_or_before(at(2026, 3, 2, 5, 0, 0), chrono::Duration::hours(2)),
             None
+        );
+        // A tick exactly at `t` counts; sub-second times round down.
+        let six = at(2026, 3, 2, 6, 0, 0);
+        assert_eq!(
+            t.last_at_or_before(six, chrono::Duration::hours(1)),
+            Some(six)
+        );
+        let every = Ticker::new("s", parse_schedule("* * * * * *").unwrap(), Tz::UTC);
+        let late = six + chrono::Duration::milliseconds(500);
+        assert_eq!(
+            every.last_at_or_before(late, chrono::Duration::days(7)),
+            Some(six)
         );
         assert_eq!(t.ticks_between(at(2026, 3, 1, 6, 0, 0), now), 1);
         assert_eq!(t.ticks_between(at(2026, 2, 27, 6, 0, 0), now), 3);

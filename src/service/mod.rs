@@ -320,7 +320,7 @@ impl Service {
         };
         self.health.update(&name, |s| s.polling = false);
         metrics::counter!(m::POLLS, "source" => name.clone()).increment(1);
-        let now = Utc::now();
+        let now = self.clock.now();
         match result {
             Some(Ok(rep)) => {
                 metrics::counter!(m::ACTIVITIES, "source" => name.clone()).increment(rep.counted);
