@@ -16,7 +16,7 @@ use lull::alert::config::{SmtpConfig, TlsMode};
 use lull::alert::{Mailer, deliver};
 use lull::config::{IdentityConfig, StoreConfig};
 use lull::detect::{DetectConfig, judge_day};
-use lull::store::{COVERED_BY_IMPORT, Ingest, Owner, Store};
+use lull::store::{Ingest, Origin, Owner, Span, Store};
 use lull::types::{Day, SourceName};
 
 const DAYS: i32 = 400;
@@ -74,6 +74,8 @@ fn main() {
     let store = Store::open(&StoreConfig {
         path: dir.path().join("lull.db"),
         cache_bytes: 64 << 20,
+        min_free_bytes: 0,
+        backup_dir: dir.path().join("backups"),
     })
     .expect("store");
     let last: Day = "2026-06-30".parse().expect("day");
@@ -98,11 +100,14 @@ fn main() {
                 .expect("add");
         }
     }
-    for d in 0..=DAYS {
-        ingest
-            .coverage
-            .push((SourceName("forum".into()), first.plus(d), COVERED_BY_IMPORT));
-    }
+    ingest.coverage.push((
+        SourceName("forum".into()),
+        Span {
+            first,
+            last: first.plus(DAYS),
+        },
+        Origin::Import,
+    ));
     store.commit(&ingest).expect("commit");
 
     let t0 = Instant::now();

@@ -60,6 +60,8 @@ fn open(accounts: usize) -> (Store, Registry) {
     let store = Store::open(&StoreConfig {
         path: d.join("lull.db"),
         cache_bytes: 64 << 20,
+        min_free_bytes: 0,
+        backup_dir: d.join("backups"),
     })
     .expect("open store");
     let registry =
@@ -236,11 +238,14 @@ fn build(d: &Path, accounts: usize) {
         }
     }
     for source in ["forum", "support", "mail"] {
-        for i in 0..DAYS {
-            ingest
-                .coverage
-                .push((source.into(), first.plus(i), lull::store::COVERED_BY_IMPORT));
-        }
+        ingest.coverage.push((
+            source.into(),
+            lull::store::Span {
+                first,
+                last: first.plus(DAYS - 1),
+            },
+            lull::store::Origin::Import,
+        ));
     }
     store.commit(&ingest).expect("commit");
 }

@@ -91,8 +91,12 @@ async fn run(topics: u64, posts: u64, new_posts: u64, new_topics: u64) {
     let registry =
         Arc::new(Registry::load(&config.accounts_file, &config.identity).expect("accounts"));
     let store = Arc::new(Store::open(&config.store).expect("store"));
-    let source =
-        Source::build(&config.sources[0], http::client().expect("client")).expect("source");
+    let source = Source::build(
+        &config.sources[0],
+        http::client().expect("client"),
+        &config.limits,
+    )
+    .expect("source");
 
     let report = |label: &str, r: &sources::PollReport, wall: f64, new: u64| {
         println!(

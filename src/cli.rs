@@ -51,7 +51,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print stored daily activity as JSON Lines (the backup path)
+    /// Print stored daily activity as JSON Lines (the hand-off format;
+    /// `lull backup` keeps everything)
     Export {
         /// First day to include (YYYY-MM-DD)
         #[arg(long, value_parser = parse_day)]
@@ -59,6 +60,24 @@ pub enum Command {
         /// Last day to include (YYYY-MM-DD)
         #[arg(long, value_parser = parse_day)]
         to: Option<Day>,
+        /// Write to FILE, atomically (all of it or nothing), instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write everything the store holds (activity, coverage, cursors,
+    /// detection states, outbox, delivery record, snoozes) to one file
+    Backup {
+        /// The backup file to write (atomically; gzip'd JSON Lines)
+        file: PathBuf,
+    },
+    /// Rebuild the store from a backup (the configured store path must not
+    /// hold a store)
+    Restore {
+        /// The backup file (`lull backup`, or one the service took)
+        file: PathBuf,
+        /// Only check the file: read every record and its end, write nothing
+        #[arg(long)]
+        verify: bool,
     },
     /// List accounts: CSM, state, recent activity
     Accounts {

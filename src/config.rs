@@ -19,6 +19,10 @@ pub const DEFAULT_ACCOUNTS_FILE: &str = "accounts.toml";
 /// the setting; 64 MiB holds the hot part of a store with 100k accounts
 /// and keeps `lull run` small on a shared host.
 pub const DEFAULT_CACHE_MB: u64 = 64;
+/// Free space lull keeps on the store's disk: below it, writes are refused
+/// (and retried later) instead of letting sled meet a full disk, on which
+/// it can hang or leave files it later reads as corruption.
+pub const DEFAULT_MIN_FREE_MB: u64 = 64;
 /// Where lull looks for its config without `--config` or `$LULL_CONFIG`.
 pub const DEFAULT_CONFIG_PATH: &str = "config/lull.toml";
 
@@ -42,12 +46,17 @@ struct RawConfig {
     service: crate::service::config::RawService,
     #[serde(default)]
     http: crate::service::config::RawHttp,
+    #[serde(default)]
+    limits: crate::limits::RawLimits,
+    #[serde(default)]
+    backup: crate::limits::RawBackup,
 }
 
 #[derive(Debug, Deserialize, Default)]
 struct RawStore {
     path: Option<String>,
     cache_mb: Option<Spanned<u64>>,
+    min_free_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -89,12 +98,21 @@ pub struct Config {
     pub alerts: crate::alert::config::AlertsConfig,
     /// What only `lull run` reads: detection schedule, shutdown, HTTP.
     pub service: crate::service::config::ServiceConfig,
+    /// What lull accepts from sources and import files.
+    pub limits: crate::limits::Limits,
+    /// Where backups go and when the service takes them.
+    pub backup: crate::limits::BackupConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub path: PathBuf,
     pub cache_bytes: u64,
+    /// Writes are refused when less than this is free on the store's disk.
+    pub min_free_bytes: u64,
+    /// Where backups are (named in the "corrupt" error; the upgrade of an
+    /// older store writes one there first).
+    pub backup_dir: PathBuf,
 }
 
 impl Config {
@@ -172,6 +190,13 @@ impl Config {
                 ));
             }
         }
+        let min_free_mb = match &raw.store.min_free_mb {
+            None => DEFAULT_MIN_FREE_MB,
+            Some(m) => *m.get_ref(),
+        };
+        let store_path = base.join(raw.store.path.as_deref().unwrap_or(DEFAULT_STORE_PATH));
+        let limits = raw.limits.build(&src, &mut problems);
+        let backup = raw.backup.build(base, &store_path, &src, &mut problems);
         let mut detect = raw.detect.build(&src, &mut problems);
         let sources = crate::sources::config::build_sources(&raw.source, &src, &mut problems);
         detect.polled = sources.iter().map(|s| s.name.to_string()).collect();
@@ -187,8 +212,10 @@ impl Config {
             file: path.to_path_buf(),
             timezone,
             store: StoreConfig {
-                path: base.join(raw.store.path.as_deref().unwrap_or(DEFAULT_STORE_PATH)),
+                path: store_path,
                 cache_bytes: cache_mb * 1024 * 1024,
+                min_free_bytes: min_free_mb << 20,
+                backup_dir: backup.dir.clone(),
             },
             accounts_file: base.join(
                 raw.accounts
@@ -202,6 +229,8 @@ impl Config {
             smtp,
             alerts,
             service,
+            limits,
+            backup,
         })
     }
 }

@@ -17,7 +17,8 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::accounts::{Registry, Resolved};
-use crate::store::{COVERED_BY_IMPORT, Committed, Ingest, Owner, Store, StoreError};
+use crate::limits::Limits;
+use crate::store::{Committed, Ingest, Origin, Owner, Span, Store, StoreError};
 use crate::types::{Day, SourceName};
 
 /// Activities per atomic commit. A commit rewrites every (source, day)
@@ -51,7 +52,7 @@ struct Line<'a> {
     #[serde(borrow, default)]
     kind: Option<Cow<'a, str>>,
     #[serde(default)]
-    count: Option<i64>,
+    count: Option<i128>,
 }
 
 /// One valid event line, borrowing from the line (and the registry)
@@ -111,12 +112,30 @@ pub enum ImportError {
 }
 
 /// How to import.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Days are calendar days in this zone.
     pub tz: Tz,
     /// Activities per atomic commit.
     pub batch_size: usize,
+    /// Which days are plausible ([limits]).
+    pub limits: Limits,
+    /// Today in `tz`: the plausible window ends `future_days` after it,
+    /// and no day after it is marked covered (a file cannot say that a
+    /// day that has not happened yet had no activity).
+    pub today: Day,
+}
+
+impl Options {
+    /// Days in `tz`, today being `today`, the default batch and limits.
+    pub fn new(tz: Tz, today: Day) -> Options {
+        Options {
+            tz,
+            batch_size: DEFAULT_BATCH as usize,
+            limits: Limits::default(),
+            today,
+        }
+    }
 }
 
 /// Imports JSON Lines from `reader`. `on_reject(line, message)` is called
@@ -144,8 +163,7 @@ pub fn import(
             reader,
             input,
             registry,
-            options.tz,
-            options.batch_size,
+            &options,
             &tx,
             &mut report,
             &mut on_reject,
@@ -153,14 +171,20 @@ pub fn import(
         );
         // Coverage goes last, after every event batch before it.
         if read.is_ok() && !report.covered.is_empty() {
-            let mut coverage = Vec::new();
-            for (source, (first, last)) in &report.covered {
-                for d in first.0..=last.0 {
-                    coverage.push((source.clone(), Day(d), COVERED_BY_IMPORT));
+            let mut last = Ingest::default();
+            for (source, (first, end)) in &report.covered {
+                let end = (*end).min(options.today);
+                if *first <= end {
+                    last.coverage.push((
+                        source.clone(),
+                        Span {
+                            first: *first,
+                            last: end,
+                        },
+                        Origin::Import,
+                    ));
                 }
             }
-            let mut last = Ingest::default();
-            last.coverage = coverage;
             let _ = tx.send(last);
         }
         drop(tx);
@@ -179,8 +203,7 @@ fn read_lines(
     mut reader: impl BufRead,
     input: &str,
     registry: &Registry,
-    tz: Tz,
-    batch_size: usize,
+    options: &Options,
     tx: &mpsc::SyncSender<Ingest>,
     report: &mut Report,
     on_reject: &mut impl FnMut(u64, &str),
@@ -203,7 +226,13 @@ fn read_lines(
         }
         line_no += 1;
         on_progress(n as u64);
-        match parse_line(&buf, registry, tz) {
+        // A byte-order mark (Windows editors) is not part of the data.
+        let line: &[u8] = if line_no == 1 {
+            buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&buf)
+        } else {
+            &buf
+        };
+        match parse_line(line, registry, options) {
             Ok(Parsed::Blank) => continue,
             Ok(Parsed::Event(e)) => {
                 widen(&mut report.covered, &e.source, e.day);
@@ -229,7 +258,7 @@ fn read_lines(
                 on_reject(line_no, &msg);
             }
         }
-        if batch.len() >= batch_size {
+        if batch.len() >= options.batch_size {
             // A closed channel means the writer failed; its error is
             // reported by the caller.
             if tx.send(std::mem::take(&mut batch)).is_err() {
@@ -261,7 +290,12 @@ fn widen(covered: &mut BTreeMap<SourceName, (Day, Day)>, source: &str, day: Day)
     }
 }
 
-fn parse_line<'a>(raw: &'a [u8], registry: &'a Registry, tz: Tz) -> Result<Parsed<'a>, String> {
+fn parse_line<'a>(
+    raw: &'a [u8],
+    registry: &'a Registry,
+    options: &Options,
+) -> Result<Parsed<'a>, String> {
+    let tz = options.tz;
     let text = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8 ({e})"))?;
     let text = text.trim();
     if text.is_empty() {
@@ -284,8 +318,13 @@ fn parse_line<'a>(raw: &'a [u8], registry: &'a Registry, tz: Tz) -> Result<Parse
     };
     let count = match count {
         None => 1,
-        Some(c) if c >= 1 => c as u64,
-        Some(c) => return Err(format!("`count` must be a positive integer, got {c}")),
+        Some(c) if c >= 1 && c <= i128::from(u64::MAX) => c as u64,
+        Some(c) => {
+            return Err(format!(
+                "`count` must be a positive integer, got {c} (at most {})",
+                u64::MAX
+            ));
+        }
     };
     let is_day_line = day.is_some();
     let day = match (at, day) {
@@ -303,6 +342,7 @@ fn parse_line<'a>(raw: &'a [u8], registry: &'a Registry, tz: Tz) -> Result<Parse
         }
         (None, None) => return Err("missing `at` (the event's RFC 3339 timestamp)".into()),
     };
+    options.limits.check_day(day, options.today)?;
     let mut seen_as = None;
     let owner = match (account, actor) {
         (Some(acc), None) => {
@@ -372,7 +412,7 @@ pub fn fuzz(data: &[u8]) {
         return;
     };
     for tz in [Tz::UTC, Tz::Pacific__Kiritimati] {
-        let _ = parse_line(data, &registry, tz);
+        let _ = parse_line(data, &registry, &Options::new(tz, Day::today(tz)));
     }
 }
 
@@ -395,10 +435,18 @@ mod tests {
         Registry::load(&p, &ident).unwrap()
     }
 
+    /// UTC days, today 2026-11-28, the default limits.
+    fn test_options(batch_size: usize) -> Options {
+        Options {
+            batch_size,
+            ..Options::new(Tz::UTC, "2026-11-28".parse().unwrap())
+        }
+    }
+
     /// Parses one line into a short description, or its error.
     fn parse(s: &str) -> Result<String, String> {
         let reg = registry();
-        parse_line(s.as_bytes(), &reg, Tz::UTC).map(|p| match p {
+        parse_line(s.as_bytes(), &reg, &test_options(1)).map(|p| match p {
             Parsed::Event(e) => {
                 let who = match &e.owner {
                     Who::Account(a) => format!("account {a}"),
@@ -487,6 +535,22 @@ mod tests {
         );
         assert!(err(r#"{"account":"acme","actor":"a@acme.com","source":"f","at":"2026-01-01T00:00:00Z","id":"1"}"#).contains("not both"));
         assert!(err("\u{feff}garbage").starts_with("bad JSON"));
+        assert!(
+            err(r#"{"account":"acme","source":"f","at":"0001-01-01T00:00:00Z","id":"1"}"#)
+                .contains("before 1990-01-01")
+        );
+        assert!(
+            err(r#"{"account":"acme","source":"f","at":"9999-12-31T00:00:00Z","id":"1"}"#)
+                .contains("in the future")
+        );
+        assert!(
+            err(
+                r#"{"account":"acme","source":"f","at":"2026-01-01T00:00:00Z","id":"1","count":0}"#
+            )
+            .contains("positive")
+        );
+        // A count as large as a u64 is a count (an export may carry it).
+        assert!(parse(r#"{"account":"acme","source":"f","at":"2026-01-01T00:00:00Z","id":"1","count":18446744073709551615}"#).is_ok());
     }
 
     #[test]
@@ -513,11 +577,7 @@ mod tests {
     }
 
     fn store(dir: &std::path::Path) -> Store {
-        Store::open(&crate::config::StoreConfig {
-            path: dir.join("db"),
-            cache_bytes: 8 << 20,
-        })
-        .unwrap()
+        crate::store::tests::open(dir)
     }
 
     fn lines(days: &[&str]) -> String {
@@ -534,10 +594,7 @@ mod tests {
         s: &Store,
         batch: usize,
     ) -> Result<Report, ImportError> {
-        let opts = Options {
-            tz: Tz::UTC,
-            batch_size: batch,
-        };
+        let opts = test_options(batch);
         import(reader, "t", s, &registry(), opts, |_, _| {}, |_| {})
     }
 
@@ -552,18 +609,9 @@ mod tests {
             .coverage(&"forum".into())
             .unwrap()
             .iter()
-            .map(|d| d.to_string())
+            .map(|s| format!("{}..{}", s.first, s.last))
             .collect();
-        assert_eq!(
-            covered,
-            [
-                "2026-03-01",
-                "2026-03-02",
-                "2026-03-03",
-                "2026-03-04",
-                "2026-03-05"
-            ]
-        );
+        assert_eq!(covered, ["2026-03-01..2026-03-05"]);
     }
 
     #[test]
@@ -590,10 +638,7 @@ mod tests {
         let before: Vec<_> = s.buckets(None, None).map(|b| b.unwrap()).collect();
         let bad = "{\"account\":\"acme\"\n\u{0}\u{1}garbage\n{\"account\":\"x\",\"source\":\"forum\",\"at\":\"2026-03-01T00:00:00Z\",\"id\":\"0\"}\n";
         let mut rejected = Vec::new();
-        let opts = Options {
-            tz: Tz::UTC,
-            batch_size: 2,
-        };
+        let opts = test_options(2);
         let r = import(
             bad.as_bytes(),
             "bad",

@@ -15,6 +15,7 @@ pub mod detect;
 pub mod diag;
 pub mod http;
 pub mod import;
+pub mod limits;
 pub mod logging;
 pub mod report;
 pub mod schedule;

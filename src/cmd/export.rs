@@ -19,9 +19,53 @@ struct Line<'a> {
     count: u64,
 }
 
-pub fn run(ctx: &Context, from: Option<Day>, to: Option<Day>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    ctx: &Context,
+    from: Option<Day>,
+    to: Option<Day>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(file) = output {
+        // All or nothing: a read error half-way leaves no partial file.
+        let mut failure = None;
+        crate::store::files::write_atomically(file, |w| {
+            write_lines(ctx, from, to, w).map_err(|e| {
+                let m = format!("{e:#}");
+                failure = Some(e);
+                std::io::Error::other(m)
+            })
+        })
+        .map_err(|e| match failure.take() {
+            Some(f) => f,
+            None => anyhow::anyhow!("writing {}: {e}", file.display()),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    match write_lines(ctx, from, to, &mut out) {
+        Err(e) if is_broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// A reader that went away (`lull export | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn write_lines(
+    ctx: &Context,
+    from: Option<Day>,
+    to: Option<Day>,
+    mut out: impl Write,
+) -> anyhow::Result<()> {
     for b in ctx.store.buckets(from, to) {
         let b = b?;
         let line = Line {
@@ -31,19 +75,9 @@ pub fn run(ctx: &Context, from: Option<Day>, to: Option<Day>) -> anyhow::Result<
             day: b.day,
             count: b.count,
         };
-        let written = serde_json::to_writer(&mut out, &line)
+        serde_json::to_writer(&mut out, &line)
             .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"));
-        if let Err(e) = written {
-            // A reader that went away (`lull export | head`) is not an error.
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(e.into());
-        }
+            .and_then(|()| out.write_all(b"\n"))?;
     }
-    match out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Context;
 use crate::import::{Options, import};
+use crate::types::Day;
 
 /// Files smaller than this import too fast for a progress bar to help.
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
@@ -52,8 +53,9 @@ pub fn run(ctx: &Context, file: &Path, batch_size: usize) -> anyhow::Result<Exit
         &ctx.store,
         &ctx.registry,
         Options {
-            tz: ctx.config.timezone,
             batch_size,
+            limits: ctx.config.limits.clone(),
+            ..Options::new(ctx.config.timezone, Day::today(ctx.config.timezone))
         },
         |line, msg| {
             let text = format!("{input}:{line}: {msg}");

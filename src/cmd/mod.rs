@@ -3,6 +3,7 @@
 mod accounts;
 mod alerts;
 mod backtest;
+mod backup;
 mod check;
 mod deliver;
 mod detect;
@@ -35,16 +36,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = Context::open(&config_path)?;
             poll::run(ctx, source.as_deref(), json)
         }
-        Command::Export { from, to } => {
-            let ctx = Context::open(&config_path)?;
-            export::run(&ctx, from, to)
+        Command::Export { from, to, output } => {
+            let ctx = Context::open_existing(&config_path)?;
+            export::run(&ctx, from, to, output.as_deref())
         }
+        Command::Backup { file } => backup::backup(&Context::open_existing(&config_path)?, &file),
+        Command::Restore { file, verify } => backup::restore(&config_path, &file, verify),
         Command::Accounts {
             json,
             unmatched,
             at,
         } => {
-            let ctx = Context::open(&config_path)?;
+            let ctx = Context::open_existing(&config_path)?;
             accounts::run(&ctx, json, unmatched, at)
         }
         Command::Detect {
@@ -53,17 +56,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_send,
             json,
         } => {
-            let ctx = Context::open(&config_path)?;
+            let ctx = Context::open_existing(&config_path)?;
             detect::run(&ctx, at, dry_run, no_send, json)
         }
-        Command::Deliver => deliver::run(&Context::open(&config_path)?),
-        Command::Alerts { json } => alerts::run(&Context::open(&config_path)?, json),
+        Command::Deliver => deliver::run(&Context::open_existing(&config_path)?),
+        Command::Alerts { json } => alerts::run(&Context::open_existing(&config_path)?, json),
         Command::Snooze {
             account,
             until,
             reason,
-        } => snooze::snooze(&Context::open(&config_path)?, &account, until, &reason),
-        Command::Unsnooze { account } => snooze::unsnooze(&Context::open(&config_path)?, &account),
+        } => snooze::snooze(
+            &Context::open_existing(&config_path)?,
+            &account,
+            until,
+            &reason,
+        ),
+        Command::Unsnooze { account } => {
+            snooze::unsnooze(&Context::open_existing(&config_path)?, &account)
+        }
         Command::Run => crate::service::run(&config_path, cli.log_format),
         Command::Backtest {
             from,
@@ -71,7 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             report,
         } => {
-            let ctx = Context::open(&config_path)?;
+            let ctx = Context::open_existing(&config_path)?;
             backtest::run(&ctx, from, to, json, report.as_deref())
         }
     }
@@ -85,12 +95,25 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// For commands that bring data: creates the store if there is none.
     fn open(config_path: &std::path::Path) -> anyhow::Result<Context> {
+        Context::load(config_path, Store::open)
+    }
+
+    /// For commands that work on data already there.
+    fn open_existing(config_path: &std::path::Path) -> anyhow::Result<Context> {
+        Context::load(config_path, Store::open_existing)
+    }
+
+    fn load(
+        config_path: &std::path::Path,
+        open: fn(&crate::config::StoreConfig) -> Result<Store, crate::store::StoreError>,
+    ) -> anyhow::Result<Context> {
         let config = Config::load(config_path)
             .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
         let registry = Registry::load(&config.accounts_file, &config.identity)
             .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
-        let store = Store::open(&config.store)?;
+        let store = open(&config.store)?;
         Ok(Context {
             config,
             registry,

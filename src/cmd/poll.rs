@@ -45,7 +45,7 @@ pub fn run(ctx: Context, only: Option<&str>, json: bool) -> anyhow::Result<ExitC
     let mut built = Vec::new();
     let mut failed = 0;
     for c in &chosen {
-        match Source::build(c, client.clone()) {
+        match Source::build(c, client.clone(), &config.limits) {
             Ok(s) => built.push(s),
             Err(e) => {
                 failed += 1;

@@ -145,8 +145,8 @@ pub fn judge_day(
     // data up to `at` at all (judging a day before it began) is not stale.
     let mut stale = BTreeMap::new();
     for source in detector.stale_sources(at) {
-        if let Some(last) = store.coverage(source)?.range(..=at).next_back() {
-            stale.insert(source.clone(), *last);
+        if let Some(last) = store.last_covered(source, at)? {
+            stale.insert(source.clone(), last);
         }
     }
     Ok(DayRun {

@@ -212,8 +212,14 @@ impl<'a> Detector<'a> {
         let mut any = vec![0.0; n];
         for source in store.sources()? {
             let mut days = vec![0.0; n];
-            for day in store.coverage(&source)? {
-                if let Some(i) = timeline.index(day) {
+            for span in store.coverage(&source)? {
+                // Only the part on the timeline: the cost follows the
+                // timeline, not how far apart a source's days are.
+                let (first, last) = (span.first.max(timeline.first), span.last.min(timeline.last));
+                let (Some(lo), Some(hi)) = (timeline.index(first), timeline.index(last)) else {
+                    continue;
+                };
+                for i in lo..=hi {
                     days[i] = 1.0;
                     any[i] = 1.0;
                 }

@@ -160,7 +160,7 @@ pub async fn serve(
                 .map(|n| {
                     let last = store
                         .coverage(&crate::types::SourceName(n.clone()))
-                        .map(|c| c.last().copied())
+                        .map(|c| c.last().map(|s| s.last))
                         .unwrap_or(None);
                     (n, last)
                 })
@@ -177,7 +177,7 @@ pub async fn serve(
     let client = crate::sources::http::client()?;
     let mut built = Vec::new();
     for c in &config.sources {
-        match Source::build(c, client.clone()) {
+        match Source::build(c, client.clone(), &config.limits) {
             Ok(s) => built.push(s),
             Err(e) => {
                 // One broken source does not stop the others.

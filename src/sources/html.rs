@@ -80,12 +80,19 @@ struct Compiled {
 
 pub struct Html {
     base: Url,
-    sel: Compiled,
+    sel: std::sync::Arc<Compiled>,
     max_pages: u32,
+    /// Pages nested deeper than this are not parsed ([limits] html_depth).
+    max_depth: usize,
 }
 
 impl Html {
-    pub fn new(base: Url, s: &HtmlSelectors, max_pages: u32) -> Result<Html, SourceError> {
+    pub fn new(
+        base: Url,
+        s: &HtmlSelectors,
+        max_pages: u32,
+        max_depth: usize,
+    ) -> Result<Html, SourceError> {
         let compile = |key: &str, v: &str| {
             Selector::parse(v)
                 .map_err(|e| SourceError::Other(format!("`{key}` is not a CSS selector: {e}")))
@@ -99,15 +106,16 @@ impl Html {
         };
         Ok(Html {
             base,
-            sel: Compiled {
+            sel: std::sync::Arc::new(Compiled {
                 post: compile("post", &s.post)?,
                 author: compile("author", &s.author)?,
                 time: compile("time", &s.time)?,
                 next: optional("next", &s.next)?,
                 link: optional("link", &s.link)?,
                 text: s.clone(),
-            },
+            }),
             max_pages,
+            max_depth,
         })
     }
 }
@@ -144,11 +152,21 @@ impl Connector for Html {
             let mut complete = false;
             for page_no in 1..=self.max_pages {
                 let body = cx.http.get_text(&url).await?;
-                let page = parse_page(&body, &url, &self.sel, cx.tz, cx.now).map_err(|detail| {
-                    SourceError::Page {
-                        url: url.to_string(),
-                        detail,
-                    }
+                // Parsing is CPU work that grows with the page: off the
+                // async workers, so the service keeps answering.
+                let (sel, u, tz, now, depth) =
+                    (self.sel.clone(), url.clone(), cx.tz, cx.now, self.max_depth);
+                let page = tokio::task::spawn_blocking(move || {
+                    check_depth(&body, depth)?;
+                    parse_page(&body, &u, &sel, tz, now)
+                })
+                .await
+                .map_err(|e| {
+                    SourceError::Other(format!("parsing {}: {e}", super::http::display_url(&url)))
+                })?
+                .map_err(|detail| SourceError::Page {
+                    url: super::http::display_url(&url),
+                    detail,
                 })?;
                 if page.posts.is_empty() && page_no == 1 {
                     return Err(SourceError::Page {
@@ -270,7 +288,122 @@ fn parse_page(
         .and_then(|s| doc.select(s).find_map(|a| a.value().attr("href")))
         .and_then(|href| url.join(href).ok())
         .filter(|n| n != url);
+    if let Some(n) = &next
+        && !super::http::same_origin(n, url)
+    {
+        return Err(format!(
+            "the next-page link points to another site ({}); lull reads only the configured site",
+            super::http::display_url(n)
+        ));
+    }
     Ok(Page { posts, next })
+}
+
+/// Elements that need no end tag.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+    "track", "wbr",
+];
+/// Elements a following one of the same name closes (`<li>`, `<p>`, …).
+const SELF_CLOSING_SIBLINGS: &[&str] = &[
+    "p", "li", "dt", "dd", "option", "optgroup", "tr", "td", "th", "tbody", "thead", "tfoot", "rb",
+    "rt", "rp",
+];
+
+/// Refuses a page whose elements nest deeper than `max`: the HTML parser
+/// takes time quadratic in the depth (200,000 levels: over a minute). A
+/// cheap scan over the tags, generous where HTML closes elements
+/// implicitly, so a real page never comes near the limit.
+pub fn check_depth(body: &str, max: usize) -> Result<(), String> {
+    let b = body.as_bytes();
+    let mut stack: Vec<&[u8]> = Vec::new();
+    let mut i = 0;
+    let name_at = |mut j: usize| {
+        let start = j;
+        while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'-' || b[j] == b':') {
+            j += 1;
+        }
+        (&b[start..j], j)
+    };
+    let find = |from: usize, pat: &[u8]| {
+        b.get(from..)
+            .and_then(|rest| {
+                rest.windows(pat.len())
+                    .position(|w| w.eq_ignore_ascii_case(pat))
+            })
+            .map(|p| from + p)
+    };
+    while let Some(p) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'<')) {
+        i += p + 1;
+        match b.get(i) {
+            Some(b'!') | Some(b'?') => {
+                let end = if b.get(i..i + 3) == Some(b"!--") {
+                    find(i + 3, b"-->").map(|e| e + 3)
+                } else {
+                    find(i, b">").map(|e| e + 1)
+                };
+                i = end.unwrap_or(b.len());
+            }
+            Some(b'/') => {
+                let (name, j) = name_at(i + 1);
+                i = j;
+                // Close the nearest open element of that name, if near.
+                if let Some(pos) = stack
+                    .iter()
+                    .rev()
+                    .take(16)
+                    .position(|n| n.eq_ignore_ascii_case(name))
+                {
+                    stack.truncate(stack.len() - pos - 1);
+                }
+            }
+            Some(c) if c.is_ascii_alphabetic() => {
+                let (name, j) = name_at(i);
+                // The end of the tag, skipping quoted attribute values.
+                let mut k = j;
+                let mut quote = None;
+                while k < b.len() {
+                    match (quote, b[k]) {
+                        (None, b'"' | b'\'') => quote = Some(b[k]),
+                        (Some(q), c) if c == q => quote = None,
+                        (None, b'>') => break,
+                        _ => {}
+                    }
+                    k += 1;
+                }
+                let self_closed = k > 0 && b.get(k - 1) == Some(&b'/');
+                i = k + 1;
+                let lower = name.to_ascii_lowercase();
+                let lower = lower.as_slice();
+                if self_closed || VOID.iter().any(|v| v.as_bytes() == lower) {
+                    continue;
+                }
+                if matches!(lower, b"script" | b"style" | b"textarea" | b"title") {
+                    let mut close = b"</".to_vec();
+                    close.extend_from_slice(lower);
+                    i = find(i, &close).unwrap_or(b.len());
+                    continue;
+                }
+                if SELF_CLOSING_SIBLINGS.iter().any(|v| v.as_bytes() == lower)
+                    && let Some(pos) = stack
+                        .iter()
+                        .rev()
+                        .take(4)
+                        .position(|n| n.eq_ignore_ascii_case(lower))
+                {
+                    stack.truncate(stack.len() - pos - 1);
+                }
+                stack.push(name);
+                if stack.len() > max {
+                    return Err(format!(
+                        "the page nests its elements more than {max} deep ([limits] html_depth); it is not parsed (a broken or hostile page?)"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn text_of(e: ElementRef<'_>) -> String {
@@ -323,11 +456,18 @@ pub fn fuzz(data: &[u8]) {
     ) else {
         return;
     };
-    let Ok(h) = Html::new(url.clone(), &Preset::Phpbb.selectors(), 5) else {
+    let Ok(h) = Html::new(
+        url.clone(),
+        &Preset::Phpbb.selectors(),
+        5,
+        crate::limits::DEFAULT_HTML_DEPTH,
+    ) else {
         return;
     };
     let body = String::from_utf8_lossy(data);
-    let _ = parse_page(&body, &url, &h.sel, Tz::UTC, time.with_timezone(&Utc));
+    if check_depth(&body, crate::limits::DEFAULT_HTML_DEPTH).is_ok() {
+        let _ = parse_page(&body, &url, &h.sel, Tz::UTC, time.with_timezone(&Utc));
+    }
 }
 
 #[cfg(test)]
@@ -335,7 +475,35 @@ mod tests {
     use super::*;
 
     fn html(sel: &HtmlSelectors) -> Html {
-        Html::new(Url::parse("http://forum.test/").unwrap(), sel, 5).unwrap()
+        Html::new(Url::parse("http://forum.test/").unwrap(), sel, 5, 512).unwrap()
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded_without_flagging_real_pages() {
+        let real = include_str!("../../tests/fixtures/html/phpbb_topic.html");
+        assert!(check_depth(real, 64).is_ok());
+        // Implicitly closed elements do not pile up.
+        let list = "<ul>".to_string() + &"<li>item <p>para".repeat(20_000) + "</ul>";
+        assert!(check_depth(&list, 16).is_ok());
+        let script = "<script>".to_string() + &"<div>".repeat(5000) + "</script>";
+        assert!(check_depth(&script, 16).is_ok());
+        let deep = "<div>".repeat(600);
+        let err = check_depth(&deep, 512).unwrap_err();
+        assert!(err.contains("more than 512 deep"), "{err}");
+        let deep_b = "<b><i>".repeat(300);
+        assert!(check_depth(&deep_b, 512).is_err());
+    }
+
+    #[test]
+    fn a_next_link_to_another_site_is_not_followed() {
+        let h = html(&Preset::Phpbb.selectors());
+        let body = "<div class=post id=p1><div class=author><span class=username>al</span><time datetime='2026-01-01T00:00:00Z'></time></div></div><div class=pagination><a rel=next href='https://evil.example/page2'>next</a></div>";
+        let url = Url::parse("http://forum.test/").unwrap();
+        let err = parse_page(body, &url, &h.sel, Tz::UTC, Utc::now()).unwrap_err();
+        assert!(
+            err.contains("another site (https://evil.example/page2)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::limits::Limits;
 use crate::secret::Secret;
 
 use super::config::HttpSettings;
@@ -26,19 +27,155 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const MAX_WAIT: Duration = Duration::from_secs(120);
 /// Connecting should never take long; a dead host fails fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much of an error response's body goes into the error message.
-const BODY_SNIPPET: usize = 300;
+/// How much of an error response's body goes into the error message
+/// (after redaction): enough for a service's own explanation.
+const BODY_SNIPPET: usize = 200;
+/// Redirects followed within the configured origin.
+const MAX_REDIRECTS: usize = 5;
+/// Bodies larger than this are decoded off the async workers.
+const BLOCKING_DECODE_BYTES: usize = 256 << 10;
 
 /// Builds the process's one HTTP client: rustls, gzip, a user agent that
 /// names lull and its version (services and forum admins can see who
 /// calls), a connect timeout. Per-request timeouts come from each source.
+///
+/// Redirects are followed only within the origin (scheme, host, port) of
+/// the request that was redirected, at most [`MAX_REDIRECTS`] times: every
+/// request carries its source's credentials, and a service (or anyone
+/// who can make it answer 302) must not be able to send them elsewhere.
+/// A redirect to another origin comes back as the 3xx response, and
+/// [`Http::get`] says where it pointed.
 pub fn client() -> Result<reqwest::Client, SourceError> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| same_origin(first, attempt.url()));
+        if same && attempt.previous().len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
     reqwest::Client::builder()
         .user_agent(concat!("lull/", env!("CARGO_PKG_VERSION")))
         .gzip(true)
         .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(policy)
         .build()
         .map_err(|e| SourceError::Client(e.to_string()))
+}
+
+/// Scheme, host and port are the same.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A URL as lull prints it: without a user or password, and with the
+/// values of query parameters that look like credentials hidden.
+pub fn display_url(u: &Url) -> String {
+    let mut u = u.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_name(&k) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// A parameter or field name that usually carries a credential.
+fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "auth",
+        "signature",
+        "sig",
+        "credential",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// Text from a service, fit for a log line, an error or `/readyz`: the
+/// source's own secrets, `name=value` pairs whose name looks like a
+/// credential, and long token-like runs are replaced by `***`; control
+/// characters become spaces; at most `max` characters are kept.
+pub fn redact(text: &str, secrets: &[&str], max: usize) -> String {
+    let mut t = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        t = t.replace(s, "***");
+    }
+    let mut out = String::with_capacity(t.len().min(max * 2));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.is_empty() {
+            return;
+        }
+        let redacted = match word.split_once(['=', ':']) {
+            Some((k, v))
+                if is_secret_name(k.trim_matches(|c: char| !c.is_alphanumeric()))
+                    && !v.is_empty() =>
+            {
+                format!("{k}{}***", &word[k.len()..k.len() + 1])
+            }
+            _ if looks_like_token(word) => "***".to_string(),
+            _ => word.clone(),
+        };
+        out.push_str(&redacted);
+        word.clear();
+    };
+    for c in t.chars() {
+        if c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '\'' | ',' | '&' | '<' | '>' | '{' | '}')
+        {
+            flush(&mut word, &mut out);
+            out.push(if c.is_control() || c.is_whitespace() {
+                ' '
+            } else {
+                c
+            });
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut snippet: String = collapsed.chars().take(max).collect();
+    if collapsed.chars().count() > max {
+        snippet.push('…');
+    }
+    snippet
+}
+
+/// 24+ characters of letters, digits and `-_./+=` with both letters and
+/// digits: an API key, a session token, a hash.
+fn looks_like_token(w: &str) -> bool {
+    let w = w.trim_matches(|c: char| matches!(c, '.' | ':' | ';' | ')' | '(' | '[' | ']'));
+    w.len() >= 24
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./+=".contains(c))
+        && w.chars().any(|c| c.is_ascii_digit())
+        && w.chars().any(|c| c.is_ascii_alphabetic())
+        && !w.contains("://")
 }
 
 /// How a source authenticates.
@@ -78,6 +215,18 @@ pub enum SourceError {
     RateLimited { url: String, wait_secs: u64 },
     #[error("GET {url}: the response is not the JSON expected ({detail})")]
     Json { url: String, detail: String },
+    #[error(
+        "GET {url}: the service redirected to another site ({to}); lull does not follow it, so the source's credentials stay with the configured site: if the service moved, set the source's `url` to the new address"
+    )]
+    Redirect { url: String, to: String },
+    #[error(
+        "GET {url}: the response is larger than {limit_mb} MiB (after decompression; [limits] max_body_mb): not read"
+    )]
+    TooLarge { url: String, limit_mb: u64 },
+    #[error(
+        "the poll made {requests} requests without reaching its end ([limits] max_requests): the service keeps answering with more pages (a loop?) — the poll stored nothing; the next one tries again"
+    )]
+    TooManyRequests { requests: u64 },
     #[error("{url}: {detail}")]
     Page { url: String, detail: String },
     #[error("{0}")]
@@ -92,6 +241,12 @@ pub struct Http {
     client: reqwest::Client,
     settings: HttpSettings,
     auth: Auth,
+    /// The configured base URL: no request goes to another origin.
+    base: Url,
+    max_body: u64,
+    max_requests: u64,
+    /// `requests` when the current poll began.
+    poll_start: AtomicU64,
     limiter: Option<DefaultDirectRateLimiter>,
     /// Set when a response said the quota is used up.
     blocked_until: Mutex<Option<Instant>>,
@@ -99,13 +254,23 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(client: reqwest::Client, settings: HttpSettings, auth: Auth) -> Http {
+    pub fn new(
+        client: reqwest::Client,
+        settings: HttpSettings,
+        auth: Auth,
+        base: &Url,
+        limits: &Limits,
+    ) -> Http {
         let limiter = NonZeroU32::new(settings.requests_per_minute)
             .map(|n| RateLimiter::direct(Quota::per_minute(n)));
         Http {
             client,
             settings,
             auth,
+            base: base.clone(),
+            max_body: limits.max_body_bytes,
+            max_requests: limits.max_requests,
+            poll_start: AtomicU64::new(0),
             limiter,
             blocked_until: Mutex::new(None),
             requests: AtomicU64::new(0),
@@ -117,13 +282,57 @@ impl Http {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// GETs `url` and parses the body as `T`.
-    pub async fn get_json<T: DeserializeOwned>(
+    /// A poll begins: its request budget starts.
+    pub fn begin_poll(&self) {
+        self.poll_start.store(self.requests(), Ordering::Relaxed);
+    }
+
+    /// The secrets this source sends, to redact them from what services
+    /// echo back.
+    fn secrets(&self) -> Vec<&str> {
+        match &self.auth {
+            Auth::None => Vec::new(),
+            Auth::Basic { user, password } => vec![user.expose(), password.expose()],
+            Auth::Headers(h) => h.iter().map(|(_, v)| v.expose()).collect(),
+        }
+    }
+
+    /// A service's text, redacted for logs and errors.
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.secrets(), BODY_SNIPPET)
+    }
+
+    /// GETs `url` and parses the body as `T` (a large body off the async
+    /// workers).
+    pub async fn get_json<T: DeserializeOwned + Send + 'static>(
         &self,
         url: &Url,
     ) -> Result<(T, HeaderMap), SourceError> {
         let (body, headers) = self.get(url).await?;
-        Ok((decode(url, &body)?, headers))
+        let html = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.contains("html"))
+            || body.trim_ascii_start().first() == Some(&b'<');
+        let shown = display_url(url);
+        let decoded = if body.len() > BLOCKING_DECODE_BYTES {
+            let u = url.clone();
+            tokio::task::spawn_blocking(move || decode::<T>(&u, &body))
+                .await
+                .map_err(|e| SourceError::Other(format!("decoding {shown}: {e}")))?
+        } else {
+            decode(url, &body)
+        };
+        let value = decoded.map_err(|e| match e {
+            SourceError::Json { url, detail } if html => SourceError::Json {
+                url,
+                detail: format!(
+                    "the service answered with an HTML page, not JSON — a login page, a proxy's error page, or a `url` that points at the website instead of its API? ({detail})"
+                ),
+            },
+            other => other,
+        })?;
+        Ok((value, headers))
     }
 
     /// GETs `url` as text (HTML pages).
@@ -135,9 +344,19 @@ impl Http {
     /// GETs `url`: waits for the rate limiter, retries what is worth
     /// retrying, and returns the body of a 2xx response.
     pub async fn get(&self, url: &Url) -> Result<(Vec<u8>, HeaderMap), SourceError> {
+        if !same_origin(url, &self.base) {
+            return Err(SourceError::Redirect {
+                url: display_url(&self.base),
+                to: display_url(url),
+            });
+        }
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            let made = self.requests() - self.poll_start.load(Ordering::Relaxed);
+            if made >= self.max_requests {
+                return Err(SourceError::TooManyRequests { requests: made });
+            }
             self.wait_turn().await;
             let mut req = self.client.get(url.clone()).timeout(self.settings.timeout);
             req = match &self.auth {
@@ -165,10 +384,24 @@ impl Http {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     self.note_quota(&headers);
-                    match resp.bytes().await {
-                        Ok(body) if status.is_success() => return Ok((body.to_vec(), headers)),
-                        Ok(body) => Outcome::Status(status, headers, body.to_vec()),
-                        Err(e) => Outcome::Transport(describe(&e)),
+                    if status.is_redirection() {
+                        // Only a redirect to another origin comes back.
+                        let to = headers
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|l| resp.url().join(l).ok())
+                            .map(|u| display_url(&u))
+                            .unwrap_or_else(|| "an address it did not give".into());
+                        return Err(SourceError::Redirect {
+                            url: display_url(url),
+                            to,
+                        });
+                    }
+                    match self.read_body(url, resp).await {
+                        Ok(body) if status.is_success() => return Ok((body, headers)),
+                        Ok(body) => Outcome::Status(status, headers, body),
+                        Err(Some(e)) => return Err(e),
+                        Err(None) => Outcome::Transport("the response body broke off".into()),
                     }
                 }
                 Err(e) => Outcome::Transport(describe(&e)),
@@ -179,12 +412,12 @@ impl Http {
                 Outcome::Transport(detail) => {
                     if !retries_left {
                         return Err(SourceError::Request {
-                            url: url.to_string(),
+                            url: display_url(url),
                             detail,
                             attempts: attempt,
                         });
                     }
-                    tracing::warn!(%url, attempt, error = %detail, "request failed; retrying");
+                    tracing::warn!(url = %display_url(url), attempt, error = %detail, "request failed; retrying");
                     tokio::time::sleep(backoff).await;
                 }
                 Outcome::Status(status, headers, body) => {
@@ -192,22 +425,74 @@ impl Http {
                         || status == StatusCode::REQUEST_TIMEOUT
                         || status == StatusCode::TOO_MANY_REQUESTS;
                     if !retryable || !retries_left {
-                        return Err(status_error(url, status, &body));
+                        return Err(self.status_error(url, status, &body));
                     }
                     let wait = match retry_after(&headers) {
                         Some(w) if w > MAX_WAIT => {
                             return Err(SourceError::RateLimited {
-                                url: url.to_string(),
+                                url: display_url(url),
                                 wait_secs: w.as_secs(),
                             });
                         }
                         Some(w) => w,
                         None => backoff,
                     };
-                    tracing::warn!(%url, attempt, status = status.as_u16(), wait_ms = wait.as_millis() as u64, "retrying");
+                    tracing::warn!(url = %display_url(url), attempt, status = status.as_u16(), wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// Reads a body up to the size limit, counted after decompression.
+    /// `Err(None)`: the connection broke (worth a retry).
+    async fn read_body(
+        &self,
+        url: &Url,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, Option<SourceError>> {
+        let too_large = || SourceError::TooLarge {
+            url: display_url(url),
+            limit_mb: self.max_body >> 20,
+        };
+        let declared = resp.content_length().unwrap_or(0);
+        // A declared length counts only without compression (reqwest
+        // drops it when it decompresses).
+        if declared > self.max_body {
+            return Err(Some(too_large()));
+        }
+        let mut body = Vec::with_capacity(declared.min(1 << 20) as usize);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (body.len() + chunk.len()) as u64 > self.max_body {
+                        return Err(Some(too_large()));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(_) => return Err(None),
+            }
+        }
+    }
+
+    fn status_error(&self, url: &Url, status: StatusCode, body: &[u8]) -> SourceError {
+        let no_credentials = matches!(self.auth, Auth::None);
+        let hint = match status.as_u16() {
+            401 | 403 if no_credentials => {
+                " (the service wants credentials and this source has none configured: a login-required site needs an API key; see the README's Sources table)"
+            }
+            401 => " (the credentials were refused: check the env var the source names)",
+            403 => " (the credentials lack a permission this source needs; see the README)",
+            404 => " (check the source's `url`)",
+            429 => " (rate limited; lower `requests_per_minute`)",
+            _ => "",
+        };
+        SourceError::Status {
+            url: display_url(url),
+            status: status.as_u16(),
+            hint,
+            body: self.redact(&String::from_utf8_lossy(body)),
         }
     }
 
@@ -277,27 +562,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-fn status_error(url: &Url, status: StatusCode, body: &[u8]) -> SourceError {
-    let hint = match status.as_u16() {
-        401 => " (the credentials were refused: check the env var the source names)",
-        403 => " (the credentials lack a permission this source needs; see the README)",
-        404 => " (check the source's `url`)",
-        429 => " (rate limited; lower `requests_per_minute`)",
-        _ => "",
-    };
-    let text = String::from_utf8_lossy(body);
-    let mut snippet: String = text.chars().take(BODY_SNIPPET).collect();
-    if text.chars().count() > BODY_SNIPPET {
-        snippet.push('…');
-    }
-    SourceError::Status {
-        url: url.to_string(),
-        status: status.as_u16(),
-        hint,
-        body: snippet.split_whitespace().collect::<Vec<_>>().join(" "),
-    }
-}
-
 /// A transport error with its causes, without the URL (the caller has it).
 fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
@@ -326,7 +590,7 @@ fn describe(e: &reqwest::Error) -> String {
 /// JSON went wrong.
 pub(crate) fn decode<T: DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, SourceError> {
     serde_json::from_slice(body).map_err(|e| SourceError::Json {
-        url: url.to_string(),
+        url: display_url(url),
         detail: json_detail(&e, body.len()),
     })
 }
@@ -346,6 +610,28 @@ fn json_detail(e: &serde_json::Error, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_urls_and_service_text_carry_no_credentials() {
+        let u = Url::parse("https://bob:hunter2@forum.example/posts.json?api_key=abc123&page=2")
+            .unwrap();
+        let shown = display_url(&u);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("bob") && !shown.contains("abc123"),
+            "{shown}"
+        );
+        assert!(shown.contains("page=2"), "{shown}");
+        let echoed = r#"{"error":"invalid token","token":"s3cr3t-k3y","api_key=zz9plural","hint":"see https://docs.example/errors"} Bearer eyJhbGciOiJIUzI1NiJ9.abc123def456ghi789"#;
+        let r = redact(echoed, &["s3cr3t-k3y"], 500);
+        for leaked in ["s3cr3t-k3y", "zz9plural", "eyJhbGciOiJIUzI1NiJ9"] {
+            assert!(!r.contains(leaked), "{leaked} in {r}");
+        }
+        assert!(
+            r.contains("invalid token") && r.contains("https://docs.example/errors"),
+            "{r}"
+        );
+        assert_eq!(redact(&"x".repeat(1000), &[], 10).chars().count(), 11);
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

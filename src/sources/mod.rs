@@ -31,8 +31,9 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::accounts::{Registry, Resolved};
+use crate::limits::Limits;
 use crate::secret::Secret;
-use crate::store::{COVERED_BY_POLL, Committed, Ingest, Owner, Store, StoreError};
+use crate::store::{Committed, Ingest, Origin, Owner, Span, Store, StoreError};
 use crate::types::{Day, SourceName};
 
 pub use config::{SourceConfig, SourceKind, Spec};
@@ -125,6 +126,8 @@ pub(crate) fn cursor_bytes<T: Serialize>(c: &T) -> Vec<u8> {
 /// A configured source, ready to poll: its connector and its HTTP view.
 pub struct Source {
     pub config: SourceConfig,
+    /// What a poll of it may make lull do ([limits]).
+    pub limits: Limits,
     http: http::Http,
     connector: Box<dyn Connector>,
 }
@@ -132,7 +135,11 @@ pub struct Source {
 impl Source {
     /// Builds the connector for `config`; reads its secrets from the
     /// environment (a missing one is an error naming the variable).
-    pub fn build(config: &SourceConfig, client: reqwest::Client) -> Result<Source, SourceError> {
+    pub fn build(
+        config: &SourceConfig,
+        client: reqwest::Client,
+        limits: &Limits,
+    ) -> Result<Source, SourceError> {
         let base = config.url.clone();
         let secret = |var: &str| Secret::from_env(var);
         let (auth, connector): (http::Auth, Box<dyn Connector>) = match &config.spec {
@@ -164,7 +171,12 @@ impl Source {
                 max_pages,
             } => (
                 http::Auth::None,
-                Box::new(html::Html::new(base, selectors, *max_pages)?),
+                Box::new(html::Html::new(
+                    base,
+                    selectors,
+                    *max_pages,
+                    limits.html_depth,
+                )?),
             ),
             Spec::Zendesk {
                 email,
@@ -226,7 +238,8 @@ impl Source {
         };
         Ok(Source {
             config: config.clone(),
-            http: http::Http::new(client, config.http, auth),
+            limits: limits.clone(),
+            http: http::Http::new(client, config.http, auth, &config.url, limits),
             connector,
         })
     }
@@ -266,6 +279,8 @@ pub struct PollReport {
     pub unmatched: u64,
     pub staff: u64,
     pub requests: u64,
+    /// Activities left out because their date is implausible ([limits]).
+    pub implausible: u64,
     /// First and last day this poll marked covered.
     pub covered: Option<(Day, Day)>,
     pub seconds: f64,
@@ -289,6 +304,7 @@ pub async fn poll(
     };
     async {
         let started = std::time::Instant::now();
+        source.http.begin_poll();
         let requests_before = source.http.requests();
         let name = source.name().clone();
         let cursor = {
@@ -317,7 +333,16 @@ pub async fn poll(
             ingest,
             staff,
             covered,
-        } = prepare(&name, harvest, &registry, tz).map_err(|e| fail(e.into()))?;
+            implausible,
+        } = prepare(
+            &name,
+            harvest,
+            &registry,
+            tz,
+            &source.limits,
+            Day::of(now, tz),
+        )
+        .map_err(|e| fail(e.into()))?;
         let committed: Committed = blocking(&store, move |s| s.commit(&ingest))
             .await
             .map_err(fail)?;
@@ -330,6 +355,7 @@ pub async fn poll(
             unmatched: committed.unmatched,
             staff: staff + staff_read,
             requests: source.http.requests() - requests_before,
+            implausible,
             covered,
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -365,6 +391,8 @@ struct Prepared {
     /// Activities whose actor is staff (left out).
     staff: u64,
     covered: Option<(Day, Day)>,
+    /// Activities dated outside `[limits]`' plausible window (left out).
+    implausible: u64,
 }
 
 /// Resolves actors and builds the one atomic commit of a poll.
@@ -373,12 +401,22 @@ fn prepare(
     harvest: Harvest,
     registry: &Registry,
     tz: Tz,
+    limits: &Limits,
+    today: Day,
 ) -> Result<Prepared, StoreError> {
     let mut ingest = Ingest::default();
     let mut staff = 0;
+    let mut implausible = 0;
     let source = name.as_str();
     for a in &harvest.activities {
         let day = Day::of(a.at, tz);
+        if let Err(why) = limits.check_day(day, today) {
+            if implausible == 0 {
+                tracing::warn!(source = %name, id = %a.id, "an activity is left out: {why}");
+            }
+            implausible += 1;
+            continue;
+        }
         let mut owner = None;
         for actor in &a.actors {
             match registry.resolve(source, actor) {
@@ -414,19 +452,21 @@ fn prepare(
     if let Some((from, to)) = harvest.covered
         && from <= to
     {
-        let (first, last) = (Day::of(from, tz), Day::of(to, tz));
-        let mut d = first;
-        while d <= last {
-            ingest.coverage.push((name.clone(), d, COVERED_BY_POLL));
-            d = d.plus(1);
+        // Never past today, whatever a service's clock says.
+        let (first, last) = (Day::of(from, tz), Day::of(to, tz).min(today));
+        if first <= last {
+            ingest
+                .coverage
+                .push((name.clone(), Span { first, last }, Origin::Poll));
+            covered = Some((first, last));
         }
-        covered = Some((first, last));
     }
     ingest.cursors.push((name.clone(), harvest.cursor));
     Ok(Prepared {
         ingest,
         staff,
         covered,
+        implausible,
     })
 }
 

@@ -1,0 +1,48 @@
+//! `lull backup FILE` and `lull restore FILE`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::Context;
+use crate::config::Config;
+
+pub fn backup(ctx: &Context, file: &Path) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let t = ctx.store.backup_file(file)?;
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "{}: {} records ({} events counted), {:.1} MiB, in {:.1} s",
+        file.display(),
+        t.records,
+        t.events,
+        size as f64 / (1 << 20) as f64,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(config_path: &Path, file: &Path, verify: bool) -> anyhow::Result<ExitCode> {
+    if verify {
+        let t = crate::store::Store::verify(file)?;
+        eprintln!(
+            "{}: a whole backup, {} records ({} events counted)",
+            file.display(),
+            t.records,
+            t.events
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::load(config_path)
+        .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
+    let started = std::time::Instant::now();
+    let t = crate::store::backup::restore(&config.store, file)?;
+    eprintln!(
+        "restored {} into {}: {} records ({} events counted), in {:.1} s",
+        file.display(),
+        config.store.path.display(),
+        t.records,
+        t.events,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,692 @@
+//! Activity: what ingests write (events counted once, their daily
+//! series, unmatched actors, who was seen last, cursors) and its reads.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::coverage::{self, Origin, Span};
+use super::{
+    P_BUCKET, P_CURSOR, P_DEDUPE, P_LAST, P_ONCE, P_UNMATCHED, SEP, Store, StoreError,
+    TREE_ACTIVITY, check_name, day_key, key1, key2,
+};
+use crate::types::{AccountId, Day, Kind, SourceName};
+
+/// Who an event belongs to, as given to [`Ingest::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Account(&'a str),
+    /// The actor resolved to no account; kept so the mapping can be fixed.
+    Unmatched {
+        actor: &'a str,
+    },
+}
+
+#[derive(Debug)]
+enum EventOwner {
+    Account(u32),
+    Unmatched(Box<str>),
+}
+
+#[derive(Debug)]
+struct Event {
+    source: u32,
+    kind: u32,
+    owner: EventOwner,
+    id: u128,
+    day: Day,
+    count: u64,
+    /// Deduplicated by id alone, across days (see [`Ingest::add_once`]).
+    once: bool,
+}
+
+/// Strings seen in a batch, stored once each.
+#[derive(Debug, Default)]
+struct Interner {
+    index: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Result<u32, StoreError> {
+        if let Some(&i) = self.index.get(s) {
+            return Ok(i);
+        }
+        check_name(s)?;
+        let i = self.names.len() as u32;
+        self.names.push(s.into());
+        self.index.insert(s.into(), i);
+        Ok(i)
+    }
+
+    fn name(&self, i: u32) -> &str {
+        &self.names[i as usize]
+    }
+}
+
+/// Everything one commit writes, atomically: activities, the coverage they
+/// establish, and the cursors that move with them.
+#[derive(Debug, Default)]
+pub struct Ingest {
+    sources: Interner,
+    kinds: Interner,
+    accounts: Interner,
+    events: Vec<Event>,
+    /// Runs of days to mark covered, with who covered them.
+    pub coverage: Vec<(SourceName, Span, Origin)>,
+    /// Cursors to advance; they move only together with their activities.
+    pub cursors: Vec<(SourceName, Vec<u8>)>,
+    /// (account, source, kind) → the latest day and identity seen.
+    last_seen: HashMap<(u32, u32, u32), (Day, Box<str>)>,
+}
+
+impl Ingest {
+    /// Adds one activity: `id` is unique within `source`.
+    pub fn add(
+        &mut self,
+        source: &str,
+        id: &str,
+        owner: Owner<'_>,
+        kind: &str,
+        day: Day,
+        count: u64,
+    ) -> Result<(), StoreError> {
+        let owner = match owner {
+            Owner::Account(a) => EventOwner::Account(self.accounts.intern(a)?),
+            Owner::Unmatched { actor } => EventOwner::Unmatched(actor.into()),
+        };
+        self.events.push(Event {
+            source: self.sources.intern(source)?,
+            kind: self.kinds.intern(kind)?,
+            owner,
+            id: id_hash(id),
+            day,
+            count,
+            once: false,
+        });
+        Ok(())
+    }
+
+    /// Adds one activity that is counted once per (`source`, `id`) even if
+    /// it shows up again with a different day, like "recipient R opened
+    /// message M": the first day it is stored with is the one that counts.
+    pub fn add_once(
+        &mut self,
+        source: &str,
+        id: &str,
+        owner: Owner<'_>,
+        kind: &str,
+        day: Day,
+    ) -> Result<(), StoreError> {
+        self.add(source, id, owner, kind, day, 1)?;
+        if let Some(e) = self.events.last_mut() {
+            e.once = true;
+        }
+        Ok(())
+    }
+
+    /// Notes that `actor` (a handle or address) was the account's identity
+    /// on `day` for this channel: the alert e-mail's "last activity by".
+    /// Names that cannot be keys are ignored (the event itself reports them).
+    pub fn seen_by(&mut self, account: &str, source: &str, kind: &str, day: Day, actor: &str) {
+        let (Ok(a), Ok(s), Ok(k)) = (
+            self.accounts.intern(account),
+            self.sources.intern(source),
+            self.kinds.intern(kind),
+        ) else {
+            return;
+        };
+        match self.last_seen.get_mut(&(a, s, k)) {
+            Some(last) if last.0 > day => {}
+            Some(last) => *last = (day, actor.into()),
+            None => {
+                self.last_seen.insert((a, s, k), (day, actor.into()));
+            }
+        }
+    }
+
+    /// Activities added so far.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// The dedupe identity of an event id.
+fn id_hash(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+}
+
+/// What a commit did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Activities counted into an account's buckets.
+    pub counted: u64,
+    /// Activities already counted before (same source and id).
+    pub duplicates: u64,
+    /// Activities whose actor matched no account.
+    pub unmatched: u64,
+}
+
+impl std::ops::AddAssign for Committed {
+    fn add_assign(&mut self, o: Committed) {
+        self.counted += o.counted;
+        self.duplicates += o.duplicates;
+        self.unmatched += o.unmatched;
+    }
+}
+
+/// One daily bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub account: AccountId,
+    pub source: SourceName,
+    pub kind: Kind,
+    pub day: Day,
+    pub count: u64,
+}
+
+/// One channel's daily counts, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub account: AccountId,
+    pub source: SourceName,
+    pub kind: Kind,
+    pub entries: Vec<(Day, u64)>,
+}
+
+/// Unmatched actors of one source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnmatchedActor {
+    pub source: SourceName,
+    pub actor: String,
+    pub events: u64,
+    pub last_seen: Day,
+}
+
+impl Store {
+    /// Counts a batch exactly once and makes it durable.
+    ///
+    /// Each activity is checked against the dedupe markers of its (source,
+    /// day) and against the rest of this batch; new ones get their marker
+    /// and their count in the same atomic batch, together with the coverage
+    /// and cursors; then the store is flushed. When this returns `Ok`, all
+    /// of it is on disk; if the process dies before, none of it is.
+    pub fn commit(&self, ingest: &Ingest) -> Result<Committed, StoreError> {
+        // What the batch will write, roughly: a marker and a share of a
+        // series per event, plus the cursors.
+        let estimate = ingest.events.len() as u64 * 48
+            + ingest
+                .cursors
+                .iter()
+                .map(|(_, c)| c.len() as u64)
+                .sum::<u64>();
+        let mut w = self.begin(estimate)?;
+        let mut batch = sled::Batch::default();
+        let mut stats = Committed::default();
+
+        // Events of one (source, day), in arrival order: an id always falls
+        // in the same group, so groups are independent (once-events aside:
+        // groups go in day order, so the earliest day of such an id wins).
+        let mut groups: BTreeMap<(u32, Day), Vec<usize>> = BTreeMap::new();
+        for (i, e) in ingest.events.iter().enumerate() {
+            groups.entry((e.source, e.day)).or_default().push(i);
+        }
+        // (account, source, kind) -> day -> added count.
+        let mut increments: HashMap<(u32, u32, u32), BTreeMap<Day, u64>> = HashMap::new();
+        // Once-markers written by this batch (an id may come on two days).
+        let mut once_new: HashSet<Vec<u8>> = HashSet::new();
+        for ((source, day), members) in groups {
+            let source_name = ingest.sources.name(source);
+            let dkey = key2(P_DEDUPE, source_name, &day.to_key())?;
+            let old = self.get(&dkey, "reading dedupe markers")?;
+            let old: &[u8] = old.as_deref().unwrap_or(&[]);
+            let ukey = key2(P_UNMATCHED, source_name, &day.to_key())?;
+            let parked_raw = self.get(&ukey, "reading unmatched events")?;
+            let mut parked = decode_parked(parked_raw.as_deref().unwrap_or(&[]))
+                .ok_or_else(|| damaged("unmatched events", &ukey))?;
+            let mut parked_changed = false;
+            let mut new: Vec<u128> = Vec::new();
+            let mut new_set: HashSet<u128> = HashSet::new();
+            for i in members {
+                let e = &ingest.events[i];
+                let seen = if e.once {
+                    let okey = once_key(source_name, e.id)?;
+                    once_new.contains(&okey) || self.get(&okey, "reading once-markers")?.is_some()
+                } else {
+                    contains_hash(old, e.id) || new_set.contains(&e.id)
+                };
+                if seen {
+                    stats.duplicates += 1;
+                    continue;
+                }
+                match &e.owner {
+                    EventOwner::Account(a) => {
+                        if e.once {
+                            let okey = once_key(source_name, e.id)?;
+                            batch.insert(okey.as_slice(), &day.to_key());
+                            once_new.insert(okey);
+                        } else {
+                            new_set.insert(e.id);
+                            new.push(e.id);
+                        }
+                        *increments
+                            .entry((*a, e.source, e.kind))
+                            .or_default()
+                            .entry(day)
+                            .or_insert(0) += e.count;
+                        // It may have been parked as unmatched by an earlier
+                        // import, before the accounts file knew its actor.
+                        parked_changed |= parked.remove(&e.id).is_some();
+                        stats.counted += 1;
+                    }
+                    EventOwner::Unmatched(actor) => {
+                        // No marker: if a later line (or import) maps this
+                        // event to an account, it is counted then.
+                        if parked.get(&e.id).map(|a| a.as_ref()) != Some(actor.as_ref()) {
+                            parked.insert(e.id, actor.clone());
+                            parked_changed = true;
+                        }
+                        stats.unmatched += 1;
+                    }
+                }
+            }
+            if !new.is_empty() {
+                batch.insert(dkey, merge_hashes(old, new));
+            }
+            if parked_changed {
+                if parked.is_empty() {
+                    batch.remove(ukey);
+                } else {
+                    batch.insert(ukey, encode_parked(&parked));
+                }
+            }
+        }
+        for ((account, source, kind), days) in increments {
+            let key = series_key(
+                ingest.accounts.name(account),
+                ingest.sources.name(source),
+                ingest.kinds.name(kind),
+            )?;
+            let old = self.get(&key, "reading a series")?;
+            let mut series = decode_series(old.as_deref().unwrap_or(&[]))
+                .ok_or_else(|| damaged("an account's daily series", &key))?;
+            for (day, add) in days {
+                let c = series.entry(day).or_insert(0);
+                *c = c.saturating_add(add);
+            }
+            batch.insert(key, encode_series(&series));
+        }
+        for ((account, source, kind), (day, actor)) in &ingest.last_seen {
+            let key = channel_key(
+                P_LAST,
+                ingest.accounts.name(*account),
+                ingest.sources.name(*source),
+                ingest.kinds.name(*kind),
+            )?;
+            let newer = match self.get(&key, "reading last seen")? {
+                Some(old) => old.get(..4).and_then(day_key).is_none_or(|d| d <= *day),
+                None => true,
+            };
+            if newer {
+                let mut v = day.to_key().to_vec();
+                v.extend_from_slice(actor.as_bytes());
+                batch.insert(key, v);
+            }
+        }
+        coverage::add(&self.activity, &ingest.coverage, &mut batch)?;
+        for (source, cursor) in &ingest.cursors {
+            batch.insert(key1(P_CURSOR, source.as_str())?, cursor.as_slice());
+        }
+        let (gk, gv) = w.bump(TREE_ACTIVITY);
+        batch.insert(gk, &gv);
+        self.activity
+            .apply_batch(batch)
+            .map_err(|e| w.failed("writing a batch", e))?;
+        w.finish()?;
+        Ok(stats)
+    }
+
+    /// All buckets, ordered by account, source, kind, day; days outside
+    /// `[from, to]` (when given) are skipped.
+    pub fn buckets(
+        &self,
+        from: Option<Day>,
+        to: Option<Day>,
+    ) -> impl Iterator<Item = Result<Bucket, StoreError>> + '_ {
+        self.scan_buckets(vec![P_BUCKET], from, to)
+    }
+
+    /// The buckets of one account, ordered by source, kind, day.
+    pub fn account_buckets(
+        &self,
+        account: &AccountId,
+        from: Option<Day>,
+        to: Option<Day>,
+    ) -> impl Iterator<Item = Result<Bucket, StoreError>> + '_ {
+        let mut prefix = vec![P_BUCKET];
+        prefix.extend_from_slice(account.as_str().as_bytes());
+        prefix.push(SEP);
+        self.scan_buckets(prefix, from, to)
+    }
+
+    fn scan_buckets(
+        &self,
+        prefix: Vec<u8>,
+        from: Option<Day>,
+        to: Option<Day>,
+    ) -> impl Iterator<Item = Result<Bucket, StoreError>> + '_ {
+        self.activity.scan_prefix(prefix).flat_map(move |r| {
+            let rows: Vec<Result<Bucket, StoreError>> = match r {
+                Err(e) => vec![Err(self.fail("reading buckets", e))],
+                Ok((k, v)) => match decode_series_key(&k).zip(decode_series(&v)) {
+                    None => vec![Err(damaged("an account's daily series", &k))],
+                    Some(((account, source, kind), days)) => days
+                        .into_iter()
+                        .filter(|(day, _)| {
+                            from.is_none_or(|f| *day >= f) && to.is_none_or(|t| *day <= t)
+                        })
+                        .map(|(day, count)| {
+                            Ok(Bucket {
+                                account: account.clone(),
+                                source: source.clone(),
+                                kind: kind.clone(),
+                                day,
+                                count,
+                            })
+                        })
+                        .collect(),
+                },
+            };
+            rows
+        })
+    }
+
+    /// Every channel series (account, source, kind) with its sparse
+    /// (day, count) entries in day order; ordered by account.
+    pub fn series(&self) -> impl Iterator<Item = Result<Series, StoreError>> + '_ {
+        self.activity.scan_prefix([P_BUCKET]).map(|r| match r {
+            Err(e) => Err(self.fail("reading series", e)),
+            Ok((k, v)) => match decode_series_key(&k).zip(decode_series(&v)) {
+                Some(((account, source, kind), days)) => Ok(Series {
+                    account,
+                    source,
+                    kind,
+                    entries: days.into_iter().collect(),
+                }),
+                None => Err(damaged("an account's daily series", &k)),
+            },
+        })
+    }
+
+    /// The runs of days `source` is covered (by polls and imports alike),
+    /// merged, in order.
+    pub fn coverage(&self, source: &SourceName) -> Result<Vec<Span>, StoreError> {
+        Ok(coverage::merge(
+            self.coverage_by(source)?
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect(),
+        ))
+    }
+
+    /// The stored runs of days of `source`, with who covered each.
+    pub fn coverage_by(&self, source: &SourceName) -> Result<Vec<(Origin, Span)>, StoreError> {
+        let prefix = coverage::prefix(source.as_str(), None)?;
+        let mut out = Vec::new();
+        for r in self.activity.scan_prefix(&prefix) {
+            let (k, v) = r.map_err(|e| self.fail("reading coverage", e))?;
+            let (_, origin, span) =
+                coverage::decode(&k, &v).ok_or_else(|| damaged("a coverage range", &k))?;
+            out.push((origin, span));
+        }
+        Ok(out)
+    }
+
+    /// The last covered day of `source` on or before `day`.
+    pub fn last_covered(&self, source: &SourceName, day: Day) -> Result<Option<Day>, StoreError> {
+        Ok(self
+            .coverage(source)?
+            .into_iter()
+            .filter(|s| s.first <= day)
+            .map(|s| s.last.min(day))
+            .max())
+    }
+
+    /// The first covered day of any source.
+    pub fn first_covered_day(&self) -> Result<Option<Day>, StoreError> {
+        let mut first: Option<Day> = None;
+        for source in self.sources()? {
+            if let Some(s) = self.coverage(&source)?.first() {
+                first = Some(first.map_or(s.first, |f| f.min(s.first)));
+            }
+        }
+        Ok(first)
+    }
+
+    /// Every source that has coverage.
+    pub fn sources(&self) -> Result<std::collections::BTreeSet<SourceName>, StoreError> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut next = vec![coverage::P_COVERAGE];
+        // Skip from one source to the next instead of walking its ranges.
+        loop {
+            let Some(r) = self.activity.range(next.clone()..).next() else {
+                break;
+            };
+            let (k, v) = r.map_err(|e| self.fail("listing sources", e))?;
+            if k.first() != Some(&coverage::P_COVERAGE) {
+                break;
+            }
+            let (name, _, _) =
+                coverage::decode(&k, &v).ok_or_else(|| damaged("a coverage range", &k))?;
+            next = coverage::prefix(&name, None)?;
+            next.push(0xff);
+            out.insert(SourceName(name));
+        }
+        Ok(out)
+    }
+
+    /// The cursor a source's next poll starts from.
+    pub fn cursor(&self, source: &SourceName) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .get(&key1(P_CURSOR, source.as_str())?, "reading a cursor")?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The latest day and identity seen on an account's channel.
+    pub fn last_seen(
+        &self,
+        account: &str,
+        source: &str,
+        kind: &str,
+    ) -> Result<Option<(Day, String)>, StoreError> {
+        let key = channel_key(P_LAST, account, source, kind)?;
+        match self.get(&key, "reading last seen")? {
+            None => Ok(None),
+            Some(v) => {
+                let day = v
+                    .get(..4)
+                    .and_then(day_key)
+                    .ok_or_else(|| damaged("who was seen last", &key))?;
+                Ok(Some((day, String::from_utf8_lossy(&v[4..]).into_owned())))
+            }
+        }
+    }
+
+    /// Actors that matched no account, most events first.
+    pub fn unmatched(&self) -> Result<Vec<UnmatchedActor>, StoreError> {
+        let mut agg: HashMap<(String, String), (u64, Day)> = HashMap::new();
+        for r in self.activity.scan_prefix([P_UNMATCHED]) {
+            let (k, v) = r.map_err(|e| self.fail("reading unmatched actors", e))?;
+            let (Some(name), Some(day)) = (
+                k.get(1..k.len().saturating_sub(5))
+                    .and_then(|n| std::str::from_utf8(n).ok()),
+                k.get(k.len().saturating_sub(4)..).and_then(day_key),
+            ) else {
+                return Err(damaged("unmatched events", &k));
+            };
+            let source = name.to_string();
+            let parked = decode_parked(&v).ok_or_else(|| damaged("unmatched events", &k))?;
+            for actor in parked.into_values() {
+                let e = agg
+                    .entry((source.clone(), actor.into_string()))
+                    .or_insert((0, Day(i32::MIN)));
+                e.0 += 1;
+                e.1 = e.1.max(day);
+            }
+        }
+        let mut out: Vec<UnmatchedActor> = agg
+            .into_iter()
+            .map(|((source, actor), (events, last_seen))| UnmatchedActor {
+                source: SourceName(source),
+                actor,
+                events,
+                last_seen,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.events
+                .cmp(&a.events)
+                .then_with(|| a.source.cmp(&b.source))
+                .then_with(|| a.actor.cmp(&b.actor))
+        });
+        Ok(out)
+    }
+}
+
+/// The error for a value that does not decode.
+pub(super) fn damaged(what: &str, key: &[u8]) -> StoreError {
+    StoreError::Damaged {
+        what: what.to_string(),
+        key: super::show_key(key),
+    }
+}
+
+fn once_key(source: &str, id: u128) -> Result<Vec<u8>, StoreError> {
+    key2(P_ONCE, source, &id.to_be_bytes())
+}
+
+fn series_key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
+    channel_key(P_BUCKET, account, source, kind)
+}
+
+/// prefix · account · source · kind: a key about one account's channel.
+pub(super) fn channel_key(
+    prefix: u8,
+    account: &str,
+    source: &str,
+    kind: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let (a, s, k) = (check_name(account)?, check_name(source)?, check_name(kind)?);
+    let mut key = Vec::with_capacity(3 + a.len() + s.len() + k.len());
+    key.push(prefix);
+    key.extend_from_slice(a);
+    key.push(SEP);
+    key.extend_from_slice(s);
+    key.push(SEP);
+    key.extend_from_slice(k);
+    Ok(key)
+}
+
+pub(super) fn decode_series_key(k: &[u8]) -> Option<(AccountId, SourceName, Kind)> {
+    let mut parts = k.get(1..)?.split(|&b| b == SEP);
+    let account = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let source = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let kind = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some((AccountId(account), SourceName(source), Kind(kind)))
+}
+
+/// A series value: (day key, count) pairs of 4 + 8 bytes, in day order.
+const SERIES_ENTRY: usize = 12;
+
+pub(super) fn decode_series(v: &[u8]) -> Option<BTreeMap<Day, u64>> {
+    if v.len() % SERIES_ENTRY != 0 {
+        return None;
+    }
+    let out = v
+        .chunks_exact(SERIES_ENTRY)
+        .map(|c| {
+            let day = Day::from_key([c[0], c[1], c[2], c[3]]);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&c[4..]);
+            (day, u64::from_be_bytes(n))
+        })
+        .collect();
+    Some(out)
+}
+
+pub(super) fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(series.len() * SERIES_ENTRY);
+    for (day, count) in series {
+        v.extend_from_slice(&day.to_key());
+        v.extend_from_slice(&count.to_be_bytes());
+    }
+    v
+}
+
+/// Binary search in a sorted array of 16-byte big-endian hashes.
+fn contains_hash(sorted: &[u8], h: u128) -> bool {
+    let n = sorted.len() / 16;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&sorted[mid * 16..mid * 16 + 16]);
+        match u128::from_be_bytes(b).cmp(&h) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+/// Merges new (unsorted, distinct, absent from `old`) hashes into `old`.
+fn merge_hashes(old: &[u8], mut new: Vec<u128>) -> Vec<u8> {
+    new.sort_unstable();
+    let mut out = Vec::with_capacity(old.len() + new.len() * 16);
+    let mut new = new.into_iter().peekable();
+    for c in old.chunks_exact(16) {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(c);
+        let h = u128::from_be_bytes(b);
+        while let Some(n) = new.next_if(|n| *n < h) {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(c);
+    }
+    for n in new {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    out
+}
+
+/// Parked (unmatched) events of one (source, day): id hash, actor length
+/// (u16), actor bytes, repeated.
+pub(super) fn decode_parked(v: &[u8]) -> Option<HashMap<u128, Box<str>>> {
+    let mut out = HashMap::new();
+    let mut rest = v;
+    while !rest.is_empty() {
+        let h = u128::from_be_bytes(rest.get(..16)?.try_into().ok()?);
+        let len = u16::from_be_bytes(rest.get(16..18)?.try_into().ok()?) as usize;
+        let actor = rest.get(18..18 + len)?;
+        out.insert(h, String::from_utf8_lossy(actor).into());
+        rest = &rest[18 + len..];
+    }
+    Some(out)
+}
+
+pub(super) fn encode_parked(parked: &HashMap<u128, Box<str>>) -> Vec<u8> {
+    let mut entries: Vec<_> = parked.iter().collect();
+    entries.sort_unstable_by_key(|(h, _)| **h);
+    let mut v = Vec::new();
+    for (h, actor) in entries {
+        // Actors are e-mail addresses or handles; cap absurd ones.
+        let bytes = &actor.as_bytes()[..actor.len().min(u16::MAX as usize)];
+        v.extend_from_slice(&h.to_be_bytes());
+        v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        v.extend_from_slice(bytes);
+    }
+    v
+}

@@ -1,0 +1,138 @@
+//! Upgrading a store written by an older lull, crash-safely.
+//!
+//! An older store is read with the layout it was written in, as backup
+//! records ([`super::backup::dump`]); a backup file of it is written to
+//! `[backup] dir` first; the records go into a new store beside it
+//! (`PATH.migrating`), which replaces the old one by two renames:
+//!
+//! 1. `PATH` → `PATH.old` (only once `PATH.migrating` is complete and synced);
+//! 2. `PATH.migrating` → `PATH`;
+//! 3. `PATH.old` is removed.
+//!
+//! A crash at any moment leaves one of these, and the next open finishes
+//! or undoes it ([`finish_interrupted`]): the old store, or the new one,
+//! never a mix.
+
+use std::path::Path;
+
+use super::backup::{self, LineWriter, Restorer, Trees, remove_dir, sibling, sync_parent};
+use super::{StoreError, TREE_ACTIVITY, TREE_ALERTS, TREE_MAIL, TREE_OUTBOX};
+use crate::config::StoreConfig;
+
+/// Finishes or undoes a migration a crash interrupted.
+pub(super) fn finish_interrupted(path: &Path) -> Result<(), StoreError> {
+    let new = sibling(path, "migrating");
+    let old = sibling(path, "old");
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to).map_err(|e| {
+            StoreError::Backup(format!(
+                "finishing an interrupted upgrade of the store: moving {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        })
+    };
+    match (path.exists(), old.exists(), new.exists()) {
+        // Stopped between the two renames: the new store is complete.
+        (false, true, true) => {
+            rename(&new, path)?;
+            sync_parent(path);
+            tracing::info!(store = %path.display(), "finished an interrupted upgrade");
+            remove_dir(&old)?;
+        }
+        (false, true, false) => rename(&old, path)?,
+        // Stopped after the second rename.
+        (true, true, _) => {
+            remove_dir(&old)?;
+            remove_dir(&new)?;
+        }
+        // Stopped while the new store was being written: start again.
+        (true, false, true) => remove_dir(&new)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Upgrades the version-1 store at `cfg.path` (not open) to the current
+/// layout, after writing a backup of it to `cfg.backup_dir`.
+pub(super) fn upgrade_v1(cfg: &StoreConfig) -> Result<(), StoreError> {
+    let path = &cfg.path;
+    tracing::warn!(store = %path.display(), "upgrading a store from schema version 1 to {}", super::SCHEMA_VERSION);
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(cfg.cache_bytes)
+        .open()
+        .map_err(|e| super::open_error(path, e))?;
+    let tree = |n: &str| db.open_tree(n).map_err(|e| super::open_error(path, e));
+    let (activity, alerts, outbox, mail) = (
+        tree(TREE_ACTIVITY)?,
+        tree(TREE_ALERTS)?,
+        tree(TREE_OUTBOX)?,
+        tree(TREE_MAIL)?,
+    );
+    let trees = Trees {
+        activity: &activity,
+        alerts: &alerts,
+        outbox: &outbox,
+        mail: &mail,
+    };
+    // First a backup of the old store, as it is.
+    std::fs::create_dir_all(&cfg.backup_dir).map_err(|e| {
+        StoreError::Backup(format!(
+            "cannot create the backup folder {}: {e}",
+            cfg.backup_dir.display()
+        ))
+    })?;
+    let file = cfg
+        .backup_dir
+        .join(backup::file_name(chrono::Utc::now(), "-schema1"));
+    let mut failure = None;
+    super::files::write_atomically(&file, |w| {
+        let run = || -> Result<(), StoreError> {
+            let io = |e: std::io::Error| StoreError::Backup(format!("writing the backup: {e}"));
+            let gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(w, flate2::Compression::fast());
+            let mut lines = LineWriter::new(gz, 1).map_err(io)?;
+            backup::dump(&trees, 1, |r| lines.record(&r).map_err(io))?;
+            lines.end().map_err(io)?.finish().map_err(io)?;
+            Ok(())
+        };
+        run().map_err(|e| {
+            let m = e.to_string();
+            failure = Some(e);
+            std::io::Error::other(m)
+        })
+    })
+    .map_err(|e| {
+        failure
+            .take()
+            .unwrap_or_else(|| StoreError::Backup(format!("writing {}: {e}", file.display())))
+    })?;
+    tracing::info!(backup = %file.display(), "backup of the version-1 store written");
+
+    // Then the new store beside it.
+    let new = sibling(path, "migrating");
+    remove_dir(&new)?;
+    let ncfg = StoreConfig {
+        path: new.clone(),
+        ..cfg.clone()
+    };
+    let mut r = Restorer::new(&ncfg)?;
+    backup::dump(&trees, 1, |rec| r.add(rec))?;
+    let totals = r.finish()?;
+    drop((activity, alerts, outbox, mail));
+    super::close(db, path);
+
+    // The swap.
+    let old = sibling(path, "old");
+    std::fs::rename(path, &old)
+        .map_err(|e| StoreError::Backup(format!("moving the old store aside: {e}")))?;
+    sync_parent(path);
+    std::fs::rename(&new, path)
+        .map_err(|e| StoreError::Backup(format!("moving the upgraded store into place: {e}")))?;
+    sync_parent(path);
+    remove_dir(&old)?;
+    tracing::info!(store = %path.display(), records = totals.records, events = totals.events, "store upgraded");
+    Ok(())
+}

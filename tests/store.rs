@@ -1,0 +1,374 @@
+//! The store over time and under damage: upgrading a version-1 store (with
+//! `kill -9` at random moments of the upgrade), backups that hold
+//! everything, and damaged files refused as corrupt with the way back —
+//! never a panic, never a silently emptied store.
+
+#![recursion_limit = "256"]
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Home, Rng, assert_same_export, events, stderr, stdout};
+
+const V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1");
+
+/// A home holding a copy of the version-1 fixture store (`db`), with its
+/// config and accounts.
+fn v1_home() -> Home {
+    let h = Home::with(
+        &std::fs::read_to_string(format!("{V1}/lull.toml")).unwrap(),
+        &std::fs::read_to_string(format!("{V1}/accounts.toml")).unwrap(),
+    );
+    let ok = std::process::Command::new("tar")
+        .args(["xzf", &format!("{V1}/db.tar.gz"), "-C"])
+        .arg(h.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    h
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{V1}/{name}")).unwrap()
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+fn backups(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// What the version-1 lull printed for the fixture, this lull prints too.
+fn assert_reads_like_v1(h: &Home) {
+    assert_same_export(&h.export(), &fixture("export.jsonl"));
+    let alerts = h.run(&["alerts", "--json"]);
+    assert!(alerts.status.success(), "{}", stderr(&alerts));
+    assert_eq!(json(&stdout(&alerts)), json(&fixture("alerts.json")));
+    let unmatched = h.run(&["accounts", "--unmatched", "--json"]);
+    assert_eq!(json(&stdout(&unmatched)), json(&fixture("unmatched.json")));
+    let accounts = h.run(&["accounts", "--json", "--at", "2026-07-06"]);
+    assert!(accounts.status.success(), "{}", stderr(&accounts));
+    assert_eq!(json(&stdout(&accounts)), json(&fixture("accounts.json")));
+}
+
+#[test]
+fn a_version_1_store_is_upgraded_in_place_after_a_backup_and_reads_the_same() {
+    let h = v1_home();
+    let out = h.run(&["export"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("upgrading a store from schema version 1"),
+        "{}",
+        stderr(&out)
+    );
+    // The backup taken first restores to the same data.
+    let taken = backups(&h.path().join("backups"));
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(taken[0].to_string_lossy().ends_with("-schema1.backup.gz"));
+    assert_reads_like_v1(&h);
+    // Nothing of the upgrade is left beside the store.
+    let beside: Vec<String> = std::fs::read_dir(h.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("db."))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    // The cursors came along: the backup of the upgraded store has them.
+    let b = h.path().join("after.backup.gz");
+    let out = h.run(&["backup", b.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = gunzip(&b);
+    assert!(
+        text.contains(r#""t":"cursor","source":"forum","value":{"before":123456"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""t":"snooze","account":"initech""#));
+    assert!(text.contains(r#""t":"state","account":"globex""#));
+
+    // And the pre-upgrade backup restores to a store that reads the same.
+    let r = v1_home();
+    std::fs::remove_dir_all(r.path().join("db")).unwrap();
+    let out = r.run(&["restore", taken[0].to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_reads_like_v1(&r);
+}
+
+#[test]
+fn kill_9_at_random_moments_of_the_upgrade_leaves_the_old_or_the_new_store() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("kill seed {seed}");
+    let mut rng = Rng(seed | 1);
+    // How long an upgrade takes here, to aim the kills inside it.
+    let h = v1_home();
+    let t = std::time::Instant::now();
+    assert!(h.run(&["alerts"]).status.success());
+    let whole = t.elapsed().as_micros() as u64;
+    let mut mid = 0;
+    for round in 0..24 {
+        let h = v1_home();
+        let mut child = h
+            .cmd(&["alerts"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(whole.max(1))));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let left: Vec<String> = std::fs::read_dir(h.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("db.") || n == "backups")
+            .collect();
+        if status.signal() == Some(9) && !left.is_empty() {
+            mid += 1;
+        }
+        // Whatever moment it was, the next open finds the old store (and
+        // upgrades it) or the new one, never a mix.
+        assert_reads_like_v1(&h);
+        eprintln!("round {round}: {status:?}, left {left:?}");
+    }
+    assert!(mid >= 4, "only {mid} of 24 kills landed during an upgrade");
+}
+
+fn gunzip(p: &Path) -> String {
+    let out = std::process::Command::new("gzip")
+        .args(["-dc"])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A store with activity, coverage, a detection run with queued alerts,
+/// and a snooze.
+fn busy_home() -> Home {
+    let h = Home::new();
+    let mut text = events(20_000, 7);
+    // acme posts daily for 18 months, then stops; globex goes on.
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap();
+    for d in 0..640u64 {
+        let day = start + chrono::Days::new(d);
+        for (who, until) in [("acme", 560u64), ("globex", 640)] {
+            if d < until {
+                text.push_str(&common::event(
+                    who,
+                    "forum",
+                    &format!("{day}T10:00:00Z"),
+                    &format!("{who}-{d}"),
+                    "post",
+                ));
+                text.push('\n');
+            }
+        }
+    }
+    let f = h.file("events.jsonl", &text);
+    let out = h.run(&["import", f.to_str().unwrap()]);
+    assert!(
+        out.status.code() == Some(1) || out.status.success(),
+        "{}",
+        stderr(&out)
+    );
+    let out = h.run(&["detect", "--at", "2026-03-01", "--no-send"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = h.run(&[
+        "snooze",
+        "acme",
+        "--until",
+        "2099-01-01",
+        "--reason",
+        "renewal",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    h
+}
+
+#[test]
+fn a_backup_holds_everything_and_restoring_it_gives_the_same_file_again() {
+    let h = busy_home();
+    let one = h.path().join("one.backup.gz");
+    let out = h.run(&["backup", one.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = gunzip(&one);
+    for t in [
+        "series", "seen", "coverage", "state", "judged", "snooze", "outbox", "parked",
+    ] {
+        assert!(
+            text.contains(&format!(r#"{{"t":"{t}""#)),
+            "no {t} record in the backup"
+        );
+    }
+    let want_export = h.export();
+    let want_alerts = stdout(&h.run(&["alerts", "--json"]));
+    let want_accounts = stdout(&h.run(&["accounts", "--json"]));
+
+    // Restoring over the existing store is refused, and names the way.
+    let out = h.run(&["restore", one.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already holds a store"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::rename(h.path().join("data/lull.db"), h.path().join("old.db")).unwrap();
+    let out = h.run(&["restore", one.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_export(&h.export(), &want_export);
+    assert_eq!(stdout(&h.run(&["alerts", "--json"])), want_alerts);
+    assert_eq!(stdout(&h.run(&["accounts", "--json"])), want_accounts);
+    let two = h.path().join("two.backup.gz");
+    assert!(h.run(&["backup", two.to_str().unwrap()]).status.success());
+    assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+
+    // A restored store counts nothing twice.
+    let f = h.file("again.jsonl", &events(20_000, 7));
+    let out = h.run(&["import", f.to_str().unwrap()]);
+    assert!(stderr(&out).contains(" 0 counted"), "{}", stderr(&out));
+
+    // A truncated backup is refused by `restore --verify` and `restore`.
+    let bytes = std::fs::read(&one).unwrap();
+    let cut = h.path().join("cut.backup.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = h.run(&["restore", "--verify", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    std::fs::remove_dir_all(h.path().join("data/lull.db")).unwrap();
+    let out = h.run(&["restore", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        !h.path().join("data/lull.db").exists(),
+        "a failed restore left a store"
+    );
+}
+
+#[test]
+fn damaged_store_files_are_refused_as_corrupt_with_the_restore_command_never_a_panic() {
+    let base = busy_home();
+    // A backup where the config says backups go, then more writes.
+    let dir = base.path().join("data/backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let newest = dir.join("lull-20260301T023000Z.backup.gz");
+    assert!(
+        base.run(&["backup", newest.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let f = base.file("more.jsonl", &events(30_000, 99));
+    base.run(&["import", f.to_str().unwrap()]);
+    let want = base.export();
+    let db = base.path().join("data/lull.db/db");
+    let len = std::fs::metadata(&db).unwrap().len();
+
+    type Damage = Box<dyn Fn(&Path)>;
+    let zero = |at: u64, n: usize| -> Damage {
+        Box::new(move |p: &Path| {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.seek(std::io::SeekFrom::Start(at)).unwrap();
+            f.write_all(&vec![0u8; n]).unwrap();
+        })
+    };
+    let truncate = |to: u64| -> Damage {
+        Box::new(move |p: &Path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(to)
+                .unwrap();
+        })
+    };
+    let mut damages: Vec<(String, Damage)> = vec![
+        ("torn tail: last KiB zeroed".into(), zero(len - 1024, 1024)),
+        ("a zeroed block in the middle".into(), zero(len / 2, 4096)),
+    ];
+    for frac in [1, 10, 30, 50, 70, 90, 99] {
+        damages.push((format!("truncated to {frac}%"), truncate(len * frac / 100)));
+    }
+    let mut corrupt = 0;
+    // Each damage to a store closed cleanly (sled wrote a snapshot) and to
+    // one whose last writer was killed (sled must replay its log).
+    let cases = damages.iter().flat_map(|(what, d)| {
+        [
+            (what.clone(), d, true),
+            (format!("{what}, no snapshot"), d, false),
+        ]
+    });
+    for (what, damage, snapshot) in cases {
+        let h = Home::with(
+            &std::fs::read_to_string(base.path().join("lull.toml")).unwrap(),
+            common::ACCOUNTS,
+        );
+        copy_dir(&base.path().join("data"), &h.path().join("data"));
+        if !snapshot {
+            for e in std::fs::read_dir(h.path().join("data/lull.db")).unwrap() {
+                let e = e.unwrap();
+                if e.file_name().to_string_lossy().starts_with("snap.") {
+                    std::fs::remove_file(e.path()).unwrap();
+                }
+            }
+        }
+        damage(&h.path().join("data/lull.db/db"));
+        let out = h.run(&["export"]);
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(101), "{what}: a panic: {err}");
+        if out.status.success() {
+            // sled could read it whole: then it is all there.
+            assert_same_export(&stdout(&out), &want);
+            eprintln!("{what}: read whole");
+            continue;
+        }
+        corrupt += 1;
+        eprintln!("{what}: {}", err.lines().last().unwrap_or(""));
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("is corrupt"), "{what}: {err}");
+        let cmd = format!(
+            "lull restore {}",
+            h.path()
+                .join("data/backups/lull-20260301T023000Z.backup.gz")
+                .display()
+        );
+        assert!(err.contains(&cmd) && err.contains("mv "), "{what}: {err}");
+        // Following the advice gives back the backup's data.
+        std::fs::rename(
+            h.path().join("data/lull.db"),
+            h.path().join("data/lull.db.corrupt"),
+        )
+        .unwrap();
+        let out = h.run(&[
+            "restore",
+            h.path()
+                .join("data/backups/lull-20260301T023000Z.backup.gz")
+                .to_str()
+                .unwrap(),
+        ]);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert!(h.export().lines().count() > 100);
+    }
+    assert!(corrupt >= 10, "only {corrupt} damages were noticed");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
