@@ -38,6 +38,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
+    /// Recorded (durably) right before the message goes to the relay:
+    /// found again later, it means lull stopped during the send, and the
+    /// outcome is unknown.
+    Sending,
     Sent,
     Failed,
 }
@@ -65,6 +69,15 @@ pub struct MailRecord {
     pub bytes: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Attempts that ended without an answer (a timeout, or lull stopped
+    /// during the send): the relay may have accepted them, so the message
+    /// may arrive more than once, always with the same Message-ID.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_outcomes: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl MailRecord {
@@ -82,7 +95,16 @@ impl MailRecord {
             last_attempt: previous.as_ref().and_then(|p| p.last_attempt),
             sent_at: None,
             bytes: None,
-            error: previous.and_then(|p| p.error),
+            unknown_outcomes: previous.as_ref().map_or(0, |p| {
+                // A send that was under way when lull stopped.
+                p.unknown_outcomes + u32::from(p.status == Status::Sending)
+            }),
+            error: previous.and_then(|p| match p.status {
+                Status::Sending => Some(
+                    "lull stopped while sending it: the relay may have accepted it (outcome unknown); it is sent again with the same Message-ID".into(),
+                ),
+                _ => p.error,
+            }),
         }
     }
 }
@@ -96,9 +118,15 @@ pub fn pending(store: &Store, from: &Mailbox) -> Result<Vec<MailRecord>, StoreEr
 }
 
 fn previous(store: &Store, id: &str) -> Result<Option<MailRecord>, StoreError> {
-    Ok(store
-        .mail_record(id)?
-        .and_then(|b| serde_json::from_slice(&b).ok()))
+    match store.mail_record(id)? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| StoreError::Damaged {
+                what: format!("the delivery record of {id} ({e})"),
+                key: id.to_string(),
+            }),
+    }
 }
 
 /// Every recorded message (sent, failed, retried) and the queued ones.
@@ -110,10 +138,12 @@ pub fn all(store: &Store, from: &Mailbox) -> Result<Vec<MailRecord>, StoreError>
         if queued.contains(&id) {
             continue;
         }
-        if let Ok(r) = serde_json::from_slice::<MailRecord>(&bytes) {
-            if r.status != Status::Queued {
-                out.push(r);
-            }
+        let r: MailRecord = serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
+            what: format!("the delivery record of {id} ({e})"),
+            key: id.clone(),
+        })?;
+        if !matches!(r.status, Status::Queued | Status::Sending) {
+            out.push(r);
         }
     }
     out.sort_by(|a, b| {
@@ -138,13 +168,16 @@ pub struct Delivered {
 }
 
 /// Sends what is queued, retrying with backoff for at most `retry_for`
-/// (or until `stop` resolves). Returns what happened; store errors abort.
+/// (or until `stop` resolves). Once `halt` is cancelled (the service
+/// stops), no new send starts; sends under way finish and record. Returns
+/// what happened; store errors abort.
 pub async fn deliver(
     store: &Store,
     mailer: &Mailer,
     from: &Mailbox,
     retry_for: Duration,
     stop: impl std::future::Future<Output = ()>,
+    halt: &tokio_util::sync::CancellationToken,
 ) -> Result<Delivered, StoreError> {
     let deadline = tokio::time::Instant::now() + retry_for;
     let mut backoff = FIRST_BACKOFF;
@@ -172,7 +205,7 @@ pub async fn deliver(
             .map(|o| {
                 let down = &down;
                 async move {
-                    if down.load(Relaxed) {
+                    if down.load(Relaxed) || halt.is_cancelled() {
                         return Ok(Outcome::Skipped);
                     }
                     send_one(store, mailer, from, o).await
@@ -202,7 +235,7 @@ pub async fn deliver(
         drop(outcomes);
         let left = messages.len() - done;
         total.queued = left;
-        if left == 0 {
+        if left == 0 || halt.is_cancelled() {
             return Ok(total);
         }
         if done > 0 && !down.load(Relaxed) {
@@ -264,6 +297,11 @@ async fn send_one(
             }
         };
         let bytes = message.formatted().len();
+        // The attempt is on disk before a byte goes to the relay: if lull
+        // stops during the send, the next run knows the outcome is unknown.
+        record.status = Status::Sending;
+        store.record_mail(&o.message_id, &to_json(&record), &[])?;
+        record.status = Status::Queued;
         match mailer.send(message).await {
             Ok(()) => {
                 // Record first, log after: this is the window a crash
@@ -282,6 +320,16 @@ async fn send_one(
                 store.record_mail(&o.message_id, &to_json(&record), &o.notices)?;
                 tracing::error!(error = %e, "alert e-mail rejected by the relay; recorded as failed");
                 Ok(Outcome::Failed)
+            }
+            Err(SendError::Unknown(message)) => {
+                record.unknown_outcomes += 1;
+                record.error = Some(message.clone());
+                store.record_mail(&o.message_id, &to_json(&record), &[])?;
+                tracing::warn!(error = %message, attempts = record.attempts, "no answer from the relay: the outcome is unknown; the message stays queued and is sent again with the same Message-ID");
+                Ok(Outcome::Retry {
+                    error: message,
+                    connection: true,
+                })
             }
             Err(SendError::Transient {
                 message,

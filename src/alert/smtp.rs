@@ -19,10 +19,14 @@ pub enum SetupError {
 /// What a failed send means for the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// Try again later: the relay is unreachable, timed out, refused TLS,
-    /// or answered 4xx. `connection` says the whole relay is the problem
-    /// (no other message will get through now either).
+    /// Try again later: the relay is unreachable, refused TLS, or
+    /// answered 4xx. `connection` says the whole relay is the problem (no
+    /// other message will get through now either).
     Transient { message: String, connection: bool },
+    /// No answer within the time limit: the relay may or may not have
+    /// accepted the message. It stays queued; the resend carries the same
+    /// Message-ID, so the recipient's mail system can tell a repeat.
+    Unknown(String),
     /// The relay rejected the message for good (5xx).
     Permanent(String),
 }
@@ -30,9 +34,9 @@ pub enum SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Transient { message, .. } | SendError::Permanent(message) => {
-                f.write_str(message)
-            }
+            SendError::Transient { message, .. }
+            | SendError::Permanent(message)
+            | SendError::Unknown(message) => f.write_str(message),
         }
     }
 }
@@ -95,20 +99,19 @@ impl Mailer {
         })
     }
 
-    /// Sends one message; `Ok` means the relay accepted it (250 after DATA).
+    /// Sends one message on a connection of its own (closed afterwards,
+    /// and dropped with the send if it is cut off); `Ok` means the relay
+    /// accepted it (250 after DATA).
     pub async fn send(&self, message: lettre::Message) -> Result<(), SendError> {
         // lettre's timeout covers each socket operation, not a relay that
         // keeps a TLS session open and never answers; bound the whole send.
         let sent = tokio::time::timeout(self.whole_send, self.transport.send(message)).await;
         let Ok(sent) = sent else {
-            return Err(SendError::Transient {
-                message: format!(
-                    "SMTP {}: no answer within {} s",
-                    self.describe,
-                    self.whole_send.as_secs()
-                ),
-                connection: true,
-            });
+            return Err(SendError::Unknown(format!(
+                "SMTP {}: no answer within {} s — the relay may have accepted it (outcome unknown)",
+                self.describe,
+                self.whole_send.as_secs()
+            )));
         };
         match sent {
             Ok(_) => Ok(()),
@@ -126,6 +129,10 @@ impl Mailer {
                     })
                 } else if e.is_permanent() {
                     Err(SendError::Permanent(message))
+                } else if e.is_timeout() {
+                    // A step timed out; if it was the answer to DATA, the
+                    // relay may have the message.
+                    Err(SendError::Unknown(format!("{message} (outcome unknown)")))
                 } else {
                     let connection = e.status().is_none();
                     Err(SendError::Transient {

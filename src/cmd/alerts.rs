@@ -25,13 +25,19 @@ pub fn run(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
-            let status = match r.status {
+            let mut status = match r.status {
                 Status::Queued => "queued",
+                Status::Sending => "sending",
                 Status::Sent => "sent",
                 Status::Failed => "failed",
-            };
+            }
+            .to_string();
+            if r.unknown_outcomes > 0 {
+                // The relay may have it more than once (same Message-ID).
+                status.push_str(&format!(" ({} unknown outcome)", r.unknown_outcomes));
+            }
             vec![
-                status.to_string(),
+                status,
                 r.day.to_string(),
                 r.to.clone(),
                 r.accounts.join(","),

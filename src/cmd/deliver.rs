@@ -15,14 +15,17 @@ pub(crate) fn send_queued(ctx: &Context) -> anyhow::Result<Option<Delivered>> {
         .enable_all()
         .build()?;
     let done = runtime.block_on(async {
-        // The transport's connection pool lives on the runtime.
         let mailer = Mailer::new(smtp)?;
+        let halt = tokio_util::sync::CancellationToken::new();
         let stop = async {
-            // Ctrl-C ends the retrying early; what is queued stays queued.
+            // Ctrl-C ends the retrying early and starts no new send; what
+            // is queued stays queued.
             let _ = tokio::signal::ctrl_c().await;
+            halt.cancel();
         };
         anyhow::Ok(
-            crate::alert::deliver(&ctx.store, &mailer, &smtp.from, smtp.retry_for, stop).await?,
+            crate::alert::deliver(&ctx.store, &mailer, &smtp.from, smtp.retry_for, stop, &halt)
+                .await?,
         )
     })?;
     Ok(Some(done))

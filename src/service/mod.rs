@@ -499,9 +499,16 @@ impl Service {
                     () = self.wake_delivery.notified() => {}
                 }
             };
-            let pass = crate::alert::deliver(&self.store, &mailer, &smtp.from, RETRY_FOREVER, stop)
-                .instrument(tracing::info_span!("delivery"))
-                .await;
+            let pass = crate::alert::deliver(
+                &self.store,
+                &mailer,
+                &smtp.from,
+                RETRY_FOREVER,
+                stop,
+                &self.cancel,
+            )
+            .instrument(tracing::info_span!("delivery"))
+            .await;
             match pass {
                 Ok(d) => {
                     metrics::counter!(m::ALERTS_SENT).increment(d.sent as u64);

@@ -94,3 +94,80 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+/// The scriptable relay (`tests/smtp/relay.py`): answers each message as
+/// `rules.json` says (accept, slow, drop, or a reply code) and records
+/// every message it committed.
+pub struct Relay {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    pub fn start(rules: &Value) -> Relay {
+        Relay::start_on(0, rules)
+    }
+
+    pub fn start_on(port: u16, rules: &Value) -> Relay {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        std::fs::write(dir.join("rules.json"), rules.to_string()).expect("rules");
+        let mut child = Command::new(PYTHON)
+            .arg(script("relay.py"))
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--port")
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/smtp/relay.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("relay stdout"))
+            .read_line(&mut line)
+            .expect("read relay port");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("relay did not start: {line:?}"));
+        Relay {
+            child,
+            port,
+            dir,
+            _dir: tmp,
+        }
+    }
+
+    pub fn set_rules(&self, rules: &Value) {
+        std::fs::write(self.dir.join("rules.json"), rules.to_string()).expect("rules");
+    }
+
+    /// (recipient, Message-ID) of every message the relay committed, in
+    /// order.
+    pub fn accepted(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.dir.join("accepted.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("accepted line");
+                (
+                    v["to"].as_str().unwrap_or_default().to_string(),
+                    v["message_id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
