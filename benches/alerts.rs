@@ -141,6 +141,7 @@ fn main() {
                 &smtp.from,
                 smtp.retry_for,
                 std::future::pending(),
+                &tokio_util::sync::CancellationToken::new(),
             )
             .await
         })
