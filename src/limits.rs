@@ -25,10 +25,14 @@ pub const DEFAULT_FUTURE_DAYS: u32 = 2;
 /// biggest real answers lull asks for (100 posts, a page of 1,000 events)
 /// are a few MiB.
 pub const DEFAULT_MAX_BODY_MB: u64 = 32;
-/// Requests in one poll of one source: enough for a first backfill of a
-/// million forum posts or of 20,000 help-desk tickets with their replies
+/// Requests in one poll of one source: enough for a first backfill of
+/// 500,000 forum posts or of 10,000 help-desk tickets with their replies
 /// (one request each), and still a bound on a service that pages forever.
-pub const DEFAULT_MAX_REQUESTS: u64 = 20_000;
+pub const DEFAULT_MAX_REQUESTS: u64 = 10_000;
+/// Bytes one poll may read in all (after decompression): what a poll keeps
+/// in memory until it commits grows with it. 256 MiB of JSON is about
+/// 170,000 Discourse posts.
+pub const DEFAULT_MAX_POLL_MB: u64 = 256;
 /// How deep an HTML page may nest its elements. Real forum pages stay
 /// below 60; the HTML parser slows down quadratically with depth.
 pub const DEFAULT_HTML_DEPTH: usize = 512;
@@ -47,6 +51,7 @@ pub struct Limits {
     /// Events more than this many days after today are refused.
     pub future_days: u32,
     pub max_body_bytes: u64,
+    pub max_poll_bytes: u64,
     pub max_requests: u64,
     pub html_depth: usize,
 }
@@ -59,6 +64,7 @@ impl Default for Limits {
                 .unwrap_or_else(|_| unreachable!("the default parses")),
             future_days: DEFAULT_FUTURE_DAYS,
             max_body_bytes: DEFAULT_MAX_BODY_MB << 20,
+            max_poll_bytes: DEFAULT_MAX_POLL_MB << 20,
             max_requests: DEFAULT_MAX_REQUESTS,
             html_depth: DEFAULT_HTML_DEPTH,
         }
@@ -91,6 +97,7 @@ pub(crate) struct RawLimits {
     earliest: Option<Spanned<String>>,
     future_days: Option<Spanned<u32>>,
     max_body_mb: Option<Spanned<u64>>,
+    max_poll_mb: Option<Spanned<u64>>,
     max_requests: Option<Spanned<u64>>,
     html_depth: Option<Spanned<u64>>,
 }
@@ -126,6 +133,9 @@ impl RawLimits {
         };
         if let Some(mb) = positive(&self.max_body_mb, "max_body_mb", 4096, problems) {
             l.max_body_bytes = mb << 20;
+        }
+        if let Some(mb) = positive(&self.max_poll_mb, "max_poll_mb", 65536, problems) {
+            l.max_poll_bytes = mb << 20;
         }
         if let Some(n) = positive(&self.max_requests, "max_requests", 10_000_000, problems) {
             l.max_requests = n;

@@ -5,6 +5,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A file-size limit (ulimit -f, systemd's LimitFSIZE=) must make a
+    // write fail with an error lull reports, not kill it with SIGXFSZ in
+    // the middle of one.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" before any thread
+    // starts; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = lull::cli::Cli::parse();
     // `lull run` starts logging itself: its format may come from the config.
     if !matches!(cli.command, lull::cli::Command::Run) {

@@ -201,13 +201,23 @@ fn kill_9_at_random_moments_of_delivery_repeats_at_most_the_accepted_instant() {
     let got = arrivals(&smtp.mails());
     assert_eq!(got.len(), 30, "every alert arrived");
     let repeats: usize = got.values().map(|n| n - 1).sum();
+    // Four sends are in flight at once, so one kill can catch up to four
+    // between the relay's acceptance and the record.
     assert!(
-        repeats <= kills,
+        repeats <= kills * 4,
         "{repeats} repeats with {kills} kills: only a kill between accept and record may repeat"
     );
     assert!(kills >= 3, "the kills must land mid-delivery ({kills})");
     let records = alerts_json(&h);
     assert_eq!(with_status(&records, "sent").len(), 30);
+    // And each repeat is on record: the attempt was written before the
+    // send, so a kill during it is known as an unknown outcome.
+    for r in &records {
+        let id = r["message_id"].as_str().expect("id");
+        let n = *got.get(id).unwrap_or_else(|| panic!("{id} never arrived: {got:?}"));
+        let unknown = r["unknown_outcomes"].as_u64().unwrap_or(0) as usize;
+        assert!(n <= 1 + unknown, "arrived {n} times, {unknown} unknown outcome(s): {r}");
+    }
     assert_eq!(with_status(&records, "queued").len(), 0);
 }
 

@@ -38,6 +38,44 @@ fn missing_secrets(config: &Config) -> Vec<Diagnostic> {
     out
 }
 
+/// Settings that work but put credentials at risk.
+fn warnings(config: &Config) -> Vec<String> {
+    let loopback = |host: &str| {
+        host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let mut out = Vec::new();
+    for s in &config.sources {
+        let host = s.url.host_str().unwrap_or("");
+        if !s.spec.env_vars().is_empty() && s.url.scheme() == "http" && !loopback(host) {
+            out.push(format!(
+                "source `{}` sends its credentials over plain http:// to {host}: anyone on the way can read them; use https://",
+                s.name
+            ));
+        }
+        if !s.url.username().is_empty() || s.url.password().is_some() {
+            out.push(format!(
+                "source `{}`: its url carries a user name or password; lull never prints it, but credentials belong in the environment variable its `*_env` key names",
+                s.name
+            ));
+        }
+    }
+    if let Some(smtp) = &config.smtp
+        && smtp.username.is_some()
+        && smtp.tls == crate::alert::config::TlsMode::None
+        && !loopback(&smtp.host)
+    {
+        out.push(format!(
+            "[smtp] logs in to {} with tls = \"none\": the password crosses the network in clear; use \"starttls\" or \"tls\"",
+            smtp.host
+        ));
+    }
+    out
+}
+
 pub fn run(config_path: &Path) -> ExitCode {
     let checked = Config::load(config_path)
         .and_then(|config| {
@@ -74,7 +112,7 @@ pub fn run(config_path: &Path) -> ExitCode {
                     "  source {} ({}): {} — next poll {next}",
                     s.name,
                     s.kind.name(),
-                    s.url
+                    crate::sources::http::display_url(&s.url)
                 );
             }
             let svc = &config.service;
@@ -105,6 +143,22 @@ pub fn run(config_path: &Path) -> ExitCode {
             }
             if let Some(ops) = &config.alerts.ops_email {
                 println!("  stale sources are told to {ops}");
+            }
+            let b = &config.backup;
+            if b.keep == 0 {
+                println!(
+                    "  backups: none scheduled ([backup] keep = 0); `lull backup FILE` takes one"
+                );
+            } else {
+                println!(
+                    "  backups: at \"{}\" into {}, the newest {} kept",
+                    b.schedule_text,
+                    b.dir.display(),
+                    b.keep
+                );
+            }
+            for w in warnings(&config) {
+                println!("warning: {w}");
             }
             ExitCode::SUCCESS
         }

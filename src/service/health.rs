@@ -35,6 +35,8 @@ pub struct Health {
     started: DateTime<Utc>,
     stale_days: AtomicU32,
     scheduler_running: AtomicBool,
+    /// What keeps the store from taking data (a nearly full disk).
+    store_problem: Mutex<Option<String>>,
     sources: Mutex<BTreeMap<String, SourceStatus>>,
 }
 
@@ -61,6 +63,7 @@ impl Health {
             started: clock.now(),
             stale_days: AtomicU32::new(stale_days),
             scheduler_running: AtomicBool::new(false),
+            store_problem: Mutex::new(None),
             sources: Mutex::new(
                 last_days
                     .into_iter()
@@ -80,6 +83,11 @@ impl Health {
 
     pub fn set_scheduler_running(&self, running: bool) {
         self.scheduler_running.store(running, Ordering::SeqCst);
+    }
+
+    /// Sets (or clears) what keeps the store from taking data.
+    pub fn set_store_problem(&self, problem: Option<String>) {
+        *self.store_problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
     }
 
     pub fn set_stale_days(&self, days: u32) {
@@ -102,6 +110,14 @@ impl Health {
         let mut reasons = Vec::new();
         if !self.scheduler_running.load(Ordering::SeqCst) {
             reasons.push("the scheduler is not running".to_string());
+        }
+        if let Some(p) = self
+            .store_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            reasons.push(p);
         }
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         for (name, s) in sources.iter_mut() {

@@ -56,6 +56,23 @@ const FIRST_POLLS_WAIT: Duration = Duration::from_secs(600);
 const OUTBOX_RECHECK: Duration = Duration::from_secs(300);
 /// "Keep retrying": the delivery loop retries until the relay is back.
 const RETRY_FOREVER: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// How often the store is checked (it can still commit; its folder is the
+/// one it opened; the disk has room): a deleted store folder is noticed
+/// within this, before much is written into the void.
+const STORE_CHECK: Duration = Duration::from_secs(2);
+/// The exit code of a service that stopped because its store can no
+/// longer commit: a supervisor restarts it (systemd `Restart=on-failure`).
+pub const EXIT_STORE_FAILED: u8 = 3;
+
+/// Why the service stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT: a clean stop.
+    Signal,
+    /// The store can no longer commit (a write failed, or its folder was
+    /// deleted or replaced): the service stops so it is restarted.
+    StoreFailed(String),
+}
 
 /// What SIGHUP may replace while the service runs.
 pub struct Live {
@@ -114,10 +131,18 @@ pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<
     // Tasks abandoned at the limit (a detection run in a blocking thread)
     // are not waited for: their writes are atomic.
     runtime.shutdown_timeout(Duration::from_millis(200));
-    store.flush().context("flushing the store at shutdown")?;
-    outcome?;
-    tracing::info!("stopped cleanly");
-    Ok(ExitCode::SUCCESS)
+    match outcome? {
+        Stopped::Signal => {
+            store.flush().context("flushing the store at shutdown")?;
+            tracing::info!("stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Stopped::StoreFailed(why) => {
+            tracing::error!(reason = %why, exit_code = EXIT_STORE_FAILED, "stopped because the store can no longer commit; what was committed before is on disk; restart lull (a supervisor does)");
+            eprintln!("lull: {why}");
+            Ok(ExitCode::from(EXIT_STORE_FAILED))
+        }
+    }
 }
 
 /// Hands memory freed after a big job (reading 100,000 accounts, a
@@ -140,7 +165,7 @@ pub async fn serve(
     store: Arc<Store>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     clock: Clock,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Stopped> {
     // Signals first: a SIGTERM during start-up is not lost.
     let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
@@ -154,13 +179,15 @@ pub async fn serve(
     m::register(&names);
     let last_days = {
         let (store, names) = (store.clone(), names.clone());
+        let tz = config.timezone;
         tokio::task::spawn_blocking(move || {
             names
                 .into_iter()
                 .map(|n| {
+                    // Never a day after today, whatever dates were stored.
+                    let today = Day::of(clock.now(), tz);
                     let last = store
-                        .coverage(&crate::types::SourceName(n.clone()))
-                        .map(|c| c.last().map(|s| s.last))
+                        .last_covered(&crate::types::SourceName(n.clone()), today)
                         .unwrap_or(None);
                     (n, last)
                 })
@@ -224,6 +251,9 @@ pub async fn serve(
     }
     tasks.spawn(svc.clone().detect_loop());
     tasks.spawn(svc.clone().delivery_loop());
+    tasks.spawn(svc.clone().backup_loop());
+    let (store_failed_tx, mut store_failed) = tokio::sync::mpsc::channel::<String>(1);
+    tasks.spawn(svc.clone().store_watch(store_failed_tx));
     svc.health.set_scheduler_running(true);
     tracing::info!(
         sources = svc.config.sources.len(),
@@ -233,10 +263,14 @@ pub async fn serve(
         "lull is running"
     );
 
-    loop {
+    let stopped = loop {
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Stopped::Signal; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break Stopped::Signal; }
+            Some(why) = store_failed.recv() => {
+                tracing::error!(reason = %why, "the store can no longer commit: stopping");
+                break Stopped::StoreFailed(why);
+            }
             _ = sighup.recv() => svc.clone().reload().await,
             Some(done) = tasks.join_next() => {
                 // Tasks run until the stop: one that ends is a fault, and
@@ -249,7 +283,7 @@ pub async fn serve(
                 }
             }
         }
-    }
+    };
     svc.health.set_scheduler_running(false);
     svc.cancel.cancel();
     let limit = svc.config.service.shutdown;
@@ -264,7 +298,7 @@ pub async fn serve(
         );
         tasks.abort_all();
     }
-    Ok(())
+    Ok(stopped)
 }
 
 impl Service {
@@ -275,6 +309,80 @@ impl Service {
     /// How long a poll in progress at shutdown may still take.
     fn grace(&self) -> Duration {
         self.config.service.shutdown / 2
+    }
+
+    /// Looks at the store every [`STORE_CHECK`]: a store that can no
+    /// longer commit stops the service (so it is restarted); a disk too
+    /// full to take data makes the service not ready, until it has room.
+    async fn store_watch(
+        self: Arc<Self>,
+        failed: tokio::sync::mpsc::Sender<String>,
+    ) -> anyhow::Result<()> {
+        loop {
+            let store = self.store.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                (store.check(), store.write_refused(), store.free_bytes())
+            })
+            .await;
+            if let Ok((check, refused, free)) = checked {
+                if let Some(free) = free {
+                    metrics::gauge!(m::STORE_FREE).set(free as f64);
+                }
+                self.health.set_store_problem(refused);
+                if let Err(e) = check {
+                    metrics::gauge!(m::STORE_OK).set(0.0);
+                    self.health.set_store_problem(Some(e.to_string()));
+                    let _ = failed.send(e.to_string()).await;
+                    self.cancel.cancelled().await;
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(STORE_CHECK) => {}
+            }
+        }
+    }
+
+    /// Takes a backup on `[backup] schedule` into `[backup] dir`, keeping
+    /// the newest `keep`.
+    async fn backup_loop(self: Arc<Self>) -> anyhow::Result<()> {
+        let cfg = self.config.backup.clone();
+        if cfg.keep == 0 {
+            self.cancel.cancelled().await;
+            return Ok(());
+        }
+        let ticker = Ticker::new("backup", cfg.schedule.clone(), self.config.timezone);
+        ticker
+            .run(self.clock, &self.cancel, false, |_| {
+                let svc = self.clone();
+                let cfg = cfg.clone();
+                async move {
+                    let span = tracing::info_span!("backup", dir = %cfg.dir.display());
+                    let now = svc.clock.now();
+                    let store = svc.store.clone();
+                    let done = tokio::task::spawn_blocking(move || {
+                        let _e = span.enter();
+                        take_backup(&store, &cfg, now)
+                    })
+                    .await;
+                    match done {
+                        Ok(Ok((file, bytes))) => {
+                            metrics::counter!(m::BACKUPS, "result" => "ok").increment(1);
+                            metrics::gauge!(m::LAST_BACKUP).set(Utc::now().timestamp() as f64);
+                            metrics::gauge!(m::LAST_BACKUP_BYTES).set(bytes as f64);
+                            tracing::info!(file = %file.display(), bytes, "backup written");
+                        }
+                        Ok(Err(e)) => {
+                            metrics::counter!(m::BACKUPS, "result" => "failed").increment(1);
+                            tracing::error!(error = %e, "backup failed; the next one is tried on schedule");
+                        }
+                        Err(e) => tracing::error!(error = %e, "backup did not finish"),
+                    }
+                }
+            })
+            .await;
+        Ok(())
     }
 
     async fn poll_loop(self: Arc<Self>, source: Source) -> anyhow::Result<()> {
@@ -595,6 +703,23 @@ impl Service {
     }
 }
 
+/// Writes one backup into `cfg.dir` and prunes the oldest beyond `keep`.
+fn take_backup(
+    store: &Store,
+    cfg: &crate::limits::BackupConfig,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<(PathBuf, u64)> {
+    std::fs::create_dir_all(&cfg.dir)
+        .with_context(|| format!("creating the backup folder {}", cfg.dir.display()))?;
+    let file = cfg.dir.join(crate::store::backup::file_name(now, ""));
+    store.backup_file(&file)?;
+    for old in crate::store::backup::prune(&cfg.dir, cfg.keep) {
+        tracing::info!(file = %old.display(), "old backup removed");
+    }
+    let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    Ok((file, bytes))
+}
+
 /// The parts of a new config that only a restart applies.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -614,6 +739,15 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if !same(&old.service, &new.service) {
         out.push("[service]/[http]");
+    }
+    if old.limits != new.limits {
+        out.push("[limits]");
+    }
+    if old.backup.dir != new.backup.dir
+        || old.backup.keep != new.backup.keep
+        || old.backup.schedule_text != new.backup.schedule_text
+    {
+        out.push("[backup]");
     }
     out
 }

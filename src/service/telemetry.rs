@@ -23,6 +23,11 @@ pub const DETECTION_FAILURES: &str = "lull_detection_failures_total";
 pub const TICKS_SKIPPED: &str = "lull_ticks_skipped_total";
 pub const RELOADS: &str = "lull_reloads_total";
 pub const BUILD_INFO: &str = "lull_build_info";
+pub const STORE_OK: &str = "lull_store_ok";
+pub const STORE_FREE: &str = "lull_store_free_bytes";
+pub const BACKUPS: &str = "lull_backups_total";
+pub const LAST_BACKUP: &str = "lull_last_backup_timestamp_seconds";
+pub const LAST_BACKUP_BYTES: &str = "lull_last_backup_bytes";
 
 /// Account states, as `lull accounts` names them.
 pub const STATES: [&str; 4] = ["engaged", "silent", "insufficient_data", "unknown"];
@@ -72,6 +77,24 @@ pub fn register(sources: &[String]) {
     );
     describe_counter!(RELOADS, "SIGHUP reloads, by result.");
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label.");
+    describe_gauge!(
+        STORE_OK,
+        "1 while the store can commit; 0 once it cannot (lull then stops, exit 3, to be restarted)."
+    );
+    describe_gauge!(
+        STORE_FREE,
+        "Bytes free on the store's disk (writes are refused below [store] min_free_mb)."
+    );
+    describe_counter!(BACKUPS, "Scheduled backups, by result.");
+    describe_gauge!(
+        LAST_BACKUP,
+        "Unix time the last scheduled backup was written."
+    );
+    describe_gauge!(LAST_BACKUP_BYTES, "Size of the last scheduled backup.");
+    metrics::gauge!(STORE_OK).set(1.0);
+    for result in ["ok", "failed"] {
+        metrics::counter!(BACKUPS, "result" => result).absolute(0);
+    }
 
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     for s in sources {

@@ -227,6 +227,10 @@ pub enum SourceError {
         "the poll made {requests} requests without reaching its end ([limits] max_requests): the service keeps answering with more pages (a loop?) — the poll stored nothing; the next one tries again"
     )]
     TooManyRequests { requests: u64 },
+    #[error(
+        "the poll read more than {limit_mb} MiB without reaching its end ([limits] max_poll_mb): the service keeps answering with more (a loop?) — the poll stored nothing; the next one tries again"
+    )]
+    TooMuchData { limit_mb: u64 },
     #[error("{url}: {detail}")]
     Page { url: String, detail: String },
     #[error("{0}")]
@@ -244,9 +248,12 @@ pub struct Http {
     /// The configured base URL: no request goes to another origin.
     base: Url,
     max_body: u64,
+    max_poll_bytes: u64,
     max_requests: u64,
     /// `requests` when the current poll began.
     poll_start: AtomicU64,
+    /// Bytes read by the current poll.
+    poll_bytes: AtomicU64,
     limiter: Option<DefaultDirectRateLimiter>,
     /// Set when a response said the quota is used up.
     blocked_until: Mutex<Option<Instant>>,
@@ -269,8 +276,10 @@ impl Http {
             auth,
             base: base.clone(),
             max_body: limits.max_body_bytes,
+            max_poll_bytes: limits.max_poll_bytes,
             max_requests: limits.max_requests,
             poll_start: AtomicU64::new(0),
+            poll_bytes: AtomicU64::new(0),
             limiter,
             blocked_until: Mutex::new(None),
             requests: AtomicU64::new(0),
@@ -285,6 +294,7 @@ impl Http {
     /// A poll begins: its request budget starts.
     pub fn begin_poll(&self) {
         self.poll_start.store(self.requests(), Ordering::Relaxed);
+        self.poll_bytes.store(0, Ordering::Relaxed);
     }
 
     /// The secrets this source sends, to redact them from what services
@@ -467,6 +477,15 @@ impl Http {
                 Ok(Some(chunk)) => {
                     if (body.len() + chunk.len()) as u64 > self.max_body {
                         return Err(Some(too_large()));
+                    }
+                    let read = self
+                        .poll_bytes
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed)
+                        + chunk.len() as u64;
+                    if read > self.max_poll_bytes {
+                        return Err(Some(SourceError::TooMuchData {
+                            limit_mb: self.max_poll_bytes >> 20,
+                        }));
                     }
                     body.extend_from_slice(&chunk);
                 }

@@ -246,6 +246,8 @@ pub struct Store {
     write: Mutex<files::Seal>,
     /// Why the store can no longer commit, once it cannot.
     broken: Mutex<Option<String>>,
+    /// The last write refused for want of disk space, until one succeeds.
+    refused: Mutex<Option<String>>,
     /// When the write in progress began (ms since the epoch; 0 = none).
     writing_since: AtomicU64,
 }
@@ -371,6 +373,7 @@ impl Store {
             identity,
             write: Mutex::new(seal),
             broken: Mutex::new(None),
+            refused: Mutex::new(None),
             writing_since: AtomicU64::new(0),
         })
     }
@@ -420,6 +423,20 @@ impl Store {
             .get(b"health")
             .map_err(|e| self.fail("reading for a health check", e))?;
         Ok(())
+    }
+
+    /// Why the last write was refused (a nearly full disk), while no
+    /// write has succeeded since: the store is healthy, but not taking data.
+    pub fn write_refused(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Bytes free on the store's disk.
+    pub fn free_bytes(&self) -> Option<u64> {
+        files::free_bytes(&self.cfg.path).ok()
     }
 
     fn broken_reason(&self) -> Option<String> {
@@ -474,11 +491,13 @@ impl Store {
             .saturating_add(bytes.saturating_mul(4));
         match files::free_bytes(&self.cfg.path) {
             Ok(free) if free < need => {
-                return Err(StoreError::DiskFull {
+                let e = StoreError::DiskFull {
                     path: self.cfg.path.clone(),
                     free: free >> 20,
                     need: need.div_ceil(1 << 20),
-                });
+                };
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                return Err(e);
             }
             _ => {}
         }
@@ -554,6 +573,7 @@ impl Write<'_> {
                 .map_err(|e| broke("writing the seal", e))?;
             files::sync(&s.dir).map_err(|e| broke("syncing the seal", e))?;
         }
+        *s.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
 }

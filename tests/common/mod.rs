@@ -214,3 +214,70 @@ pub fn assert_same_export(got: &str, want: &str) {
         w.get(i).unwrap_or(&"<end>")
     );
 }
+
+/// A small tmpfs of its own, to fill up: the disk-full faults happen for
+/// real. Mounting needs root (CI runs as root); a test that cannot mount
+/// fails rather than passing without having tried.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(mb: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs failed (the disk-full tests need root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system up to the last byte.
+    pub fn fill(&self) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("filler"))
+            .expect("filler");
+        for chunk in [1 << 20, 4096, 1] {
+            let buf = vec![0u8; chunk];
+            while f.write_all(&buf).is_ok() {}
+        }
+        let _ = f.sync_all();
+    }
+
+    /// Leaves `mb` free (fills first).
+    pub fn leave_free(&self, mb: u64) {
+        let _ = std::fs::remove_file(self.path().join("filler"));
+        self.fill();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.path().join("filler"))
+            .expect("filler");
+        let len = f.metadata().expect("len").len();
+        f.set_len(len.saturating_sub(mb << 20)).expect("truncate");
+    }
+
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(self.path().join("filler"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
