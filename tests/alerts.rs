@@ -214,9 +214,14 @@ fn kill_9_at_random_moments_of_delivery_repeats_at_most_the_accepted_instant() {
     // send, so a kill during it is known as an unknown outcome.
     for r in &records {
         let id = r["message_id"].as_str().expect("id");
-        let n = *got.get(id).unwrap_or_else(|| panic!("{id} never arrived: {got:?}"));
+        let n = *got
+            .get(&format!("<{id}>"))
+            .unwrap_or_else(|| panic!("{id} never arrived: {got:?}"));
         let unknown = r["unknown_outcomes"].as_u64().unwrap_or(0) as usize;
-        assert!(n <= 1 + unknown, "arrived {n} times, {unknown} unknown outcome(s): {r}");
+        assert!(
+            n <= 1 + unknown,
+            "arrived {n} times, {unknown} unknown outcome(s): {r}"
+        );
     }
     assert_eq!(with_status(&records, "queued").len(), 0);
 }
