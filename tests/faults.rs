@@ -763,3 +763,59 @@ fn implausible_dates_are_refused_by_line_and_cannot_hide_an_outage() {
         stderr(&out)
     );
 }
+
+#[test]
+fn small_things_a_bom_a_huge_count_a_url_password_and_credentials_in_clear() {
+    let h = Home::new();
+    // A byte-order mark on line 1 (Windows editors) is not "bad JSON".
+    let text = "\u{feff}".to_string()
+        + &common::event("acme", "forum", "2026-03-02T10:00:00Z", "1", "post")
+        + "\n"
+        + r#"{"account":"acme","source":"forum","kind":"post","day":"2026-03-03","count":18446744073709551615}"#
+        + "\n";
+    let f = h.file("bom.jsonl", &text);
+    let out = h.run(&["import", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A count beyond i64 is exported, and imported back: a backup that
+    // restores.
+    let export = h.export();
+    assert!(export.contains("18446744073709551615"), "{export}");
+    let other = Home::new();
+    let f = other.file("export.jsonl", &export);
+    let out = other.run(&["import", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_export(&other.export(), &export);
+
+    // `lull check` never prints a password written into a URL, and warns
+    // of credentials that would travel in clear.
+    let config = format!(
+        "{}\n[[source]]\nname = \"forum\"\nkind = \"discourse\"\nurl = \"http://admin:hunter2@forum.example.com/\"\napi_key_env = \"LULL_TEST_K\"\napi_username = \"system\"\n\
+         [smtp]\nhost = \"smtp.example.com\"\ntls = \"none\"\nusername = \"lull\"\npassword_env = \"LULL_TEST_P\"\n",
+        common::CONFIG
+    );
+    let h = Home::with(&config, common::ACCOUNTS);
+    let out = h
+        .cmd(&["check"])
+        .env("LULL_TEST_K", "k")
+        .env("LULL_TEST_P", "p")
+        .output()
+        .unwrap();
+    let text = common::stdout(&out) + &stderr(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("admin:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: source `forum` sends its credentials over plain http://"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: source `forum`: its url carries a user name or password"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: [smtp] logs in to smtp.example.com with tls = \"none\""),
+        "{text}"
+    );
+}

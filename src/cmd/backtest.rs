@@ -52,7 +52,9 @@ pub fn run(
     eprint!("{}", summary_text(&result));
     if let Some(path) = report {
         let html = crate::report::render(&result, &ctx.config.detect);
-        std::fs::write(path, html)
+        // Atomically: a reader (or a browser tab reloading it) never sees
+        // half a report, and a failed write leaves the old one.
+        crate::store::files::write_atomically(path, |w| w.write_all(html.as_bytes()))
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
         eprintln!("report written to {}", path.display());
     }

@@ -122,6 +122,21 @@ impl Context {
     }
 }
 
+/// An error and its causes as one line, "a: b: c", leaving out a cause
+/// whose text the message already carries (sled and I/O errors repeat
+/// their source in their own text).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
 /// Writes a command's result to stdout. A reader that went away
 /// (`lull accounts | head`) is not an error.
 pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
