@@ -137,6 +137,8 @@ fn the_prometheus_rules_name_only_metrics_lull_exports() {
     let h = Home::with(&config, &read("config/accounts.toml"));
     let r = Running::start(&h, port, &[]);
     r.wait_for_log("detection done", Duration::from_secs(30));
+    // A store with no backup gets one at start.
+    r.wait_for_log("backup written", Duration::from_secs(30));
     let (_, metrics) = r.get("/metrics");
     for name in &named {
         assert!(
@@ -159,7 +161,7 @@ fn the_prometheus_rules_load_and_fire_when_they_should() {
         assert!(out.status.success(), "promtool {args:?}:\n{text}");
         text
     };
-    assert!(run(&["check", "rules", "prometheus-rules.yml"]).contains("SUCCESS: 6 rules found"));
+    assert!(run(&["check", "rules", "prometheus-rules.yml"]).contains("SUCCESS: 9 rules found"));
     // deploy/prometheus-rules.test.yml: down, stale source, a stuck outbox
     // fire; an outbox that is draining does not.
     assert!(run(&["test", "rules", "prometheus-rules.test.yml"]).contains("SUCCESS"));

@@ -3,7 +3,9 @@
 # only when it is missing: a C compiler (aws-lc), Python 3 (example data),
 # a real SMTP server for the alert tests (Debian's aiosmtpd, used through
 # /usr/bin/python3), base64 (coreutils), and systemd-analyze and kill
-# (systemd, procps) for the checks of the unit in deploy/. Idempotent: with everything
+# (systemd, procps) for the checks of the unit in deploy/, mount, prlimit,
+# gzip and tar for the fault suite (tests/faults.rs mounts a tmpfs: run the
+# tests as root, as CI does). Idempotent: with everything
 # present it does nothing and needs no privileges.
 set -euo pipefail
 need=()
@@ -13,6 +15,11 @@ command -v base64 >/dev/null || need+=(coreutils)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || need+=(python3-aiosmtpd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -x /bin/kill ] || need+=(procps)
+# The fault suite: mount/umount a tmpfs, prlimit, gzip and tar.
+command -v mount >/dev/null || need+=(mount)
+command -v prlimit >/dev/null || need+=(util-linux)
+command -v gzip >/dev/null || need+=(gzip)
+command -v tar >/dev/null || need+=(tar)
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 updated=

@@ -352,9 +352,17 @@ impl Service {
             self.cancel.cancelled().await;
             return Ok(());
         }
+        // The age of the newest backup is known from the start; a store
+        // that has none gets one now, not at the next scheduled time.
+        let newest = crate::store::backup::newest(&cfg.dir)
+            .as_deref()
+            .and_then(crate::store::backup::taken_at);
+        if let Some(t) = newest {
+            metrics::gauge!(m::LAST_BACKUP).set(t.timestamp() as f64);
+        }
         let ticker = Ticker::new("backup", cfg.schedule.clone(), self.config.timezone);
         ticker
-            .run(self.clock, &self.cancel, false, |_| {
+            .run(self.clock, &self.cancel, newest.is_none(), |_| {
                 let svc = self.clone();
                 let cfg = cfg.clone();
                 async move {
@@ -369,7 +377,7 @@ impl Service {
                     match done {
                         Ok(Ok((file, bytes))) => {
                             metrics::counter!(m::BACKUPS, "result" => "ok").increment(1);
-                            metrics::gauge!(m::LAST_BACKUP).set(Utc::now().timestamp() as f64);
+                            metrics::gauge!(m::LAST_BACKUP).set(now.timestamp() as f64);
                             metrics::gauge!(m::LAST_BACKUP_BYTES).set(bytes as f64);
                             tracing::info!(file = %file.display(), bytes, "backup written");
                         }

@@ -832,12 +832,18 @@ pub fn file_name(at: chrono::DateTime<chrono::Utc>, tag: &str) -> String {
     format!("lull-{}{tag}{SUFFIX}", at.format("%Y%m%dT%H%M%SZ"))
 }
 
+/// When a backup was taken, from its name (`lull-20261128T023000Z…`).
+pub fn taken_at(p: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    let name = p.file_name().and_then(|n| n.to_str())?;
+    let t = name.strip_prefix("lull-")?.get(..16)?;
+    chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 /// "taken 2026-11-28 02:30 UTC", from the file's name.
 pub fn describe_age(p: &Path) -> String {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.strip_prefix("lull-")
-        .and_then(|n| n.get(..16))
-        .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").ok())
+    taken_at(p)
         .map(|t| format!("taken {} UTC", t.format("%Y-%m-%d %H:%M")))
         .unwrap_or_else(|| "the newest one".into())
 }
