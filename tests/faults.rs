@@ -828,18 +828,36 @@ fn the_service_backs_up_on_schedule_keeps_the_newest_and_each_backup_restores() 
         service_config(port, "0 0 6 1 1 *", 5)
     );
     let h = Home::with(&config, B0);
-    let f = h.file("e.jsonl", &(common::event("b0", "forum", "2026-03-02T10:00:00Z", "1", "post") + "\n"));
+    let f = h.file(
+        "e.jsonl",
+        &(common::event("b0", "forum", "2026-03-02T10:00:00Z", "1", "post") + "\n"),
+    );
     assert!(h.run(&["import", f.to_str().unwrap()]).status.success());
     let mut r = Running::start(&h, port, &[]);
-    r.wait_for_metric("lull_backups_total{result=\"ok\"}", |v| v >= 4.0, Duration::from_secs(30));
+    r.wait_for_metric(
+        "lull_backups_total{result=\"ok\"}",
+        |v| v >= 4.0,
+        Duration::from_secs(30),
+    );
     r.signal(libc::SIGTERM);
-    assert!(r.wait_exit(Duration::from_secs(10)).0.success(), "{}", r.log());
+    assert!(
+        r.wait_exit(Duration::from_secs(10)).0.success(),
+        "{}",
+        r.log()
+    );
     let dir = h.path().join("data/backups");
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 2, "{files:?}");
     for f in &files {
         let out = h.run(&["restore", "--verify", f.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
-        assert!(stderr(&out).contains("1 events counted"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("1 events counted"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
