@@ -861,3 +861,39 @@ fn the_service_backs_up_on_schedule_keeps_the_newest_and_each_backup_restores() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_where_json_was_expected_says_so() {
+    use wiremock::matchers::path;
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(path("/posts.json"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .insert_header("content-type", "text/html; charset=utf-8")
+                .set_body_string("<!doctype html><html><body>Please log in</body></html>"),
+        )
+        .mount(&server)
+        .await;
+    let config = format!(
+        "[store]\npath = \"data/lull.db\"\n[accounts]\nfile = \"accounts.toml\"\n{}",
+        polled_source(&server.uri())
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let h = Home::with(&config, B0);
+        h.run(&["poll"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("answered with an HTML page, not JSON"),
+        "{err}"
+    );
+    // Each cause once, not repeated by the error's own text.
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("lull:"))
+        .unwrap_or_default();
+    assert_eq!(line.matches("HTML page").count(), 1, "{line}");
+}
