@@ -12,43 +12,13 @@
 #[path = "../tests/common/shapes.rs"]
 mod shapes;
 
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::{any, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-/// Ever older ids, all fresh: a service that pages forever.
-struct Endless(Duration);
-
-impl Respond for Endless {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let before: u64 = req
-            .url
-            .query_pairs()
-            .find(|(k, _)| k == "before")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(u64::MAX / 2);
-        let now = chrono::Utc::now().to_rfc3339();
-        let posts: Vec<Value> = (1..=50)
-            .map(|i| shapes::discourse_post(before - i, "someone", &now, 1, false))
-            .collect();
-        ResponseTemplate::new(200)
-            .set_body_json(json!({ "latest_posts": posts }))
-            .set_delay(self.0)
-    }
-}
-
-fn gzip_bomb(n: usize) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..n >> 20 {
-        e.write_all(&zeros).expect("gzip");
-    }
-    e.finish().expect("gzip")
-}
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -147,13 +117,13 @@ fn main() {
             .respond_with(
                 ResponseTemplate::new(200)
                     .insert_header("content-encoding", "gzip")
-                    .set_body_bytes(gzip_bomb(1 << 30))
+                    .set_body_bytes(shapes::gzip_bomb(1 << 30))
                     .set_delay(Duration::from_millis(500)),
             )
             .mount(&server)
             .await;
         Mock::given(path("/endless/posts.json"))
-            .respond_with(Endless(Duration::from_millis(5)))
+            .respond_with(shapes::Endless(Duration::from_millis(5)))
             .mount(&server)
             .await;
         Mock::given(path("/deep/"))

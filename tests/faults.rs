@@ -308,6 +308,39 @@ fn polled_source(url: &str) -> String {
     )
 }
 
+/// A local Discourse with `n` posts by `user_b0`, and the forum behind it.
+async fn forum_server(n: u64) -> (wiremock::MockServer, common::shapes::Forum) {
+    use wiremock::matchers::{method, path};
+    let server = wiremock::MockServer::start().await;
+    let forum = forum(n);
+    wiremock::Mock::given(method("GET"))
+        .and(path("/posts.json"))
+        .respond_with(forum.clone())
+        .mount(&server)
+        .await;
+    (server, forum)
+}
+
+/// `lull run` with its store on a fresh 64 MiB tmpfs, polling the forum at
+/// `uri` every 2 s, once it has stored the forum's first 300 posts.
+fn service_on_tmpfs(uri: &str) -> (common::Tmpfs, Home, Running, u16) {
+    let t = common::Tmpfs::mount(64);
+    let port = free_port();
+    let config = disk_config(
+        &t,
+        8,
+        &(service_config(port, "0 0 6 1 1 *", 5) + &polled_source(uri)),
+    );
+    let h = Home::with(&config, B0);
+    let r = Running::start(&h, port, &[]);
+    r.wait_for_metric(
+        "lull_activities_stored_total{source=\"forum\"}",
+        |v| v >= 300.0,
+        Duration::from_secs(20),
+    );
+    (t, h, r, port)
+}
+
 fn stored(r: &Running) -> f64 {
     r.metric("lull_activities_stored_total{source=\"forum\"}")
         .unwrap_or(0.0)
@@ -315,30 +348,10 @@ fn stored(r: &Running) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_the_service_makes_it_not_ready_and_it_recovers_without_a_restart() {
-    use wiremock::matchers::{method, path};
-    let server = wiremock::MockServer::start().await;
-    let forum = forum(300);
-    wiremock::Mock::given(method("GET"))
-        .and(path("/posts.json"))
-        .respond_with(forum.clone())
-        .mount(&server)
-        .await;
+    let (server, forum) = forum_server(300).await;
     let uri = server.uri();
     tokio::task::spawn_blocking(move || {
-        let t = common::Tmpfs::mount(64);
-        let port = free_port();
-        let config = disk_config(
-            &t,
-            8,
-            &(service_config(port, "0 0 6 1 1 *", 5) + &polled_source(&uri)),
-        );
-        let h = Home::with(&config, B0);
-        let mut r = Running::start(&h, port, &[]);
-        r.wait_for_metric(
-            "lull_activities_stored_total{source=\"forum\"}",
-            |v| v >= 300.0,
-            Duration::from_secs(20),
-        );
+        let (t, h, mut r, port) = service_on_tmpfs(&uri);
         assert_eq!(
             common::service::try_get(port, "/readyz").unwrap().0,
             200,
@@ -423,30 +436,10 @@ fn the_store_folder_deleted_under_the_service_stops_it_with_exit_3_and_no_new_st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fails_writes_breaks_the_store_the_service_exits_3_and_a_restart_counts_exactly()
  {
-    use wiremock::matchers::{method, path};
-    let server = wiremock::MockServer::start().await;
-    let forum = forum(300);
-    wiremock::Mock::given(method("GET"))
-        .and(path("/posts.json"))
-        .respond_with(forum.clone())
-        .mount(&server)
-        .await;
+    let (server, forum) = forum_server(300).await;
     let uri = server.uri();
     tokio::task::spawn_blocking(move || {
-        let t = common::Tmpfs::mount(64);
-        let port = free_port();
-        let config = disk_config(
-            &t,
-            8,
-            &(service_config(port, "0 0 6 1 1 *", 5) + &polled_source(&uri)),
-        );
-        let h = Home::with(&config, B0);
-        let mut r = Running::start(&h, port, &[]);
-        r.wait_for_metric(
-            "lull_activities_stored_total{source=\"forum\"}",
-            |v| v >= 300.0,
-            Duration::from_secs(20),
-        );
+        let (t, h, mut r, port) = service_on_tmpfs(&uri);
         // Writes start failing under sled (here: a file-size limit set on
         // the running process, so that the data file cannot grow — EFBIG,
         // as real I/O errors come): the store is broken, the service stops
@@ -491,38 +484,6 @@ async fn a_disk_that_fails_writes_breaks_the_store_the_service_exits_3_and_a_res
     })
     .await
     .unwrap();
-}
-
-/// Answers `/posts.json` forever: every page holds 50 posts older (by id)
-/// than the last, all of them fresh.
-#[derive(Clone)]
-struct Endless;
-
-impl wiremock::Respond for Endless {
-    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let before: u64 = req
-            .url
-            .query_pairs()
-            .find(|(k, _)| k == "before")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(u64::MAX / 2);
-        let now = chrono::Utc::now().to_rfc3339();
-        let posts: Vec<Value> = (1..=50)
-            .map(|i| common::shapes::discourse_post(before - i, "user_b0", &now, 1, false))
-            .collect();
-        wiremock::ResponseTemplate::new(200).set_body_json(json!({ "latest_posts": posts }))
-    }
-}
-
-/// gzip of `n` zero bytes: tiny on the wire, `n` bytes once decompressed.
-fn gzip_bomb(n: usize) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..n >> 20 {
-        e.write_all(&zeros).unwrap();
-    }
-    e.finish().unwrap()
 }
 
 fn peak_rss_kib(pid: i32) -> u64 {
@@ -572,13 +533,13 @@ async fn hostile_sources_fail_their_own_polls_with_a_clear_error_and_bounded_mem
             ResponseTemplate::new(200)
                 .insert_header("content-encoding", "gzip")
                 .insert_header("content-type", "application/json")
-                .set_body_bytes(gzip_bomb(512 << 20)),
+                .set_body_bytes(common::shapes::gzip_bomb(512 << 20)),
         )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path("/endless/posts.json"))
-        .respond_with(Endless)
+        .respond_with(common::shapes::Endless(Duration::ZERO))
         .mount(&server)
         .await;
     Mock::given(method("GET"))

@@ -242,3 +242,38 @@ pub fn mailgun_delivered(message_id: &str, recipient: &str, timestamp: f64) -> V
         "message": { "headers": { "to": recipient, "message-id": message_id, "from": "news@mg.vendor.example", "subject": "News" }, "attachments": [], "size": 328 }
     })
 }
+
+/// Answers `/posts.json` forever, after the given delay: every page holds
+/// 50 posts older (by id) than the last, all of them fresh — a service
+/// that pages forever.
+#[derive(Clone)]
+pub struct Endless(pub std::time::Duration);
+
+impl Respond for Endless {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let before: u64 = req
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "before")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(u64::MAX / 2);
+        let now = chrono::Utc::now().to_rfc3339();
+        let posts: Vec<Value> = (1..=50)
+            .map(|i| discourse_post(before - i, "user_b0", &now, 1, false))
+            .collect();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({ "latest_posts": posts }))
+            .set_delay(self.0)
+    }
+}
+
+/// gzip of `n` zero bytes: tiny on the wire, `n` bytes once decompressed.
+pub fn gzip_bomb(n: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..n >> 20 {
+        e.write_all(&zeros).expect("gzip");
+    }
+    e.finish().expect("gzip")
+}
