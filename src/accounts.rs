@@ -391,6 +391,37 @@ pub fn is_plausible_domain(d: &str) -> bool {
         })
 }
 
+/// Mail providers whose domain says nothing about the company a person
+/// works for: map such addresses one by one (`emails`), never the domain.
+pub const PUBLIC_MAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "msn.com",
+    "yahoo.com",
+    "icloud.com",
+    "me.com",
+    "aol.com",
+    "proton.me",
+    "protonmail.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "yandex.ru",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+    "fastmail.com",
+];
+
+/// Is `domain` a public mail provider's ([`PUBLIC_MAIL_DOMAINS`])?
+pub fn is_public_mail_domain(domain: &str) -> bool {
+    let d = normalise_domain(domain);
+    PUBLIC_MAIL_DOMAINS.iter().any(|p| d == *p)
+}
+
 /// `local@domain` with a plausible domain and no spaces or angle brackets.
 pub fn is_plausible_email(e: &str) -> bool {
     let e = e.trim();

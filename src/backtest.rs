@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::accounts::Registry;
 use crate::detect::{DetectConfig, Detector, Notice, NoticeKind, Weekly, timeline_for};
@@ -16,7 +16,7 @@ use crate::store::{Store, StoreError};
 use crate::types::Day;
 
 /// What a backtest found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Backtest {
     pub from: Day,
     pub to: Day,
@@ -25,7 +25,7 @@ pub struct Backtest {
     /// Accounts replayed.
     pub accounts: usize,
     /// Weekly activity per alerted account, for the report.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub weekly: BTreeMap<String, Weekly>,
 }
 

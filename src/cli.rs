@@ -20,6 +20,13 @@ pub struct Cli {
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// Send the command to a running lull at URL (e.g.
+    /// http://127.0.0.1:9187) instead of opening the store; the token comes
+    /// from LULL_TOKEN. Without it, a store held by a running lull is
+    /// reached through that lull's endpoint from the config.
+    #[arg(long, global = true, env = "LULL_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,6 +97,18 @@ pub enum Command {
         /// Show activity as of this day (default: today)
         #[arg(long, value_parser = parse_day)]
         at: Option<Day>,
+        /// Only this CSM's accounts (e-mail address)
+        #[arg(long, value_name = "EMAIL")]
+        csm: Option<String>,
+        /// Only accounts in this state
+        #[arg(long, value_parser = ["engaged", "silent", "insufficient_data", "unknown"])]
+        state: Option<String>,
+        /// Only accounts of this segment
+        #[arg(long)]
+        segment: Option<String>,
+        /// Only accounts whose id or name contains TEXT
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
     },
     /// Judge every account as of a day; queue the alerts it decides and send them
     Detect {
@@ -144,6 +163,11 @@ pub enum Command {
         /// Also write a self-contained HTML report for tuning
         #[arg(long, value_name = "FILE.html")]
         report: Option<PathBuf>,
+        /// Replay with another threshold, e.g. `--set recent_days=56` or
+        /// `--set segment.smb.min_expected=6` (any `[detect]` key; repeat
+        /// for more); the config does not change
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// The service: scheduled polls, detection and alert delivery, with
     /// /healthz, /readyz and /metrics; stops cleanly on SIGTERM/SIGINT

@@ -204,7 +204,7 @@ impl Config {
             .smtp
             .and_then(|s| crate::alert::config::RawSmtp::build(s, base, &src, &mut problems));
         let alerts = raw.alerts.build(&src, &mut problems);
-        let service = raw.service.build(raw.http, &src, &mut problems);
+        let service = raw.service.build(raw.http, base, &src, &mut problems);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }

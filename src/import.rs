@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +26,10 @@ use crate::types::{Day, SourceName};
 /// mean fewer rewrites; an event costs about 60 bytes in a batch, so 250k
 /// keep a batch near 15 MB.
 pub const DEFAULT_BATCH: u64 = 250_000;
+
+/// A line longer than this is refused unread (a line is one event; a line
+/// without end, or binary garbage, would otherwise fill memory).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// The kind of an event whose line names none.
 pub const DEFAULT_KIND: &str = "activity";
@@ -88,7 +92,7 @@ enum Parsed<'a> {
 }
 
 /// The outcome of an import.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     pub lines: u64,
     pub committed: Committed,
@@ -214,18 +218,45 @@ fn read_lines(
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = reader
+        let read_err = |source| ImportError::Read {
+            input: input.to_string(),
+            line: line_no + 1,
+            source,
+        };
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut buf)
-            .map_err(|source| ImportError::Read {
-                input: input.to_string(),
-                line: line_no + 1,
-                source,
-            })?;
+            .map_err(read_err)?;
         if n == 0 {
             break;
         }
         line_no += 1;
         on_progress(n as u64);
+        if n > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            // Skip the rest of the line.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                let m = (&mut reader)
+                    .take(MAX_LINE_BYTES as u64)
+                    .read_until(b'\n', &mut rest)
+                    .map_err(|source| ImportError::Read {
+                        input: input.to_string(),
+                        line: line_no,
+                        source,
+                    })?;
+                on_progress(m as u64);
+                if m == 0 || rest.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            report.rejected += 1;
+            on_reject(
+                line_no,
+                &format!("the line is longer than {MAX_LINE_BYTES} bytes: not an event"),
+            );
+            continue;
+        }
         // A byte-order mark (Windows editors) is not part of the data.
         let line: &[u8] = if line_no == 1 {
             buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&buf)

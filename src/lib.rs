@@ -7,6 +7,8 @@
 
 pub mod accounts;
 pub mod alert;
+pub mod api;
+pub mod app;
 pub mod backtest;
 pub mod cli;
 pub mod cmd;

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     match lull::cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lull: {}", lull::cmd::error_text(&e));
+            lull::say!("lull: {}", lull::cmd::error_text(&e));
             ExitCode::from(lull::cmd::EXIT_FATAL)
         }
     }

@@ -27,6 +27,14 @@ macro_rules! string_id {
             }
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                String::schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
                 $name(s.to_string())
@@ -122,6 +130,19 @@ impl FromStr for Day {
             .map_err(|e| format!("`{s}` is not a date of the form YYYY-MM-DD ({e})"))
     }
 }
+
+impl utoipa::PartialSchema for Day {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+            .description(Some("A calendar day, YYYY-MM-DD"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Day {}
 
 impl Serialize for Day {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -60,7 +60,27 @@ fn assert_reads_like_v1(h: &Home) {
     assert_eq!(json(&stdout(&unmatched)), json(&fixture("unmatched.json")));
     let accounts = h.run(&["accounts", "--json", "--at", "2026-07-06"]);
     assert!(accounts.status.success(), "{}", stderr(&accounts));
-    assert_eq!(json(&stdout(&accounts)), json(&fixture("accounts.json")));
+    // Who, how judged, snoozed: as version 1 said. (Last activity and the
+    // weekly counts no longer count the vendor's deliveries, on purpose.)
+    let pick = |v: serde_json::Value| -> Vec<serde_json::Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                serde_json::json!([
+                    a["account"],
+                    a["csm"],
+                    a["state"],
+                    a["channels"],
+                    a["snoozed"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(
+        pick(json(&stdout(&accounts))),
+        pick(json(&fixture("accounts.json")))
+    );
 }
 
 #[test]

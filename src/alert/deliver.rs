@@ -34,7 +34,7 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// What became of a message (or is becoming of it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -47,7 +47,7 @@ pub enum Status {
 }
 
 /// A message's delivery record, as `lull alerts` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MailRecord {
     pub message_id: String,
     pub status: Status,
@@ -157,7 +157,7 @@ pub fn all(store: &Store, from: &Mailbox) -> Result<Vec<MailRecord>, StoreError>
 }
 
 /// Totals of one delivery run.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivered {
     pub sent: usize,
     pub failed: usize,

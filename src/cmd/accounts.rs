@@ -1,22 +1,28 @@
-//! `lull accounts [--json] [--unmatched] [--at DATE]`.
+//! `lull accounts [--json] [--unmatched] [--at DATE] [--csm EMAIL]
+//! [--state STATE] [--segment NAME] [--search TEXT]`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{Context, print_stdout, table_text};
-use crate::detect::{judge_day, snoozes};
-use crate::summary::{SUMMARY_WEEKS, sparkline, summarise};
+use super::{Backend, print_stdout, table_text};
+use crate::app::accounts::AccountsQuery;
+use crate::summary::{SUMMARY_WEEKS, sparkline};
 use crate::types::Day;
 
-pub fn run(
-    ctx: &Context,
-    json: bool,
-    unmatched: bool,
-    at: Option<Day>,
-) -> anyhow::Result<ExitCode> {
-    if unmatched {
-        let rows = ctx.store.unmatched()?;
-        if json {
+pub struct Args {
+    pub json: bool,
+    pub unmatched: bool,
+    pub at: Option<Day>,
+    pub csm: Option<String>,
+    pub state: Option<String>,
+    pub segment: Option<String>,
+    pub search: Option<String>,
+}
+
+pub fn run(b: &Backend, a: Args) -> anyhow::Result<ExitCode> {
+    if a.unmatched {
+        let rows = b.unmatched()?;
+        if a.json {
             print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
         } else if rows.is_empty() {
             print_stdout("every actor seen so far matched an account (or staff)\n")?;
@@ -38,20 +44,19 @@ pub fn run(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let at = at.unwrap_or_else(|| Day::today(ctx.config.timezone));
-    let mut rows = summarise(&ctx.store, &ctx.registry, at)?;
-    // The state as detection sees it today, from the saved states: a dry
-    // run that records nothing.
-    let judged = judge_day(&ctx.store, &ctx.registry, &ctx.config.detect, at)?;
-    let mut snoozed = snoozes(&ctx.store, at)?;
-    for (row, j) in rows.iter_mut().zip(judged.accounts) {
-        if row.account == j.account {
-            row.state = j.state.as_str().to_string();
-            row.channels = j.channels;
-        }
-        row.snoozed = snoozed.remove(&row.account);
-    }
-    if json {
+    // Every account judged on the day, with its evidence: exact, whether
+    // this lull computes it or a running one does.
+    let page = b.accounts(&AccountsQuery {
+        csm: a.csm,
+        state: a.state,
+        segment: a.segment,
+        q: a.search,
+        at: a.at,
+        evidence: true,
+        ..AccountsQuery::default()
+    })?;
+    let (at, rows) = (page.at, page.accounts);
+    if a.json {
         print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -66,8 +71,11 @@ pub fn run(
                     Some(s) => format!("{} (snoozed to {}: {})", r.state, s.until, s.reason),
                     None => r.state.clone(),
                 },
-                r.last_activity
-                    .map_or_else(|| "never".into(), |d| d.to_string()),
+                match (r.last_activity, &r.last_seen_by) {
+                    (Some(d), Some(who)) => format!("{d} by {who}"),
+                    (Some(d), None) => d.to_string(),
+                    (None, _) => "never".into(),
+                },
                 r.events_8w.to_string(),
                 sparkline(&r.weekly),
                 r.channels

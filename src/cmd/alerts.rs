@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{Context, print_stdout, table_text};
+use super::{Backend, print_stdout, table_text};
 use crate::alert::Status;
 
-pub fn run(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
-    let records = crate::alert::all(&ctx.store, &ctx.config.alert_sender())?;
+pub fn run(b: &Backend, json: bool) -> anyhow::Result<ExitCode> {
+    let records = b.alerts()?;
     if json {
         print_stdout(&(serde_json::to_string_pretty(&records)? + "\n"))?;
         return Ok(ExitCode::SUCCESS);

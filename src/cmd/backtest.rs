@@ -7,25 +7,27 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Context, print_stdout, table_text};
-use crate::backtest::{Backtest, run as replay};
+use super::{Backend, print_stdout, table_text};
+use crate::app::ops::BacktestRequest;
+use crate::backtest::Backtest;
+use crate::say;
 use crate::types::Day;
 
 pub fn run(
-    ctx: &Context,
+    b: &Backend,
     from: Day,
     to: Day,
     json: bool,
     report: Option<&Path>,
+    set: &[String],
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+    let detect = overrides(set)?;
     let span = tracing::info_span!("backtest", %from, %to);
     let _enter = span.enter();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::with_draw_target(
-            Some(ctx.registry.len() as u64),
-            ProgressDrawTarget::stderr(),
-        );
+    let accounts = b.local().map_or(0, |a| a.live().registry.len() as u64);
+    let bar = if accounts > 0 && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(accounts), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("replaying {bar:40} {pos}/{len} accounts, eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -34,31 +36,69 @@ pub fn run(
     } else {
         ProgressBar::hidden()
     };
-    let result = replay(
-        &ctx.store,
-        &ctx.registry,
-        &ctx.config.detect,
-        from,
-        to,
+    let out = b.backtest(
+        &BacktestRequest {
+            from,
+            to,
+            detect,
+            report: report.is_some(),
+        },
         |done| bar.set_position(done as u64),
     )?;
     bar.finish_and_clear();
+    for w in &out.warnings {
+        say!("warning: {w}");
+    }
+    let result = &out.backtest;
     if json {
         let alerts: Vec<_> = result.alerts().collect();
         print_stdout(&(serde_json::to_string(&alerts)? + "\n"))?;
     } else {
-        print_stdout(&text(&result))?;
+        print_stdout(&text(result))?;
     }
-    eprint!("{}", summary_text(&result));
-    if let Some(path) = report {
-        let html = crate::report::render(&result, &ctx.config.detect);
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary_text(result).as_bytes());
+    if let (Some(path), Some(html)) = (report, &out.report_html) {
         // Atomically: a reader (or a browser tab reloading it) never sees
         // half a report, and a failed write leaves the old one.
         crate::store::files::write_atomically(path, |w| w.write_all(html.as_bytes()))
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
-        eprintln!("report written to {}", path.display());
+        say!("report written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--set key=value` (dotted keys into `[detect]`, TOML values) as the
+/// request's overrides.
+fn overrides(set: &[String]) -> anyhow::Result<Option<serde_json::Value>> {
+    if set.is_empty() {
+        return Ok(None);
+    }
+    let mut root = serde_json::Map::new();
+    for kv in set {
+        let Some((key, value)) = kv.split_once('=') else {
+            anyhow::bail!("--set {kv}: write KEY=VALUE, e.g. --set recent_days=56");
+        };
+        let parsed: toml::Table = toml::from_str(&format!("v = {}", value.trim()))
+            .or_else(|_| {
+                toml::from_str(&format!(
+                    "v = {}",
+                    toml::Value::String(value.trim().to_string())
+                ))
+            })
+            .map_err(|e| anyhow::anyhow!("--set {kv}: {e}"))?;
+        let v = serde_json::to_value(parsed.get("v"))?;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        let mut node = &mut root;
+        for p in &parts[..parts.len() - 1] {
+            node = node
+                .entry(p.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()))
+                .as_object_mut()
+                .ok_or_else(|| anyhow::anyhow!("--set {kv}: `{p}` is a value, not a table"))?;
+        }
+        node.insert(parts[parts.len() - 1].to_string(), v);
+    }
+    Ok(Some(serde_json::Value::Object(root)))
 }
 
 fn text(b: &Backtest) -> String {

@@ -3,14 +3,28 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Context;
+use super::Backend;
 use crate::config::Config;
+use crate::say;
 
-pub fn backup(ctx: &Context, file: &Path) -> anyhow::Result<ExitCode> {
+pub fn backup(b: &Backend, file: &Path) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let t = ctx.store.backup_file(file)?;
+    let mut failure = None;
+    crate::store::files::write_atomically(file, |w| {
+        b.backup(w).map(drop).map_err(|e| {
+            let m = format!("{e:#}");
+            failure = Some(e);
+            std::io::Error::other(m)
+        })
+    })
+    .map_err(|e| match failure.take() {
+        Some(f) => f,
+        None => anyhow::anyhow!("writing {}: {e}", file.display()),
+    })?;
+    // Read back: a backup that does not verify is not a backup.
+    let t = crate::store::Store::verify(file)?;
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    eprintln!(
+    say!(
         "{}: {} records ({} events counted), {:.1} MiB, in {:.1} s",
         file.display(),
         t.records,
@@ -24,7 +38,7 @@ pub fn backup(ctx: &Context, file: &Path) -> anyhow::Result<ExitCode> {
 pub fn restore(config_path: &Path, file: &Path, verify: bool) -> anyhow::Result<ExitCode> {
     if verify {
         let t = crate::store::Store::verify(file)?;
-        eprintln!(
+        say!(
             "{}: a whole backup, {} records ({} events counted)",
             file.display(),
             t.records,
@@ -36,7 +50,7 @@ pub fn restore(config_path: &Path, file: &Path, verify: bool) -> anyhow::Result<
         .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
     let started = std::time::Instant::now();
     let t = crate::store::backup::restore(&config.store, file)?;
-    eprintln!(
+    say!(
         "restored {} into {}: {} records ({} events counted), in {:.1} s",
         file.display(),
         config.store.path.display(),

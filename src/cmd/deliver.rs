@@ -2,34 +2,9 @@
 
 use std::process::ExitCode;
 
-use super::Context;
-use crate::alert::{Delivered, Mailer};
-
-/// Sends what the outbox holds through `[smtp]`, retrying for the
-/// configured `retry_secs`. `None` when no SMTP is configured.
-pub(crate) fn send_queued(ctx: &Context) -> anyhow::Result<Option<Delivered>> {
-    let Some(smtp) = &ctx.config.smtp else {
-        return Ok(None);
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let done = runtime.block_on(async {
-        let mailer = Mailer::new(smtp)?;
-        let halt = tokio_util::sync::CancellationToken::new();
-        let stop = async {
-            // Ctrl-C ends the retrying early and starts no new send; what
-            // is queued stays queued.
-            let _ = tokio::signal::ctrl_c().await;
-            halt.cancel();
-        };
-        anyhow::Ok(
-            crate::alert::deliver(&ctx.store, &mailer, &smtp.from, smtp.retry_for, stop, &halt)
-                .await?,
-        )
-    })?;
-    Ok(Some(done))
-}
+use super::Backend;
+use crate::alert::Delivered;
+use crate::say;
 
 /// One stderr line about a delivery run.
 pub(crate) fn report(d: &Delivered) {
@@ -43,30 +18,31 @@ pub(crate) fn report(d: &Delivered) {
         }
         line.push_str(" — `lull deliver` (or `lull run`) sends them later");
     }
-    eprintln!("{line}");
+    say!("{line}");
 }
 
-pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let queued = crate::alert::deliver::pending(&ctx.store, &ctx.config.alert_sender())?.len();
-    if queued == 0 {
-        eprintln!("the outbox is empty: nothing to send");
+pub fn run(b: &Backend) -> anyhow::Result<ExitCode> {
+    let out = b.deliver()?;
+    if out.queued_before == 0 {
+        say!("the outbox is empty: nothing to send");
         return Ok(ExitCode::SUCCESS);
     }
-    match send_queued(ctx)? {
-        None => {
-            eprintln!(
-                "{queued} e-mail(s) queued, but {} has no [smtp] table: nothing can be sent (see README, \"SMTP\")",
-                ctx.config.file.display()
-            );
-            Ok(ExitCode::FAILURE)
-        }
-        Some(d) => {
-            report(&d);
-            Ok(if d.queued == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+    if !out.smtp {
+        say!(
+            "{} e-mail(s) queued, but the config has no [smtp] table: nothing can be sent (see README, \"SMTP\")",
+            out.queued_before
+        );
+        return Ok(ExitCode::FAILURE);
     }
+    if let Some(e) = &out.error {
+        say!("alert e-mails not sent (they stay queued): {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let d = out.delivered.unwrap_or_default();
+    report(&d);
+    Ok(if d.queued == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -2,46 +2,33 @@
 
 use std::process::ExitCode;
 
-use super::{Context, print_stdout, table_text};
-use crate::detect::{AccountJudgement, ChannelStatus, judge_day};
+use super::{Backend, print_stdout, table_text};
+use crate::app::ops::DetectRequest;
+use crate::detect::{AccountJudgement, ChannelStatus};
+use crate::say;
 use crate::types::Day;
 
 pub fn run(
-    ctx: &Context,
+    b: &Backend,
     at: Option<Day>,
     dry_run: bool,
     no_send: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let at = at.unwrap_or_else(|| Day::today(ctx.config.timezone));
-    let span = tracing::info_span!("detect", day = %at, dry_run);
-    let _enter = span.enter();
-    let run = judge_day(&ctx.store, &ctx.registry, &ctx.config.detect, at)?;
+    let run = b.detect(&DetectRequest { at, dry_run })?;
     if run.already_judged {
-        eprintln!(
+        say!(
             "note: detection already ran for {} (last judged day); showing the judgement again, nothing new is queued",
             run.previous.map_or_else(|| "-".into(), |d| d.to_string())
         );
     }
-    let ops = ctx.config.alerts.ops_email.as_ref().map(|m| m.to_string());
-    let queued = if dry_run {
-        0
-    } else {
-        run.record(&ctx.store, ops.as_deref())?
-    };
-    tracing::info!(
-        accounts = run.accounts.len(),
-        notices = run.notices.len(),
-        queued,
-        "detection done"
-    );
     if json {
         print_stdout(&(serde_json::to_string_pretty(&run.accounts)? + "\n"))?;
     } else {
         print_stdout(&text(&run.accounts))?;
     }
     for n in &run.notices {
-        eprintln!(
+        say!(
             "{} {}: {} (CSM {}){}",
             n.date,
             n.notice.as_str(),
@@ -54,10 +41,10 @@ pub fn run(
             }
         );
     }
-    for (source, last) in run.newly_stale() {
-        eprintln!(
+    for (source, last) in &run.newly_stale {
+        say!(
             "source {source} has no data since {last}: its channels are unknown (no silence alerts from it){}",
-            match (&ops, dry_run) {
+            match (&run.ops, dry_run) {
                 (_, true) => " — dry run, nobody told".to_string(),
                 (Some(to), false) => format!("; {to} is told"),
                 (None, false) => "; set [alerts] ops_email to have ops told by e-mail".to_string(),
@@ -65,21 +52,26 @@ pub fn run(
         );
     }
     if !dry_run && !run.already_judged {
-        eprintln!("{queued} notice(s) queued in the outbox");
+        say!("{} notice(s) queued in the outbox", run.queued);
     }
     if dry_run || no_send {
         return Ok(ExitCode::SUCCESS);
     }
-    match super::deliver::send_queued(ctx) {
-        Ok(Some(d)) if d.sent + d.failed + d.queued > 0 => super::deliver::report(&d),
-        Ok(Some(_)) => {}
-        Ok(None) if queued > 0 => {
-            eprintln!("no [smtp] is configured, so nothing was sent; `lull alerts` lists the queue")
-        }
-        Ok(None) => {}
+    match b.deliver() {
+        Ok(d) => match (&d.delivered, d.smtp) {
+            (Some(del), _) if del.sent + del.failed + del.queued > 0 => super::deliver::report(del),
+            (_, false) if run.queued > 0 => {
+                say!("no [smtp] is configured, so nothing was sent; `lull alerts` lists the queue")
+            }
+            _ => {
+                if let Some(e) = &d.error {
+                    say!("alert e-mails not sent (they stay queued): {e}");
+                }
+            }
+        },
         // Detection is recorded; a delivery that cannot start leaves the
         // alerts queued and is reported, not fatal.
-        Err(e) => eprintln!("alert e-mails not sent (they stay queued): {e:#}"),
+        Err(e) => say!("alert e-mails not sent (they stay queued): {e}"),
     }
     Ok(ExitCode::SUCCESS)
 }

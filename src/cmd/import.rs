@@ -8,31 +8,32 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::Context;
-use crate::import::{Options, import};
-use crate::types::Day;
+use super::Backend;
+use crate::say;
 
 /// Files smaller than this import too fast for a progress bar to help.
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
 
-pub fn run(ctx: &Context, file: &Path, batch_size: usize) -> anyhow::Result<ExitCode> {
-    let (reader, input, size): (Box<dyn BufRead>, String, Option<u64>) = if file == Path::new("-") {
-        (
-            Box::new(std::io::stdin().lock()),
-            "<stdin>".to_string(),
-            None,
-        )
-    } else {
-        let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-        let size = f.metadata().ok().map(|m| m.len());
-        (
-            Box::new(BufReader::with_capacity(1 << 20, f)),
-            file.display().to_string(),
-            size,
-        )
-    };
+pub fn run(b: &Backend, file: &Path, batch_size: usize) -> anyhow::Result<ExitCode> {
+    let (reader, input, size): (Box<dyn BufRead + Send>, String, Option<u64>) =
+        if file == Path::new("-") {
+            (
+                Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())),
+                "<stdin>".to_string(),
+                None,
+            )
+        } else {
+            let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+            let size = f.metadata().ok().map(|m| m.len());
+            (
+                Box::new(BufReader::with_capacity(1 << 20, f)),
+                file.display().to_string(),
+                size,
+            )
+        };
+    let local = b.local().is_some();
     let bar = match size {
-        Some(len) if len >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal() => {
+        Some(len) if local && len >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal() => {
             let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
@@ -46,22 +47,16 @@ pub fn run(ctx: &Context, file: &Path, batch_size: usize) -> anyhow::Result<Exit
     };
     let span = tracing::info_span!("import", input = %input);
     let _enter = span.enter();
-    let started = std::time::Instant::now();
-    let report = import(
+    let out = b.import(
         reader,
         &input,
-        &ctx.store,
-        &ctx.registry,
-        Options {
-            batch_size,
-            limits: ctx.config.limits.clone(),
-            ..Options::new(ctx.config.timezone, Day::today(ctx.config.timezone))
-        },
+        batch_size,
+        // Locally, bad lines are told as they are found.
         |line, msg| {
             let text = format!("{input}:{line}: {msg}");
             match &bar {
-                Some(b) => b.suspend(|| eprintln!("{text}")),
-                None => eprintln!("{text}"),
+                Some(b) => b.suspend(|| say!("{text}")),
+                None => say!("{text}"),
             }
         },
         |n| {
@@ -73,11 +68,23 @@ pub fn run(ctx: &Context, file: &Path, batch_size: usize) -> anyhow::Result<Exit
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let report = &out.report;
+    if !local {
+        for (line, msg) in &out.rejects {
+            say!("{input}:{line}: {msg}");
+        }
+        if report.rejected as usize > out.rejects.len() {
+            say!(
+                "… and {} more rejected line(s)",
+                report.rejected as usize - out.rejects.len()
+            );
+        }
+    }
     let c = report.committed;
-    eprintln!(
+    say!(
         "{input}: {} lines in {:.2}s: {} counted, {} already stored, {} unmatched, {} staff (ignored), {} rejected",
         report.lines,
-        started.elapsed().as_secs_f64(),
+        out.seconds,
         c.counted,
         c.duplicates,
         c.unmatched,
@@ -85,10 +92,10 @@ pub fn run(ctx: &Context, file: &Path, batch_size: usize) -> anyhow::Result<Exit
         report.rejected
     );
     for (source, (first, last)) in &report.covered {
-        eprintln!("  source {source}: covered {first} .. {last}");
+        say!("  source {source}: covered {first} .. {last}");
     }
     if c.unmatched > 0 {
-        eprintln!("  see `lull accounts --unmatched` for the actors that matched no account");
+        say!("  see `lull accounts --unmatched` for the actors that matched no account");
     }
     Ok(if report.rejected > 0 {
         ExitCode::from(1)

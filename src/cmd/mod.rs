@@ -1,7 +1,15 @@
 //! One module per command; `run` dispatches.
+//!
+//! The commands that work on the store's contents (`accounts`, `alerts`,
+//! `snooze`, `unsnooze`, `export`, `backup`, `import`, `backtest`, `detect`,
+//! `deliver`) go through a [`Backend`]: the application layer on a local
+//! store, or a running lull's API (`--server`, or by themselves when the
+//! service holds the store). Both give the same results, which each
+//! command then prints the same way.
 
 mod accounts;
 mod alerts;
+mod backend;
 mod backtest;
 mod backup;
 mod check;
@@ -14,111 +22,82 @@ mod snooze;
 
 use std::process::ExitCode;
 
-use crate::accounts::Registry;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::store::Store;
+pub use backend::Backend;
 
 /// Exit code when a command could not run at all (bad config, store
 /// locked or corrupt, unreadable input). Distinct from 1, which commands
 /// use for "ran, but something was rejected or left undone".
 pub const EXIT_FATAL: u8 = 2;
 
+/// Writes a line to stderr; a reader that went away (`lull import 2>&1 |
+/// head`) is not a reason to stop what the command is doing.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = Config::resolve_path(cli.config);
+    let server = cli.server.as_deref();
+    let backend = |create: bool| Backend::open(server, &config_path, create);
     match cli.command {
         Command::Check => Ok(check::run(&config_path)),
+        Command::Run => crate::service::run(&config_path, cli.log_format),
+        Command::Poll { source, json } => poll::run(&config_path, source.as_deref(), json),
+        Command::Restore { file, verify } => backup::restore(&config_path, &file, verify),
         Command::Import { file, batch_size } => {
-            let ctx = Context::open(&config_path)?;
-            import::run(&ctx, &file, batch_size as usize)
-        }
-        Command::Poll { source, json } => {
-            let ctx = Context::open(&config_path)?;
-            poll::run(ctx, source.as_deref(), json)
+            import::run(&backend(true)?, &file, batch_size as usize)
         }
         Command::Export { from, to, output } => {
-            let ctx = Context::open_existing(&config_path)?;
-            export::run(&ctx, from, to, output.as_deref())
+            export::run(&backend(false)?, from, to, output.as_deref())
         }
-        Command::Backup { file } => backup::backup(&Context::open_existing(&config_path)?, &file),
-        Command::Restore { file, verify } => backup::restore(&config_path, &file, verify),
+        Command::Backup { file } => backup::backup(&backend(false)?, &file),
         Command::Accounts {
             json,
             unmatched,
             at,
-        } => {
-            let ctx = Context::open_existing(&config_path)?;
-            accounts::run(&ctx, json, unmatched, at)
-        }
+            csm,
+            state,
+            segment,
+            search,
+        } => accounts::run(
+            &backend(false)?,
+            accounts::Args {
+                json,
+                unmatched,
+                at,
+                csm,
+                state,
+                segment,
+                search,
+            },
+        ),
         Command::Detect {
             at,
             dry_run,
             no_send,
             json,
-        } => {
-            let ctx = Context::open_existing(&config_path)?;
-            detect::run(&ctx, at, dry_run, no_send, json)
-        }
-        Command::Deliver => deliver::run(&Context::open_existing(&config_path)?),
-        Command::Alerts { json } => alerts::run(&Context::open_existing(&config_path)?, json),
+        } => detect::run(&backend(false)?, at, dry_run, no_send, json),
+        Command::Deliver => deliver::run(&backend(false)?),
+        Command::Alerts { json } => alerts::run(&backend(false)?, json),
         Command::Snooze {
             account,
             until,
             reason,
-        } => snooze::snooze(
-            &Context::open_existing(&config_path)?,
-            &account,
-            until,
-            &reason,
-        ),
-        Command::Unsnooze { account } => {
-            snooze::unsnooze(&Context::open_existing(&config_path)?, &account)
-        }
-        Command::Run => crate::service::run(&config_path, cli.log_format),
+        } => snooze::snooze(&backend(false)?, &account, until, &reason),
+        Command::Unsnooze { account } => snooze::unsnooze(&backend(false)?, &account),
         Command::Backtest {
             from,
             to,
             json,
             report,
-        } => {
-            let ctx = Context::open_existing(&config_path)?;
-            backtest::run(&ctx, from, to, json, report.as_deref())
-        }
-    }
-}
-
-/// What most commands need: the config, the accounts and the store.
-pub(crate) struct Context {
-    pub config: Config,
-    pub registry: Registry,
-    pub store: Store,
-}
-
-impl Context {
-    /// For commands that bring data: creates the store if there is none.
-    fn open(config_path: &std::path::Path) -> anyhow::Result<Context> {
-        Context::load(config_path, Store::open)
-    }
-
-    /// For commands that work on data already there.
-    fn open_existing(config_path: &std::path::Path) -> anyhow::Result<Context> {
-        Context::load(config_path, Store::open_existing)
-    }
-
-    fn load(
-        config_path: &std::path::Path,
-        open: fn(&crate::config::StoreConfig) -> Result<Store, crate::store::StoreError>,
-    ) -> anyhow::Result<Context> {
-        let config = Config::load(config_path)
-            .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
-        let registry = Registry::load(&config.accounts_file, &config.identity)
-            .map_err(|d| anyhow::anyhow!("{d}\n(run `lull check` to see every problem)"))?;
-        let store = open(&config.store)?;
-        Ok(Context {
-            config,
-            registry,
-            store,
-        })
+            set,
+        } => backtest::run(&backend(false)?, from, to, json, report.as_deref(), &set),
     }
 }
 

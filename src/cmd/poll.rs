@@ -1,17 +1,27 @@
 //! `lull poll [--source NAME]`: run every (or one) source once, now.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use super::Context;
+use crate::app::App;
+use crate::say;
 use crate::sources::{self, Source, http};
 
-pub fn run(ctx: Context, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let Context {
-        config,
-        registry,
-        store,
-    } = ctx;
+pub fn run(
+    config_path: &std::path::Path,
+    only: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = App::open(config_path, true).map_err(|e| {
+        if matches!(
+            e.downcast_ref::<crate::store::StoreError>(),
+            Some(crate::store::StoreError::Locked { .. })
+        ) {
+            e.context("the running lull polls every source on its schedule; its /readyz and `lull --server URL` commands show how they fare")
+        } else {
+            e
+        }
+    })?;
+    let (config, registry, store) = (&app.config, app.live().registry.clone(), app.store.clone());
     let chosen: Vec<_> = match only {
         Some(name) => {
             let Some(s) = config.sources.iter().find(|s| s.name.as_str() == name) else {
@@ -31,7 +41,7 @@ pub fn run(ctx: Context, only: Option<&str>, json: bool) -> anyhow::Result<ExitC
         None => config.sources.clone(),
     };
     if chosen.is_empty() {
-        eprintln!(
+        say!(
             "{}: no [[source]] configured; nothing to poll",
             config.file.display()
         );
@@ -50,7 +60,7 @@ pub fn run(ctx: Context, only: Option<&str>, json: bool) -> anyhow::Result<ExitC
             Err(e) => {
                 failed += 1;
                 tracing::error!(source = %c.name, error = %e, "poll failed");
-                eprintln!("lull: source `{}` ({}): {e}", c.name, c.kind.name());
+                say!("lull: source `{}` ({}): {e}", c.name, c.kind.name());
             }
         }
     }
@@ -58,8 +68,6 @@ pub fn run(ctx: Context, only: Option<&str>, json: bool) -> anyhow::Result<ExitC
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let store = Arc::new(store);
-    let registry = Arc::new(registry);
     let results = runtime.block_on(sources::poll_all(
         &built,
         store.clone(),
@@ -74,7 +82,7 @@ pub fn run(ctx: Context, only: Option<&str>, json: bool) -> anyhow::Result<ExitC
                     .covered
                     .map(|(a, b)| format!("; covered {a} .. {b}"))
                     .unwrap_or_default();
-                eprintln!(
+                say!(
                     "{} ({}): {} read, {} counted, {} already stored, {} unmatched, {} staff; {} request(s) in {:.1}s{covered}",
                     rep.source,
                     rep.kind,
@@ -91,18 +99,18 @@ pub fn run(ctx: Context, only: Option<&str>, json: bool) -> anyhow::Result<ExitC
             Err(e) => {
                 failed += 1;
                 tracing::error!(source = %e.source_name, error = %e.error, "poll failed");
-                eprintln!("lull: {e}");
+                say!("lull: {e}");
             }
         }
     }
     if reports.iter().any(|r| r.unmatched > 0) {
-        eprintln!("  see `lull accounts --unmatched` for the actors that matched no account");
+        say!("  see `lull accounts --unmatched` for the actors that matched no account");
     }
     if json {
         super::print_stdout(&(serde_json::to_string_pretty(&reports)? + "\n"))?;
     }
     Ok(if failed > 0 {
-        eprintln!(
+        say!(
             "{failed} source(s) failed; nothing of theirs was stored, their cursors did not move, and their days stay uncovered"
         );
         ExitCode::from(1)

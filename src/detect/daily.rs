@@ -33,12 +33,16 @@ pub struct StaleNotice {
 }
 
 /// An account's snooze, as `lull snooze` records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Snooze {
     /// The last day no notice is decided for the account.
     pub until: Day,
     pub reason: String,
     pub set_at: chrono::DateTime<chrono::Utc>,
+    /// Who snoozed it: an API token's name, `console:<e-mail>`, or
+    /// `cli:<user>` on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// Who was seen on the channel's last active day, if the store knows.
@@ -52,16 +56,17 @@ fn last_seen_by(store: &Store, account: &str, r: &super::ChannelReport) -> Optio
 
 /// Every snooze in the store that still holds on or after `day`.
 pub fn snoozes(store: &Store, day: Day) -> Result<BTreeMap<AccountId, Snooze>, StoreError> {
-    Ok(store
-        .snoozes()?
-        .into_iter()
-        .filter_map(|(a, bytes)| {
-            serde_json::from_slice::<Snooze>(&bytes)
-                .ok()
-                .map(|s| (a, s))
-        })
-        .filter(|(_, s)| s.until >= day)
-        .collect())
+    let mut out = BTreeMap::new();
+    for (a, bytes) in store.snoozes()? {
+        let s: Snooze = serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
+            what: format!("the snooze of account {a} ({e})"),
+            key: format!("z{a}"),
+        })?;
+        if s.until >= day {
+            out.insert(a, s);
+        }
+    }
+    Ok(out)
 }
 
 /// One day's judgement of every account.
@@ -99,10 +104,15 @@ pub fn judge_day(
     let memories: HashMap<AccountId, Memory> = if already_judged {
         HashMap::new()
     } else {
-        saved
-            .iter()
-            .filter_map(|(a, b)| serde_json::from_slice(b).ok().map(|m| (a.clone(), m)))
-            .collect()
+        let mut m = HashMap::with_capacity(saved.len());
+        for (a, b) in &saved {
+            let memory = serde_json::from_slice(b).map_err(|e| StoreError::Damaged {
+                what: format!("the detection state of account {a} ({e})"),
+                key: format!("s{a}"),
+            })?;
+            m.insert(a.clone(), memory);
+        }
+        m
     };
     let resume = previous.filter(|_| !already_judged).map(|p| p.plus(1));
     let all_saved = registry

@@ -20,7 +20,7 @@ const WEEKDAY_SHRINK_DAYS: f64 = 7.0;
 const MIN_WEEKS_FOR_DISPERSION: usize = 4;
 
 /// What one channel says about its account on one day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelStatus {
     /// The source did not cover enough of the recent window.
@@ -42,7 +42,7 @@ impl ChannelStatus {
 }
 
 /// The evidence behind a channel's status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Judgement {
     pub status: ChannelStatus,
     /// Expected events in the recent window (after community scaling).

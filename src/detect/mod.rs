@@ -86,8 +86,15 @@ pub struct AccountHistory {
     channels: Vec<ChannelHistory>,
 }
 
+impl AccountHistory {
+    /// The channels' names (`forum:post`), in judging order.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels.iter().map(|c| c.channel.name()).collect()
+    }
+}
+
 /// One channel's judgement, with where the silence began.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelReport {
     pub channel: String,
     #[serde(flatten)]
@@ -117,7 +124,7 @@ impl ChannelReport {
 }
 
 /// A notice decided for an account on a day, with its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notice {
     pub account: AccountId,
     pub name: String,
@@ -150,7 +157,7 @@ pub struct Notice {
 
 /// One account's weekly activity, with its baseline band: the data of the
 /// backtest report's and the alert e-mail's charts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Weekly {
     /// First day of each week.
     pub starts: Vec<Day>,
@@ -163,7 +170,7 @@ pub struct Weekly {
 }
 
 /// An account's judgement on one day.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountJudgement {
     pub account: AccountId,
     pub name: String,
@@ -180,10 +187,12 @@ pub struct AccountJudgement {
     pub memory: Memory,
 }
 
-/// Loaded inputs: coverage and community totals on a timeline.
-pub struct Detector<'a> {
-    config: &'a DetectConfig,
-    registry: &'a Registry,
+/// What every account's judgement shares, read from the store once: each
+/// source's coverage and the community totals, on a timeline. Owned, so
+/// a service can keep it between requests (one account's page needs it,
+/// and building it reads every series).
+#[derive(Clone)]
+pub struct Inputs {
     pub timeline: Timeline,
     /// Per source: covered days as 0/1 values and their prefix sums.
     coverage: Vec<(Vec<f64>, Prefix)>,
@@ -193,20 +202,34 @@ pub struct Detector<'a> {
     community_index: HashMap<(SourceName, Kind), usize>,
     /// Prefix of "covered by any source" days, for accounts without series.
     any_coverage: Prefix,
+}
+
+/// Loaded inputs, with the accounts and thresholds they are judged by.
+pub struct Detector<'a> {
+    config: &'a DetectConfig,
+    registry: &'a Registry,
+    inputs: std::borrow::Cow<'a, Inputs>,
+    pub timeline: Timeline,
     /// Accounts whose CSM asked to hear nothing up to (and including) a
     /// day: their state moves, no notice is decided. Production only.
     snoozes: HashMap<AccountId, Day>,
 }
 
-impl<'a> Detector<'a> {
+impl std::ops::Deref for Detector<'_> {
+    type Target = Inputs;
+    fn deref(&self) -> &Inputs {
+        &self.inputs
+    }
+}
+
+impl Inputs {
     /// Reads coverage and the community totals of every (source, kind)
     /// for `timeline` (one pass over the store).
     pub fn load(
         store: &Store,
-        registry: &'a Registry,
-        config: &'a DetectConfig,
+        registry: &Registry,
         timeline: Timeline,
-    ) -> Result<Detector<'a>, StoreError> {
+    ) -> Result<Inputs, StoreError> {
         let n = timeline.len();
         let mut coverage = HashMap::new();
         let mut any = vec![0.0; n];
@@ -251,17 +274,47 @@ impl<'a> Detector<'a> {
             let p = Prefix::from_values(&days);
             coverage_all.push((days, p));
         }
-        Ok(Detector {
-            config,
-            registry,
+        Ok(Inputs {
             timeline,
             coverage: coverage_all,
             coverage_index,
             community: community_all,
             community_index,
             any_coverage: Prefix::from_values(&any),
-            snoozes: HashMap::new(),
         })
+    }
+}
+
+impl<'a> Detector<'a> {
+    /// Reads the inputs for `timeline` from the store and judges with
+    /// `registry` and `config`.
+    pub fn load(
+        store: &Store,
+        registry: &'a Registry,
+        config: &'a DetectConfig,
+        timeline: Timeline,
+    ) -> Result<Detector<'a>, StoreError> {
+        let inputs = Inputs::load(store, registry, timeline)?;
+        Ok(Detector::with_inputs(
+            registry,
+            config,
+            std::borrow::Cow::Owned(inputs),
+        ))
+    }
+
+    /// A detector over inputs already loaded (for `registry`).
+    pub fn with_inputs(
+        registry: &'a Registry,
+        config: &'a DetectConfig,
+        inputs: std::borrow::Cow<'a, Inputs>,
+    ) -> Detector<'a> {
+        Detector {
+            config,
+            registry,
+            timeline: inputs.timeline,
+            inputs,
+            snoozes: HashMap::new(),
+        }
     }
 
     /// Suppresses notices for snoozed accounts (account → last snoozed day).
@@ -543,8 +596,20 @@ impl<'a> Detector<'a> {
     /// Weekly observed activity of an account in whole weeks from `first`
     /// to `to`, with the expected level and drop line at each week's end:
     /// the data of the backtest report's and the alert e-mail's charts.
+    /// All channels summed (`channel: None`), or one of them.
     pub fn weekly(&self, h: &AccountHistory, first: Day, to: Day) -> Weekly {
+        self.weekly_of(h, None, first, to)
+    }
+
+    /// [`Detector::weekly`] for the channel at `index` of the account's
+    /// channels (in [`AccountHistory::channel_names`] order).
+    pub fn channel_weekly(&self, h: &AccountHistory, index: usize, first: Day, to: Day) -> Weekly {
+        self.weekly_of(h, Some(index), first, to)
+    }
+
+    fn weekly_of(&self, h: &AccountHistory, channel: Option<usize>, first: Day, to: Day) -> Weekly {
         let t = self.thresholds(self.registry.get(h.account));
+        let chosen = |i: usize| channel.is_none_or(|c| c == i);
         let mut out = Weekly::default();
         let mut start = first.max(self.timeline.first);
         while start.plus(6) <= to.min(self.timeline.last) {
@@ -556,13 +621,16 @@ impl<'a> Detector<'a> {
             let observed = h
                 .channels
                 .iter()
-                .map(|c| c.num.sum(lo as i64, hi as i64))
+                .enumerate()
+                .filter(|(i, _)| chosen(*i))
+                .map(|(_, c)| c.num.sum(lo as i64, hi as i64))
                 .sum();
             let expected: f64 = self
                 .judge_channels(h, hi, t)
                 .iter()
-                .filter(|j| j.status.is_judged())
-                .map(|j| j.expected * 7.0 / j.covered_days.max(1) as f64)
+                .enumerate()
+                .filter(|(i, j)| chosen(*i) && j.status.is_judged())
+                .map(|(_, j)| j.expected * 7.0 / j.covered_days.max(1) as f64)
                 .sum();
             out.starts.push(start);
             out.observed.push(observed);
@@ -571,6 +639,12 @@ impl<'a> Detector<'a> {
             start = start.plus(7);
         }
         out
+    }
+
+    /// The history of the account at registry index `account`, from its
+    /// stored series.
+    pub fn account_history(&self, account: usize, series: Vec<Series>) -> AccountHistory {
+        self.history(account, series)
     }
 
     /// Channel reports with the quiet-since and last-activity evidence.

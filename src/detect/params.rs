@@ -177,6 +177,14 @@ impl DetectConfig {
             .unwrap_or(&self.defaults)
     }
 
+    /// Does an event of `kind` count as the customer's own activity in
+    /// summaries (last activity, weekly counts)? Not what the vendor did
+    /// (`delivered`: the denominator of a rate) and not what detection
+    /// leaves out (weight 0, e.g. `machine_open`).
+    pub fn is_activity(&self, kind: &str) -> bool {
+        !self.rates.iter().any(|r| r.denominator == kind) && self.defaults.weight(kind) > 0.0
+    }
+
     /// Is `kind` one side of a rate pair (so not a count channel)?
     pub fn is_rate_kind(&self, kind: &str) -> bool {
         self.rates

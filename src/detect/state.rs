@@ -22,7 +22,7 @@ use super::params::Thresholds;
 use crate::types::Day;
 
 /// An account's state, as shown to users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Engaged,
@@ -56,7 +56,19 @@ pub enum Verdict {
 }
 
 /// A notice for the CSM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Hash,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeKind {
     /// The account went silent (first notice of an episode).
@@ -78,7 +90,7 @@ impl NoticeKind {
 }
 
 /// One silence episode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Episode {
     /// The day the account was first judged silent.
     pub started: Day,

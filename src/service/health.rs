@@ -13,7 +13,7 @@ use crate::schedule::Clock;
 use crate::types::Day;
 
 /// One source as the service sees it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SourceStatus {
     /// The last day with data (from polls or imports).
     pub last_day: Option<Day>,

@@ -24,7 +24,7 @@ pub mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -36,11 +36,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::accounts::Registry;
-use crate::alert::Mailer;
-use crate::alert::config::AlertsConfig;
+use crate::app::App;
 use crate::cli::LogFormat;
 use crate::config::Config;
-use crate::detect::{DetectConfig, judge_day};
 use crate::schedule::{Clock, Ticker};
 use crate::sources::{self, Source};
 use crate::store::Store;
@@ -74,27 +72,28 @@ pub enum Stopped {
     StoreFailed(String),
 }
 
-/// What SIGHUP may replace while the service runs.
-pub struct Live {
-    pub registry: Arc<Registry>,
-    pub detect: Arc<DetectConfig>,
-    pub alerts: Arc<AlertsConfig>,
-}
-
 /// The running service, shared by its tasks.
 pub struct Service {
-    /// The config as it was at start (what needs a restart to change).
-    config: Config,
-    config_path: PathBuf,
-    live: RwLock<Arc<Live>>,
-    store: Arc<Store>,
+    /// The application: config, live settings, store.
+    app: Arc<App>,
     health: Arc<Health>,
     clock: Clock,
     cancel: CancellationToken,
     /// Detection queued something: the delivery loop should look.
-    wake_delivery: Notify,
+    wake_delivery: Arc<Notify>,
     /// Sources whose first poll has not finished yet.
     first_polls: tokio::sync::watch::Sender<usize>,
+    /// TLS on the listener (certificate reloaded on SIGHUP).
+    tls: Option<Arc<crate::http::Tls>>,
+}
+
+/// What the process tells a running service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGTERM, SIGINT: stop cleanly.
+    Stop,
+    /// SIGHUP: re-read what can change while running.
+    Reload,
 }
 
 /// `lull run`: loads everything, serves until SIGTERM/SIGINT, exits 0
@@ -120,14 +119,37 @@ pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = runtime.block_on(serve(
+    let listen = config.service.listen;
+    let app = Arc::new(App::new(
         config,
         config_path.to_path_buf(),
         registry,
         store.clone(),
-        metrics,
         Clock::System,
     ));
+    let outcome = runtime.block_on(async {
+        // Signals first: a SIGTERM during start-up is not lost.
+        let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let mut sighup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} ([http] listen)"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let c = tokio::select! {
+                    _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); Control::Stop }
+                    _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); Control::Stop }
+                    _ = sighup.recv() => Control::Reload,
+                };
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+        });
+        serve(app, listener, metrics, rx).await
+    });
     // Tasks abandoned at the limit (a detection run in a blocking thread)
     // are not waited for: their writes are atomic.
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -139,7 +161,7 @@ pub fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<
         }
         Stopped::StoreFailed(why) => {
             tracing::error!(reason = %why, exit_code = EXIT_STORE_FAILED, "stopped because the store can no longer commit; what was committed before is on disk; restart lull (a supervisor does)");
-            eprintln!("lull: {why}");
+            crate::say!("lull: {why}");
             Ok(ExitCode::from(EXIT_STORE_FAILED))
         }
     }
@@ -157,28 +179,24 @@ pub fn release_freed_memory() {
     }
 }
 
-/// Runs the service until a stop signal; returns after the stop.
+/// Runs the service — polls, detection, delivery, backups, the HTTP
+/// endpoint with the API — on `listener` until `control` says stop (or
+/// the store fails); returns after the stop. Everything it runs on comes
+/// in as a value, so a test can start it in-process.
 pub async fn serve(
-    config: Config,
-    config_path: PathBuf,
-    registry: Registry,
-    store: Arc<Store>,
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-    clock: Clock,
+    mut control: tokio::sync::mpsc::Receiver<Control>,
 ) -> anyhow::Result<Stopped> {
-    // Signals first: a SIGTERM during start-up is not lost.
-    let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut sighup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
-    let listen = config.service.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} ([http] listen)"))?;
-
+    let config = &app.config;
+    let clock = app.clock;
+    let listen = listener.local_addr().unwrap_or(config.service.listen);
     let names: Vec<String> = config.sources.iter().map(|s| s.name.to_string()).collect();
     m::register(&names);
+    crate::api::register_metrics();
     let last_days = {
-        let (store, names) = (store.clone(), names.clone());
+        let (store, names) = (app.store.clone(), names.clone());
         let tz = config.timezone;
         tokio::task::spawn_blocking(move || {
             names
@@ -214,38 +232,55 @@ pub async fn serve(
             }
         }
     }
+    // Who may use the API: the configured tokens, and a local one for
+    // the CLI on this machine (written beside the store).
+    let cookie = crate::api::auth::cookie_path(&config.store.path);
+    let mut auth = crate::api::auth::Auth::from_config(&config.service.tokens)
+        .context("reading an API token ([[http.token]] token_env)")?;
+    match crate::api::auth::write_cookie(&cookie) {
+        Ok(t) => auth = auth.with_local(&t),
+        Err(e) => {
+            tracing::warn!(file = %cookie.display(), error = %e, "cannot write the local token: the CLI on this machine needs LULL_TOKEN")
+        }
+    }
+    let tls = match &config.service.tls {
+        Some(files) => Some(Arc::new(crate::http::Tls::load(files)?)),
+        None => None,
+    };
     let svc = Arc::new(Service {
-        live: RwLock::new(Arc::new(Live {
-            registry: Arc::new(registry),
-            detect: Arc::new(config.detect.clone()),
-            alerts: Arc::new(config.alerts.clone()),
-        })),
-        config,
-        config_path,
-        store,
+        app: app.clone(),
         health: health.clone(),
         clock,
         cancel: CancellationToken::new(),
-        wake_delivery: Notify::new(),
+        wake_delivery: Arc::new(Notify::new()),
         first_polls: tokio::sync::watch::Sender::new(built.len()),
+        tls: tls.clone(),
     });
     svc.refresh_gauges().await;
     release_freed_memory();
 
     let mut tasks = JoinSet::new();
-    let app = crate::http::router(crate::http::AppState {
-        health,
-        store: svc.store.clone(),
-        metrics,
-    });
+    let api = crate::api::ApiState {
+        app: app.clone(),
+        auth: Arc::new(auth),
+        health: Some(health.clone()),
+        wake_delivery: Some(svc.wake_delivery.clone()),
+        on_reload: Some({
+            let svc = svc.clone();
+            Arc::new(move || svc.after_reload())
+        }),
+    };
+    let router = crate::http::router(
+        crate::http::AppState {
+            health,
+            store: app.store.clone(),
+            metrics,
+        },
+        api,
+    );
     let stop_http = svc.cancel.clone();
-    tasks.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop_http.cancelled_owned())
-            .await
-            .context("the HTTP endpoint stopped")
-    });
-    tracing::info!(address = %listen, "HTTP endpoint: /healthz /readyz /metrics");
+    tasks.spawn(crate::http::serve(listener, router, tls, stop_http));
+    tracing::info!(address = %listen, tls = svc.tls.is_some(), "HTTP endpoint: /healthz /readyz /metrics /api/v1");
     for source in built {
         tasks.spawn(svc.clone().poll_loop(source));
     }
@@ -256,22 +291,23 @@ pub async fn serve(
     tasks.spawn(svc.clone().store_watch(store_failed_tx));
     svc.health.set_scheduler_running(true);
     tracing::info!(
-        sources = svc.config.sources.len(),
-        detect_schedule = %svc.config.service.detect_schedule_text,
-        timezone = %svc.config.timezone,
-        smtp = svc.config.smtp.is_some(),
+        sources = config.sources.len(),
+        detect_schedule = %config.service.detect_schedule_text,
+        timezone = %config.timezone,
+        smtp = config.smtp.is_some(),
         "lull is running"
     );
 
     let stopped = loop {
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Stopped::Signal; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break Stopped::Signal; }
+            c = control.recv() => match c {
+                Some(Control::Reload) => svc.clone().reload().await,
+                Some(Control::Stop) | None => break Stopped::Signal,
+            },
             Some(why) = store_failed.recv() => {
                 tracing::error!(reason = %why, "the store can no longer commit: stopping");
                 break Stopped::StoreFailed(why);
             }
-            _ = sighup.recv() => svc.clone().reload().await,
             Some(done) = tasks.join_next() => {
                 // Tasks run until the stop: one that ends is a fault, and
                 // `/readyz` says so until a restart.
@@ -286,7 +322,8 @@ pub async fn serve(
     };
     svc.health.set_scheduler_running(false);
     svc.cancel.cancel();
-    let limit = svc.config.service.shutdown;
+    let _ = std::fs::remove_file(&cookie);
+    let limit = config.service.shutdown;
     let waited = tokio::time::timeout(limit.saturating_sub(Duration::from_millis(500)), async {
         while tasks.join_next().await.is_some() {}
     })
@@ -302,13 +339,17 @@ pub async fn serve(
 }
 
 impl Service {
-    fn live(&self) -> Arc<Live> {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn config(&self) -> &Config {
+        &self.app.config
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        &self.app.store
     }
 
     /// How long a poll in progress at shutdown may still take.
     fn grace(&self) -> Duration {
-        self.config.service.shutdown / 2
+        self.config().service.shutdown / 2
     }
 
     /// Looks at the store every [`STORE_CHECK`]: a store that can no
@@ -319,7 +360,7 @@ impl Service {
         failed: tokio::sync::mpsc::Sender<String>,
     ) -> anyhow::Result<()> {
         loop {
-            let store = self.store.clone();
+            let store = self.store().clone();
             let checked = tokio::task::spawn_blocking(move || {
                 (store.check(), store.write_refused(), store.free_bytes())
             })
@@ -347,7 +388,7 @@ impl Service {
     /// Takes a backup on `[backup] schedule` into `[backup] dir`, keeping
     /// the newest `keep`.
     async fn backup_loop(self: Arc<Self>) -> anyhow::Result<()> {
-        let cfg = self.config.backup.clone();
+        let cfg = self.config().backup.clone();
         if cfg.keep == 0 {
             self.cancel.cancelled().await;
             return Ok(());
@@ -360,7 +401,7 @@ impl Service {
         if let Some(t) = newest {
             metrics::gauge!(m::LAST_BACKUP).set(t.timestamp() as f64);
         }
-        let ticker = Ticker::new("backup", cfg.schedule.clone(), self.config.timezone);
+        let ticker = Ticker::new("backup", cfg.schedule.clone(), self.config().timezone);
         ticker
             .run(self.clock, &self.cancel, newest.is_none(), |_| {
                 let svc = self.clone();
@@ -368,7 +409,7 @@ impl Service {
                 async move {
                     let span = tracing::info_span!("backup", dir = %cfg.dir.display());
                     let now = svc.clock.now();
-                    let store = svc.store.clone();
+                    let store = svc.store().clone();
                     let done = tokio::task::spawn_blocking(move || {
                         let _e = span.enter();
                         take_backup(&store, &cfg, now)
@@ -397,7 +438,7 @@ impl Service {
         let ticker = Ticker::new(
             format!("poll:{}", source.name()),
             source.config.schedule.clone(),
-            self.config.timezone,
+            self.config().timezone,
         );
         let mut first = true;
         ticker
@@ -419,12 +460,12 @@ impl Service {
     async fn poll_once(&self, source: &Source) {
         let name = source.name().to_string();
         self.health.update(&name, |s| s.polling = true);
-        let registry = self.live().registry.clone();
+        let registry = self.app.live().registry.clone();
         let poll = sources::poll(
             source,
-            self.store.clone(),
+            self.store().clone(),
             registry,
-            self.config.timezone,
+            self.config().timezone,
             self.clock.now(),
         );
         tokio::pin!(poll);
@@ -471,8 +512,8 @@ impl Service {
     async fn detect_loop(self: Arc<Self>) -> anyhow::Result<()> {
         let ticker = Ticker::new(
             "detect",
-            self.config.service.detect_schedule.clone(),
-            self.config.timezone,
+            self.config().service.detect_schedule.clone(),
+            self.config().timezone,
         );
         // Let the first polls land, so a catch-up run judges fresh data.
         let mut pending = self.first_polls.subscribe();
@@ -497,8 +538,8 @@ impl Service {
     /// passed and that day was not judged yet.
     async fn missed_run(&self, ticker: &Ticker) -> Option<Day> {
         let last_tick = ticker.last_at_or_before(self.clock.now(), chrono::Duration::days(7))?;
-        let day = Day::of(last_tick, self.config.timezone);
-        let store = self.store.clone();
+        let day = Day::of(last_tick, self.config().timezone);
+        let store = self.store().clone();
         let judged = tokio::task::spawn_blocking(move || store.last_judged_day())
             .await
             .ok()?
@@ -541,17 +582,17 @@ impl Service {
     /// notices were queued.
     fn judge_and_record(&self) -> anyhow::Result<usize> {
         let started = std::time::Instant::now();
-        let day = Day::of(self.clock.now(), self.config.timezone);
-        let live = self.live();
-        let run = judge_day(&self.store, &live.registry, &live.detect, day)?;
+        let day = Day::of(self.clock.now(), self.config().timezone);
+        let run = self.app.detect(&crate::app::ops::DetectRequest {
+            at: Some(day),
+            dry_run: false,
+        })?;
         if run.already_judged {
             tracing::info!(%day, "already judged today; nothing new");
             return Ok(0);
         }
-        let ops = live.alerts.ops_email.as_ref().map(|m| m.to_string());
-        let queued = run.record(&self.store, ops.as_deref())?;
-        for (source, last) in run.newly_stale() {
-            tracing::warn!(source = %source, last_data = %last, ops_told = ops.is_some(), "source has no recent data: its channels are unknown, no silence alerts from it");
+        for (source, last) in &run.newly_stale {
+            tracing::warn!(source = %source, last_data = %last, ops_told = run.ops.is_some(), "source has no recent data: its channels are unknown, no silence alerts from it");
         }
         let mut per_state = std::collections::BTreeMap::new();
         for a in &run.accounts {
@@ -561,7 +602,7 @@ impl Service {
             metrics::gauge!(m::ACCOUNTS, "state" => state)
                 .set(per_state.get(state).copied().unwrap_or(0) as f64);
         }
-        metrics::counter!(m::ALERTS_QUEUED).increment(queued as u64);
+        metrics::counter!(m::ALERTS_QUEUED).increment(run.queued as u64);
         let seconds = started.elapsed().as_secs_f64();
         metrics::gauge!(m::DETECTION_SECONDS).set(seconds);
         metrics::gauge!(m::LAST_DETECTION).set(Utc::now().timestamp() as f64);
@@ -570,11 +611,11 @@ impl Service {
             %day,
             accounts = run.accounts.len(),
             notices = run.notices.len(),
-            queued,
+            queued = run.queued,
             seconds,
             "detection done"
         );
-        Ok(queued)
+        Ok(run.queued)
     }
 
     /// The gauges read from the store (outbox depth, unmatched actors).
@@ -584,30 +625,23 @@ impl Service {
     }
 
     fn refresh_store_gauges(&self) {
-        if let Ok(p) = crate::alert::deliver::pending(&self.store, &self.config.alert_sender()) {
+        if let Ok(p) = crate::alert::deliver::pending(self.store(), &self.app.sender()) {
             metrics::gauge!(m::OUTBOX).set(p.len() as f64);
         }
-        if let Ok(u) = self.store.unmatched() {
+        if let Ok(u) = self.store().unmatched() {
             metrics::gauge!(m::UNMATCHED_ACTORS).set(u.len() as f64);
         }
     }
 
     /// Always on: sends what is queued, retrying until the relay takes
-    /// it; wakes when detection queues more.
+    /// it; wakes when detection queues more (or a "deliver now" wants the
+    /// outbox: a pass ends at its next pause and lets go of it).
     async fn delivery_loop(self: Arc<Self>) -> anyhow::Result<()> {
-        let Some(smtp) = self.config.smtp.clone() else {
+        if self.config().smtp.is_none() {
             tracing::info!("no [smtp] configured: alerts stay queued (`lull alerts` lists them)");
             self.cancel.cancelled().await;
             return Ok(());
-        };
-        let mailer = match Mailer::new(&smtp) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "alert delivery cannot start; alerts stay queued");
-                self.cancel.cancelled().await;
-                return Ok(());
-            }
-        };
+        }
         loop {
             let stop = async {
                 tokio::select! {
@@ -615,18 +649,19 @@ impl Service {
                     () = self.wake_delivery.notified() => {}
                 }
             };
-            let pass = crate::alert::deliver(
-                &self.store,
-                &mailer,
-                &smtp.from,
-                RETRY_FOREVER,
-                stop,
-                &self.cancel,
-            )
-            .instrument(tracing::info_span!("delivery"))
-            .await;
+            let pass = self
+                .app
+                .deliver(RETRY_FOREVER, stop, &self.cancel)
+                .instrument(tracing::info_span!("delivery"))
+                .await;
             match pass {
-                Ok(d) => {
+                Ok(out) => {
+                    if let Some(e) = &out.error {
+                        tracing::error!(error = %e, "alert delivery cannot start; alerts stay queued");
+                        self.cancel.cancelled().await;
+                        return Ok(());
+                    }
+                    let d = out.delivered.unwrap_or_default();
                     metrics::counter!(m::ALERTS_SENT).increment(d.sent as u64);
                     metrics::counter!(m::ALERTS_FAILED).increment(d.failed as u64);
                     metrics::gauge!(m::OUTBOX).set(d.queued as f64);
@@ -642,7 +677,9 @@ impl Service {
                         return Ok(());
                     }
                     if d.queued > 0 {
-                        // Woken with mail still queued: go again at once.
+                        // Woken with mail still queued: go again (after
+                        // whoever asked for the outbox had it).
+                        tokio::task::yield_now().await;
                         continue;
                     }
                 }
@@ -666,48 +703,45 @@ impl Service {
     /// can change while running. Anything invalid keeps what runs.
     async fn reload(self: Arc<Self>) {
         let svc = self.clone();
-        let span = tracing::info_span!("reload", config = %self.config_path.display());
-        let _ = tokio::task::spawn_blocking(move || span.in_scope(|| svc.reload_blocking())).await;
+        let span = tracing::info_span!("reload", config = %self.app.config_path.display());
+        let _ = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| match svc.app.reload() {
+                Ok(out) => {
+                    if !out.restart_needed.is_empty() {
+                        tracing::warn!(
+                            changed = %out.restart_needed.join(", "),
+                            "these changes take effect at the next restart"
+                        );
+                    }
+                    metrics::counter!(m::RELOADS, "result" => "ok").increment(1);
+                    tracing::info!(
+                        accounts = out.accounts,
+                        "reloaded the accounts file, [identity], [detect] and [alerts]"
+                    );
+                    svc.after_reload();
+                }
+                Err(e) => {
+                    metrics::counter!(m::RELOADS, "result" => "failed").increment(1);
+                    tracing::error!("{e}");
+                }
+            })
+        })
+        .await;
         release_freed_memory();
     }
 
-    fn reload_blocking(&self) {
-        let refused = |why: String| {
-            metrics::counter!(m::RELOADS, "result" => "failed").increment(1);
-            tracing::error!(
-                "reload refused, still running with the previous config and accounts: {why}"
-            );
-        };
-        let new = match Config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(d) => return refused(d.to_string()),
-        };
-        let registry = match Registry::load(&new.accounts_file, &new.identity) {
-            Ok(r) => r,
-            Err(d) => return refused(d.to_string()),
-        };
-        let later = needs_restart(&self.config, &new);
-        if !later.is_empty() {
-            tracing::warn!(
-                changed = %later.join(", "),
-                "these changes take effect at the next restart"
-            );
+    /// What follows a reload that took: staleness and TLS files.
+    fn after_reload(&self) {
+        self.health
+            .set_stale_days(self.app.live().detect.defaults.stale_days);
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate and key re-read"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "TLS files not re-read; the previous certificate stays")
+                }
+            }
         }
-        let mut detect = new.detect;
-        // Staleness is judged for the sources that actually run.
-        detect.polled = self.config.detect.polled.clone();
-        self.health.set_stale_days(detect.defaults.stale_days);
-        let accounts = registry.len();
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Live {
-            registry: Arc::new(registry),
-            detect: Arc::new(detect),
-            alerts: Arc::new(new.alerts),
-        });
-        metrics::counter!(m::RELOADS, "result" => "ok").increment(1);
-        tracing::info!(
-            accounts,
-            "reloaded the accounts file, [identity], [detect] and [alerts]"
-        );
     }
 }
 
@@ -729,7 +763,7 @@ fn take_backup(
 }
 
 /// The parts of a new config that only a restart applies.
-fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");

@@ -159,7 +159,17 @@ fn id_hash(id: &str) -> u128 {
 }
 
 /// What a commit did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct Committed {
     /// Activities counted into an account's buckets.
     pub counted: u64,
@@ -197,7 +207,7 @@ pub struct Series {
 }
 
 /// Unmatched actors of one source.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct UnmatchedActor {
     pub source: SourceName,
     pub actor: String,
@@ -401,6 +411,27 @@ impl Store {
             };
             rows
         })
+    }
+
+    /// One account's channel series, ordered by source and kind.
+    pub fn account_series(&self, account: &AccountId) -> Result<Vec<Series>, StoreError> {
+        let mut prefix = vec![P_BUCKET];
+        prefix.extend_from_slice(check_name(account.as_str())?);
+        prefix.push(SEP);
+        let mut out = Vec::new();
+        for r in self.activity.scan_prefix(prefix) {
+            let (k, v) = r.map_err(|e| self.fail("reading series", e))?;
+            let ((account, source, kind), days) = decode_series_key(&k)
+                .zip(decode_series(&v))
+                .ok_or_else(|| damaged("an account's daily series", &k))?;
+            out.push(Series {
+                account,
+                source,
+                kind,
+                entries: days.into_iter().collect(),
+            });
+        }
+        Ok(out)
     }
 
     /// Every channel series (account, source, kind) with its sparse

@@ -229,21 +229,50 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
-    /// Sets (`Some`) or lifts (`None`) an account's snooze; durable.
-    pub fn set_snooze(&self, account: &AccountId, value: Option<&[u8]>) -> Result<(), StoreError> {
+    /// Sets (`Some`) or lifts (`None`) an account's snooze; durable. With
+    /// a snooze, the account's notices still waiting in the outbox leave it
+    /// in the same transaction (a snooze stops what was already decided,
+    /// too); returns how many.
+    pub fn set_snooze(
+        &self,
+        account: &AccountId,
+        value: Option<&[u8]>,
+    ) -> Result<usize, StoreError> {
         let mut w = self.begin(value.map_or(0, |v| v.len() as u64))?;
         let k = key_bare(P_SNOOZE, account.as_str())?;
-        let mut batch = sled::Batch::default();
-        match value {
-            Some(v) => batch.insert(k, v),
-            None => batch.remove(k),
+        let mut drop = Vec::new();
+        if value.is_some() {
+            for r in self.outbox.iter() {
+                let (key, v) = r.map_err(|e| self.fail("reading the outbox", e))?;
+                if key.as_ref() == GENERATION {
+                    continue;
+                }
+                let n = QueuedNotice::decode(&key, &v)?;
+                if n.account == *account && n.kind != crate::detect::STALE_SOURCE {
+                    drop.push(key.to_vec());
+                }
+            }
         }
-        let (gk, gv) = w.bump(TREE_ALERTS);
-        batch.insert(gk, &gv);
-        self.alerts
-            .apply_batch(batch)
-            .map_err(|e| w.failed("recording a snooze", e))?;
-        w.finish()
+        let alerts_gen = w.bump(TREE_ALERTS).1;
+        let outbox_gen = (!drop.is_empty()).then(|| w.bump(TREE_OUTBOX).1);
+        (&*self.alerts, &*self.outbox)
+            .transaction(|(alerts, outbox)| {
+                match value {
+                    Some(v) => alerts.insert(k.as_slice(), v)?,
+                    None => alerts.remove(k.as_slice())?,
+                };
+                alerts.insert(GENERATION, &alerts_gen)?;
+                for d in &drop {
+                    outbox.remove(d.as_slice())?;
+                }
+                if let Some(g) = &outbox_gen {
+                    outbox.insert(GENERATION, g)?;
+                }
+                Ok::<(), ConflictableTransactionError<Infallible>>(())
+            })
+            .map_err(transaction_err(self, "recording a snooze"))?;
+        w.finish()?;
+        Ok(drop.len())
     }
 
     /// Every snoozed account and its snooze.

@@ -16,7 +16,19 @@ use crate::types::{Day, SourceName};
 pub(super) const P_COVERAGE: u8 = b'R';
 
 /// Who established that a day is covered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// A successful poll read the day completely.

@@ -250,6 +250,9 @@ pub struct Store {
     refused: Mutex<Option<String>>,
     /// When the write in progress began (ms since the epoch; 0 = none).
     writing_since: AtomicU64,
+    /// The sum of the seal's generations, readable without the write lock
+    /// (which a backup holds for a while).
+    generation: AtomicU64,
 }
 
 /// Whether opening may create a new, empty store.
@@ -362,6 +365,7 @@ impl Store {
                 .map_err(|e| StoreError::io(path, "reading the data file", e))?,
         );
         let [(_, activity), (_, alerts), (_, outbox), (_, mail)] = trees;
+        let generation = seal.trees.values().sum();
         Ok(Store {
             cfg: cfg.clone(),
             db: ManuallyDrop::new(db),
@@ -375,6 +379,7 @@ impl Store {
             broken: Mutex::new(None),
             refused: Mutex::new(None),
             writing_since: AtomicU64::new(0),
+            generation: AtomicU64::new(generation),
         })
     }
 
@@ -509,10 +514,23 @@ impl Store {
         })
     }
 
+    /// Runs `f` while no write can happen: what it reads is the store at
+    /// one instant (an export or a backup taken while polls commit).
+    pub fn consistent<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _no_writes = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        f()
+    }
+
     /// Makes everything written so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         let w = self.begin(0)?;
         w.finish()
+    }
+
+    /// How many writes the store has had (the sum of its trees'
+    /// generations): a cache of what it holds is current while this is.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The number of distinct keys in the activity tree (for benchmarks
@@ -572,6 +590,8 @@ impl Write<'_> {
                 .write(path)
                 .map_err(|e| broke("writing the seal", e))?;
             files::sync(&s.dir).map_err(|e| broke("syncing the seal", e))?;
+            s.generation
+                .store(self.seal.trees.values().sum(), Ordering::SeqCst);
         }
         *s.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())

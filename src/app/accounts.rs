@@ -1,0 +1,403 @@
+//! Accounts: the list (filtered, paged), one account's page, and the
+//! actors that matched no account.
+//!
+//! The list has two speeds. By default it reads an index kept in memory —
+//! each account's state as the last detection run left it, its weekly
+//! activity, last activity and by whom — rebuilt in the background when
+//! the store has moved on (at most every [`REFRESH`]): a page of 100,000
+//! accounts is a filter and a slice. With `evidence` (or another day than
+//! today) it judges every account on that day like `lull accounts` does:
+//! exact, and as slow as that.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{App, AppError};
+use crate::alert::MailRecord;
+use crate::detect::{
+    ChannelReport, Detector, Episode, Inputs, Memory, Notice, Snooze, State, Weekly, judge_day,
+    snoozes, timeline_for,
+};
+use crate::store::UnmatchedActor;
+use crate::summary::{AccountSummary, summarise, summarise_one};
+use crate::types::{AccountId, Day};
+
+/// How stale the index may get while the store changes under it.
+pub const REFRESH: Duration = Duration::from_secs(60);
+/// A page holds at most this many accounts.
+pub const MAX_PAGE: usize = 10_000;
+/// A page holds this many unless asked otherwise.
+pub const DEFAULT_PAGE: usize = 100;
+/// Weeks of history on an account's page.
+pub const DETAIL_WEEKS: i32 = 26;
+
+/// How to order the list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    /// As the accounts file lists them.
+    #[default]
+    File,
+    /// What needs a CSM first: silent, then unknown, insufficient data,
+    /// engaged; within a state, the longest quiet first.
+    Attention,
+}
+
+/// Which accounts, and how many.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct AccountsQuery {
+    /// Only this CSM's accounts (e-mail address, any case).
+    pub csm: Option<String>,
+    /// Only accounts in this state (`engaged`, `silent`, ...).
+    pub state: Option<String>,
+    pub segment: Option<String>,
+    /// Text in the account's id or name (any case).
+    pub q: Option<String>,
+    /// Judge on this day instead of using the index (implies evidence).
+    pub at: Option<Day>,
+    /// Judge every account now, with each channel's evidence.
+    pub evidence: bool,
+    pub sort: Sort,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+}
+
+/// One page of accounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AccountsPage {
+    /// The day the states are for.
+    pub at: Day,
+    /// Accounts matching the filters (all pages).
+    pub total: usize,
+    pub offset: usize,
+    pub accounts: Vec<AccountSummary>,
+}
+
+/// One account's page: who it is, how it stands, per channel, and what
+/// lull decided about it over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AccountDetail {
+    pub account: AccountId,
+    pub name: String,
+    pub csm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    pub domains: Vec<String>,
+    pub emails: Vec<String>,
+    pub handles: std::collections::BTreeMap<String, Vec<String>>,
+    pub at: Day,
+    /// The summary (state as the last detection run left it).
+    pub summary: AccountSummary,
+    /// The open silence episode, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<Episode>,
+    /// Each channel judged today, with its weekly activity and expected
+    /// band over [`DETAIL_WEEKS`] weeks.
+    pub channels: Vec<ChannelDetail>,
+    /// What detection decides about the account day by day over its whole
+    /// stored history (a replay with today's thresholds).
+    pub notices: Vec<Notice>,
+    /// The e-mails about this account: queued, sent, failed.
+    pub mail: Vec<MailRecord>,
+}
+
+/// One channel on an account's page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChannelDetail {
+    #[serde(flatten)]
+    pub report: ChannelReport,
+    pub weekly: Weekly,
+}
+
+/// What account pages share, built from one pass over the store.
+pub struct Cached {
+    registry: Arc<crate::accounts::Registry>,
+    detect: Arc<crate::detect::DetectConfig>,
+    day: Day,
+    generation: u64,
+    built: Instant,
+    /// Every account, in registry order, as the index shows it.
+    rows: Vec<AccountSummary>,
+    /// Detection inputs over the whole stored history up to `day`.
+    inputs: Arc<Inputs>,
+    /// The first covered day (replays start there).
+    history: Day,
+}
+
+fn state_rank(state: &str) -> u8 {
+    match state {
+        "silent" => 0,
+        "unknown" => 1,
+        "insufficient_data" => 2,
+        _ => 3,
+    }
+}
+
+impl App {
+    /// Accounts matching `q`, one page of them.
+    pub fn accounts(&self, q: &AccountsQuery) -> Result<AccountsPage, AppError> {
+        let today = self.today();
+        let (at, rows) = if q.evidence || q.at.is_some_and(|d| d != today) {
+            let at = q.at.unwrap_or(today);
+            (at, self.judged_rows(at)?)
+        } else {
+            (today, self.cached()?.rows.clone())
+        };
+        let lower = |s: &Option<String>| s.as_ref().map(|x| x.to_lowercase());
+        let (csm, q_text) = (lower(&q.csm), lower(&q.q));
+        let mut matching: Vec<AccountSummary> = rows
+            .into_iter()
+            .filter(|r| csm.as_ref().is_none_or(|c| r.csm.to_lowercase() == *c))
+            .filter(|r| q.state.as_ref().is_none_or(|s| r.state == *s))
+            .filter(|r| q.segment.is_none() || r.segment == q.segment)
+            .filter(|r| {
+                q_text.as_ref().is_none_or(|t| {
+                    r.account.as_str().to_lowercase().contains(t)
+                        || r.name.to_lowercase().contains(t)
+                })
+            })
+            .collect();
+        if q.sort == Sort::Attention {
+            matching.sort_by(|a, b| {
+                state_rank(&a.state)
+                    .cmp(&state_rank(&b.state))
+                    .then(a.silent_since.cmp(&b.silent_since))
+                    .then(a.last_activity.cmp(&b.last_activity))
+                    .then(a.account.cmp(&b.account))
+            });
+        }
+        let total = matching.len();
+        let offset = q.offset.unwrap_or(0).min(total);
+        let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let accounts = matching.into_iter().skip(offset).take(limit).collect();
+        Ok(AccountsPage {
+            at,
+            total,
+            offset,
+            accounts,
+        })
+    }
+
+    /// Every account judged on `at` (a dry run), with channel evidence and
+    /// snoozes: what `lull accounts` shows.
+    fn judged_rows(&self, at: Day) -> Result<Vec<AccountSummary>, AppError> {
+        let live = self.live();
+        let mut rows = summarise(&self.store, &live.registry, &live.detect, at)?;
+        let judged = judge_day(&self.store, &live.registry, &live.detect, at)?;
+        let mut snoozed = snoozes(&self.store, at)?;
+        for (row, j) in rows.iter_mut().zip(judged.accounts) {
+            if row.account == j.account {
+                row.state = j.state.as_str().to_string();
+                row.silent_since = j.silent_since;
+                row.channels = j.channels;
+            }
+            row.snoozed = snoozed.remove(&row.account);
+        }
+        Ok(rows)
+    }
+
+    /// The shared index and inputs, fresh enough: built now if there are
+    /// none (or they are for another day or accounts file), rebuilt in the
+    /// background when the store has changed and they are older than
+    /// [`REFRESH`].
+    fn cached(&self) -> Result<Arc<Cached>, AppError> {
+        let live = self.live();
+        let today = self.today();
+        let generation = self.store.generation();
+        let current = self.cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(c) = &current
+            && Arc::ptr_eq(&c.registry, &live.registry)
+            && Arc::ptr_eq(&c.detect, &live.detect)
+            && c.day == today
+        {
+            if c.generation != generation && c.built.elapsed() > REFRESH {
+                self.refresh_in_background();
+            }
+            return Ok(c.clone());
+        }
+        let built = Arc::new(self.build_cache()?);
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
+        Ok(built)
+    }
+
+    /// Rebuilds the index on a thread of its own; requests meanwhile get
+    /// the previous one.
+    fn refresh_in_background(&self) {
+        use std::sync::atomic::Ordering;
+        if self.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (store, live, today) = (self.store.clone(), self.live(), self.today());
+        let (slot, refreshing) = (self.cache.clone(), self.refreshing.clone());
+        std::thread::spawn(move || {
+            match build(&store, &live, today) {
+                Ok(c) => *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "refreshing the account index failed; the previous one stays")
+                }
+            }
+            refreshing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn build_cache(&self) -> Result<Cached, AppError> {
+        build(&self.store, &self.live(), self.today())
+    }
+
+    /// Drops the index and inputs (after detection, a reload, an import):
+    /// the next page builds them again.
+    pub fn invalidate(&self) {
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// One account's page.
+    pub fn account(&self, id: &str) -> Result<AccountDetail, AppError> {
+        let live = self.live();
+        let Some(idx) = live.registry.by_id(id) else {
+            return Err(AppError::not_found(format!(
+                "no account `{id}` in the accounts file"
+            )));
+        };
+        let account = live.registry.get(idx).clone();
+        let cache = self.cached()?;
+        let today = cache.day;
+        let summary = cache.rows[idx].clone();
+        let detector = Detector::with_inputs(
+            &live.registry,
+            &live.detect,
+            std::borrow::Cow::Borrowed(&*cache.inputs),
+        );
+        let series = self.store.account_series(&account.id)?;
+        let h = detector.account_history(idx, series);
+        let mut notices = Vec::new();
+        let judged = detector.replay(
+            &h,
+            Memory::default(),
+            cache.history,
+            today,
+            cache.history,
+            |n| notices.push(n),
+        );
+        let first = today.plus(1 - 7 * DETAIL_WEEKS);
+        let channels = judged
+            .channels
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut report)| {
+                let (source, kind) = report
+                    .channel
+                    .split_once(':')
+                    .unwrap_or((&report.channel, ""));
+                let kind = kind.split('/').next().unwrap_or(kind).to_string();
+                report.last_seen_by = self
+                    .store
+                    .last_seen(account.id.as_str(), source, &kind)
+                    .ok()
+                    .flatten()
+                    .filter(|(d, _)| Some(*d) == report.last_activity)
+                    .map(|(_, who)| who);
+                ChannelDetail {
+                    weekly: detector.channel_weekly(&h, i, first, today),
+                    report,
+                }
+            })
+            .collect();
+        let (_, states) = self.store.detection_state()?;
+        let episode = match states.get(&account.id) {
+            Some(bytes) => {
+                serde_json::from_slice::<Memory>(bytes)
+                    .map_err(|e| {
+                        AppError::from(crate::store::StoreError::Damaged {
+                            what: format!("the detection state of account {id} ({e})"),
+                            key: format!("s{id}"),
+                        })
+                    })?
+                    .episode
+            }
+            None => None,
+        };
+        let mail = crate::alert::all(&self.store, &self.sender())?
+            .into_iter()
+            .filter(|m| m.accounts.iter().any(|a| a == id))
+            .collect();
+        Ok(AccountDetail {
+            account: account.id,
+            name: account.name,
+            csm: account.csm,
+            segment: account.segment,
+            domains: account.domains,
+            emails: account.emails,
+            handles: account.handles,
+            at: today,
+            summary,
+            episode,
+            channels,
+            notices,
+            mail,
+        })
+    }
+
+    /// Actors that matched no account, most events first.
+    pub fn unmatched(&self) -> Result<Vec<UnmatchedActor>, AppError> {
+        Ok(self.store.unmatched()?)
+    }
+
+    /// An account's snooze, if one holds today or later.
+    pub fn snooze_of(&self, id: &AccountId) -> Result<Option<Snooze>, AppError> {
+        Ok(snoozes(&self.store, self.today())?.remove(id))
+    }
+}
+
+/// Builds the index and inputs as of `today`.
+fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<Cached, AppError> {
+    let generation = store.generation();
+    let mut rows = summarise(store, &live.registry, &live.detect, today)?;
+    let (_, states) = store.detection_state()?;
+    let mut snoozed = snoozes(store, today)?;
+    for row in &mut rows {
+        if let Some(bytes) = states.get(&row.account) {
+            let m: Memory = serde_json::from_slice(bytes).map_err(|e| {
+                AppError::from(crate::store::StoreError::Damaged {
+                    what: format!("the detection state of account {} ({e})", row.account),
+                    key: format!("s{}", row.account),
+                })
+            })?;
+            row.state = m.state.as_str().to_string();
+            if m.state == State::Silent {
+                row.silent_since = m.episode.map(|e| e.started);
+            }
+        }
+        row.snoozed = snoozed.remove(&row.account);
+    }
+    let (history, timeline) = timeline_for(store, &live.detect, Day(i32::MIN / 2), today)?;
+    let inputs = Inputs::load(store, &live.registry, timeline)?;
+    Ok(Cached {
+        registry: live.registry.clone(),
+        detect: live.detect.clone(),
+        day: today,
+        generation,
+        built: Instant::now(),
+        rows,
+        inputs: Arc::new(inputs),
+        history,
+    })
+}
+
+/// The summary of one account (fresh, not from the index).
+pub fn summary_now(app: &App, id: &AccountId) -> Result<AccountSummary, AppError> {
+    let live = app.live();
+    let idx = live
+        .registry
+        .by_id(id.as_str())
+        .ok_or_else(|| AppError::not_found(format!("no account `{id}` in the accounts file")))?;
+    Ok(summarise_one(
+        &app.store,
+        &live.registry,
+        &live.detect,
+        live.registry.get(idx),
+        app.today(),
+    )?)
+}
