@@ -128,32 +128,105 @@ impl SourceText {
 
     /// Deserialises the file as TOML into `T`.
     ///
-    /// Unknown keys are collected (every one of them, with its line) and
-    /// returned beside the value, so the caller can go on to find the rest of
-    /// the file's problems; a syntax or type error stops the parse, as nothing
-    /// after it can be trusted, and is reported with its line.
+    /// Every problem is found in one go where it can be: unknown keys are
+    /// collected (each with its line); a value of the wrong type is
+    /// reported and its table (or `[[...]]` entry) set aside, and the rest
+    /// of the file read again, so a mistake in one table does not hide the
+    /// mistakes in the others. The value comes back with the problems
+    /// beside it (the caller adds its own checks and fails if there are
+    /// any). A syntax error stops the parse, as nothing after it can be
+    /// trusted, and is reported with its line.
     pub fn parse_toml<T: DeserializeOwned>(&self) -> Result<(T, Vec<Diagnostic>), Diagnostics> {
-        let to_diag = |e: toml::de::Error| {
+        let to_diag = |e: &toml::de::Error| {
             let at = e.span().map(|s| s.start).unwrap_or(0);
             self.at(at, e.message().trim_end().to_string())
         };
-        let spanned = DeTable::parse(&self.text).map_err(|e| Diagnostics(vec![to_diag(e)]))?;
-        let de =
-            toml::de::Deserializer::parse(&self.text).map_err(|e| Diagnostics(vec![to_diag(e)]))?;
-        let mut unknown = Vec::new();
-        let value: Result<T, _> = serde_ignored::deserialize(de, |path| {
-            let segments = path_segments(&path);
-            let offset = locate(spanned.get_ref(), &segments).unwrap_or(0);
-            unknown.push(self.at(offset, format!("unknown key `{}`", display_path(&segments))));
-        });
-        match value {
-            Ok(v) => Ok((v, unknown)),
-            Err(e) => {
-                unknown.push(to_diag(e));
-                Err(Diagnostics(unknown))
+        let mut text = self.text.clone();
+        let mut type_errors: Vec<Diagnostic> = Vec::new();
+        // Unknown keys found by every pass (a pass stops at a type error).
+        let mut seen_unknown: Vec<Diagnostic> = Vec::new();
+        let finish =
+            |mut unknown: Vec<Diagnostic>, seen: Vec<Diagnostic>, types: Vec<Diagnostic>| {
+                for d in seen {
+                    if !unknown.contains(&d) {
+                        unknown.push(d);
+                    }
+                }
+                unknown.extend(types);
+                unknown.sort_by_key(|d| (d.line, d.column));
+                unknown
+            };
+        loop {
+            let spanned = DeTable::parse(&text).map_err(|e| Diagnostics(vec![to_diag(&e)]))?;
+            let de =
+                toml::de::Deserializer::parse(&text).map_err(|e| Diagnostics(vec![to_diag(&e)]))?;
+            let mut unknown = Vec::new();
+            let value: Result<T, _> = serde_ignored::deserialize(de, |path| {
+                let segments = path_segments(&path);
+                let offset = locate(spanned.get_ref(), &segments).unwrap_or(0);
+                unknown.push(self.at(offset, format!("unknown key `{}`", display_path(&segments))));
+            });
+            match value {
+                Ok(v) => return Ok((v, finish(unknown, seen_unknown, type_errors))),
+                Err(e) => {
+                    for d in unknown.drain(..) {
+                        if !seen_unknown.contains(&d) {
+                            seen_unknown.push(d);
+                        }
+                    }
+                    type_errors.push(to_diag(&e));
+                    // Set the table with the mistake aside and read on.
+                    let region = e
+                        .span()
+                        .and_then(|sp| enclosing_entry(spanned.get_ref(), &text, sp.start));
+                    let Some((from, to)) = region else {
+                        return Err(Diagnostics(finish(unknown, seen_unknown, type_errors)));
+                    };
+                    let blanked: String = text[from..to]
+                        .chars()
+                        .map(|c| if c == '\n' { '\n' } else { ' ' })
+                        .collect();
+                    if blanked == text[from..to] || type_errors.len() > 64 {
+                        return Err(Diagnostics(finish(unknown, seen_unknown, type_errors)));
+                    }
+                    text.replace_range(from..to, &blanked);
+                }
             }
         }
     }
+}
+
+/// The byte range of the section (`[table]` or `[[array]]` entry) holding
+/// offset `at`: from its header line to the line before the next header.
+/// A key above every header is its own line.
+fn enclosing_entry(_table: &DeTable<'_>, text: &str, at: usize) -> Option<(usize, usize)> {
+    let at = at.min(text.len());
+    let line_start = |i: usize| text[..i].rfind('\n').map_or(0, |p| p + 1);
+    let line_end = |i: usize| text[i..].find('\n').map_or(text.len(), |p| i + p);
+    let is_header = |pos: usize| text[pos..line_end(pos)].trim_start().starts_with('[');
+    // Back to the header.
+    let mut start = line_start(at);
+    loop {
+        if is_header(start) {
+            break;
+        }
+        if start == 0 {
+            // No header above: the key's own line.
+            let s = line_start(at);
+            return Some((s, line_end(s)));
+        }
+        start = line_start(start - 1);
+    }
+    // On to the next header (or the end).
+    let mut end = line_end(start);
+    while end < text.len() {
+        let next = end + 1;
+        if is_header(next) {
+            break;
+        }
+        end = line_end(next);
+    }
+    Some((start, end))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -269,11 +342,22 @@ mod tests {
     }
 
     #[test]
-    fn type_errors_name_their_line() {
-        let s = src("name = \"x\"\n[inner]\na = \"not a number\"\n");
-        let err = s.parse_toml::<Outer>().err().unwrap();
-        assert_eq!(err.0.len(), 1);
-        assert_eq!(err.0[0].line, 3, "{}", err);
+    fn type_errors_name_their_line_and_do_not_hide_the_other_tables() {
+        let s = src(
+            "name = \"x\"\n[inner]\na = \"not a number\"\n[[item]]\na = 1\nzz = 1\n[[item]]\na = false\n",
+        );
+        // The value comes back (the bad parts set aside) with every problem:
+        // both type errors, and the unknown key in a table without one.
+        let (_, problems) = s.parse_toml::<Outer>().unwrap();
+        let lines: Vec<_> = problems
+            .iter()
+            .map(|d| (d.line, d.message.clone()))
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0].0, 3);
+        assert!(lines[0].1.contains("invalid type"), "{lines:?}");
+        assert_eq!(lines[1], (6, "unknown key `item[0].zz`".to_string()));
+        assert_eq!(lines[2].0, 8);
     }
 
     #[test]

@@ -23,6 +23,16 @@ fn missing_secrets(config: &Config) -> Vec<Diagnostic> {
             }
         }
     }
+    for t in &config.service.tokens {
+        if let Err(e) = Secret::from_env(&t.token_env) {
+            out.push(Diagnostic {
+                file: config.file.clone(),
+                line: t.line,
+                column: 0,
+                message: format!("API token `{}`: {e}", t.name),
+            });
+        }
+    }
     if let Some(smtp) = &config.smtp {
         if let Some(var) = &smtp.password_env {
             if let Err(e) = Secret::from_env(var) {
@@ -76,20 +86,46 @@ fn warnings(config: &Config) -> Vec<String> {
     out
 }
 
+/// The accounts file a config names, read even when the rest of the
+/// config is wrong (so its problems are reported in the same go).
+fn accounts_path_of(config_path: &Path) -> std::path::PathBuf {
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    let named = std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("accounts")?.get("file")?.as_str().map(str::to_string));
+    base.join(named.unwrap_or_else(|| crate::config::DEFAULT_ACCOUNTS_FILE.to_string()))
+}
+
 pub fn run(config_path: &Path) -> ExitCode {
-    let checked = Config::load(config_path)
-        .and_then(|config| {
-            Registry::load(&config.accounts_file, &config.identity)
-                .map(|registry| (config, registry))
-        })
-        .and_then(|(config, registry)| {
+    // Config, accounts and secrets are checked together: a mistake in one
+    // does not hide the mistakes in the others.
+    let config = Config::load(config_path);
+    let (accounts_file, identity) = match &config {
+        Ok(c) => (c.accounts_file.clone(), c.identity.clone()),
+        Err(_) => (accounts_path_of(config_path), Default::default()),
+    };
+    let registry = Registry::load(&accounts_file, &identity);
+    let checked = match (config, registry) {
+        (Ok(config), Ok(registry)) => {
             let missing = missing_secrets(&config);
             if missing.is_empty() {
                 Ok((config, registry))
             } else {
                 Err(Diagnostics(missing))
             }
-        });
+        }
+        (config, registry) => {
+            let mut all = Vec::new();
+            if let Err(d) = config {
+                all.extend(d.0);
+            }
+            if let Err(d) = registry {
+                all.extend(d.0);
+            }
+            Err(Diagnostics(all))
+        }
+    };
     match checked {
         Ok((config, registry)) => {
             println!(
@@ -117,15 +153,28 @@ pub fn run(config_path: &Path) -> ExitCode {
             }
             let svc = &config.service;
             println!(
-                "  lull run: detection at \"{}\" (next {}), /healthz /readyz /metrics on http://{}",
+                "  lull run: detection at \"{}\" (next {}), /healthz /readyz /metrics /api/v1 on {}://{}",
                 svc.detect_schedule_text,
                 svc.detect_schedule
                     .upcoming(config.timezone)
                     .next()
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "never".into()),
+                if svc.tls.is_some() { "https" } else { "http" },
                 svc.listen
             );
+            if svc.tokens.is_empty() {
+                println!(
+                    "  API tokens: none configured ([[http.token]]); the CLI on this machine uses the local token the service writes"
+                );
+            } else {
+                let list: Vec<String> = svc
+                    .tokens
+                    .iter()
+                    .map(|t| format!("{} ({})", t.name, t.role.as_str()))
+                    .collect();
+                println!("  API tokens: {}", list.join(", "));
+            }
             match &config.smtp {
                 Some(smtp) => println!(
                     "  alerts: sent through {}:{} ({}) as {}{}",
