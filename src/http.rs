@@ -170,10 +170,14 @@ pub async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
+    // One request per connection: a kept-alive connection that goes
+    // quiet would hold its slot for good (hyper's header timeout starts
+    // only with a request's first byte).
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false);
     let builder = builder.http1_only();
     loop {
         let permit = tokio::select! {
@@ -205,12 +209,22 @@ pub async fn serve(
             });
         match &tls {
             None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    // A connection that sends nothing is let go (the
+                    // header timeout only starts with the first byte).
+                    let mut first = [0u8; 1];
+                    if !matches!(
+                        tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await,
+                        Ok(Ok(1..))
+                    ) {
+                        return;
+                    }
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
                     drop(permit);
                 });
             }

@@ -136,15 +136,13 @@ impl Auth {
         if entry.1 >= self.limit {
             return Err(Refusal::RateLimited);
         }
-        match found {
-            Some(c) => Ok(c),
-            None => {
+        match (found, token) {
+            (Some(c), _) => Ok(c),
+            // No token is not a guess.
+            (None, None) => Err(Refusal::Missing),
+            (None, Some(_)) => {
                 entry.1 += 1;
-                Err(if token.is_none() {
-                    Refusal::Missing
-                } else {
-                    Refusal::Invalid
-                })
+                Err(Refusal::Invalid)
             }
         }
     }
@@ -226,9 +224,11 @@ mod tests {
         assert_eq!(a.check(Some("bearer r-token"), ip).unwrap().name, "reader");
         assert_eq!(a.check(None, ip), Err(Refusal::Missing));
         assert_eq!(a.check(Some("Bearer nope"), ip), Err(Refusal::Invalid));
+        assert_eq!(a.check(Some("Bearer nope1"), ip), Err(Refusal::Invalid));
         assert_eq!(a.check(Some("Basic a-token"), ip), Err(Refusal::Missing));
-        // Three failures a minute: then even the right token is refused
-        // from that address, not from another.
+        assert_eq!(a.check(Some("Bearer nope2"), ip), Err(Refusal::Invalid));
+        // Three wrong tokens a minute: then even the right token is
+        // refused from that address, not from another.
         assert_eq!(
             a.check(Some("Bearer a-token"), ip),
             Err(Refusal::RateLimited)

@@ -44,6 +44,9 @@ use auth::{Auth, Caller, Refusal};
 pub const BODY_LIMIT: usize = 64 << 10;
 /// Routes that only look are answered within this.
 pub const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Backtests, exports, backups and deliveries take longer, but not for
+/// ever (a client that sends its request slowly is cut off too).
+pub const LONG_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// What the API's handlers share.
 #[derive(Clone)]
@@ -197,7 +200,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/backup", get(backup))
         .route("/backtest", post(backtest))
         .route("/detect", post(detect))
-        .route("/deliver", post(deliver));
+        .route("/deliver", post(deliver))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            LONG_TIMEOUT,
+        ));
     let small = quick
         .merge(long)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
