@@ -140,45 +140,13 @@ impl App {
     /// Accounts matching `q`, one page of them.
     pub fn accounts(&self, q: &AccountsQuery) -> Result<AccountsPage, AppError> {
         let today = self.today();
-        let (at, rows) = if q.evidence || q.at.is_some_and(|d| d != today) {
+        if q.evidence || q.at.is_some_and(|d| d != today) {
             let at = q.at.unwrap_or(today);
-            (at, self.judged_rows(at)?)
-        } else {
-            (today, self.cached()?.rows.clone())
-        };
-        let lower = |s: &Option<String>| s.as_ref().map(|x| x.to_lowercase());
-        let (csm, q_text) = (lower(&q.csm), lower(&q.q));
-        let mut matching: Vec<AccountSummary> = rows
-            .into_iter()
-            .filter(|r| csm.as_ref().is_none_or(|c| r.csm.to_lowercase() == *c))
-            .filter(|r| q.state.as_ref().is_none_or(|s| r.state == *s))
-            .filter(|r| q.segment.is_none() || r.segment == q.segment)
-            .filter(|r| {
-                q_text.as_ref().is_none_or(|t| {
-                    r.account.as_str().to_lowercase().contains(t)
-                        || r.name.to_lowercase().contains(t)
-                })
-            })
-            .collect();
-        if q.sort == Sort::Attention {
-            matching.sort_by(|a, b| {
-                state_rank(&a.state)
-                    .cmp(&state_rank(&b.state))
-                    .then(a.silent_since.cmp(&b.silent_since))
-                    .then(a.last_activity.cmp(&b.last_activity))
-                    .then(a.account.cmp(&b.account))
-            });
+            let rows = self.judged_rows(at)?;
+            return Ok(page_of(at, &rows, q));
         }
-        let total = matching.len();
-        let offset = q.offset.unwrap_or(0).min(total);
-        let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let accounts = matching.into_iter().skip(offset).take(limit).collect();
-        Ok(AccountsPage {
-            at,
-            total,
-            offset,
-            accounts,
-        })
+        let cache = self.cached()?;
+        Ok(page_of(today, &cache.rows, q))
     }
 
     /// Every account judged on `at` (a dry run), with channel evidence and
@@ -218,9 +186,25 @@ impl App {
             }
             return Ok(c.clone());
         }
+        // One build at a time: requests that arrive meanwhile wait for it
+        // instead of reading the store again each.
+        let _one = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            && Arc::ptr_eq(&c.registry, &live.registry)
+            && Arc::ptr_eq(&c.detect, &live.detect)
+            && c.day == today
+        {
+            return Ok(c);
+        }
         let built = Arc::new(self.build_cache()?);
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
         Ok(built)
+    }
+
+    /// Builds the account index now (the service does at start, so the
+    /// first page does not wait for it).
+    pub fn warm(&self) -> Result<(), AppError> {
+        self.cached().map(drop)
     }
 
     /// Rebuilds the index on a thread of its own; requests meanwhile get
@@ -305,10 +289,9 @@ impl App {
                 }
             })
             .collect();
-        let (_, states) = self.store.detection_state()?;
-        let episode = match states.get(&account.id) {
+        let episode = match self.store.state_of(&account.id)? {
             Some(bytes) => {
-                serde_json::from_slice::<Memory>(bytes)
+                serde_json::from_slice::<Memory>(&bytes)
                     .map_err(|e| {
                         AppError::from(crate::store::StoreError::Damaged {
                             what: format!("the detection state of account {id} ({e})"),
@@ -348,6 +331,46 @@ impl App {
     /// An account's snooze, if one holds today or later.
     pub fn snooze_of(&self, id: &AccountId) -> Result<Option<Snooze>, AppError> {
         Ok(snoozes(&self.store, self.today())?.remove(id))
+    }
+}
+
+/// The page of `rows` that `q` asks for (only that page is copied).
+fn page_of(at: Day, rows: &[AccountSummary], q: &AccountsQuery) -> AccountsPage {
+    let lower = |s: &Option<String>| s.as_ref().map(|x| x.to_lowercase());
+    let (csm, q_text) = (lower(&q.csm), lower(&q.q));
+    let mut matching: Vec<&AccountSummary> = rows
+        .iter()
+        .filter(|r| csm.as_ref().is_none_or(|c| r.csm.to_lowercase() == *c))
+        .filter(|r| q.state.as_ref().is_none_or(|s| r.state == *s))
+        .filter(|r| q.segment.is_none() || r.segment == q.segment)
+        .filter(|r| {
+            q_text.as_ref().is_none_or(|t| {
+                r.account.as_str().to_lowercase().contains(t) || r.name.to_lowercase().contains(t)
+            })
+        })
+        .collect();
+    if q.sort == Sort::Attention {
+        matching.sort_by(|a, b| {
+            state_rank(&a.state)
+                .cmp(&state_rank(&b.state))
+                .then(a.silent_since.cmp(&b.silent_since))
+                .then(a.last_activity.cmp(&b.last_activity))
+                .then(a.account.cmp(&b.account))
+        });
+    }
+    let total = matching.len();
+    let offset = q.offset.unwrap_or(0).min(total);
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    AccountsPage {
+        at,
+        total,
+        offset,
+        accounts: matching
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect(),
     }
 }
 

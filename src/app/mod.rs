@@ -45,6 +45,8 @@ pub struct App {
     cache: Arc<Mutex<Option<Arc<accounts::Cached>>>>,
     /// A background rebuild of `cache` is under way.
     refreshing: Arc<std::sync::atomic::AtomicBool>,
+    /// Held while `cache` is built from nothing.
+    building: Mutex<()>,
     /// One delivery pass at a time: the service's delivery loop and a
     /// "deliver now" must never send the same outbox twice.
     pub delivery: tokio::sync::Mutex<()>,
@@ -147,6 +149,7 @@ impl App {
             clock,
             cache: Arc::new(Mutex::new(None)),
             refreshing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            building: Mutex::new(()),
             delivery: tokio::sync::Mutex::new(()),
         }
     }

@@ -289,6 +289,23 @@ pub async fn serve(
     tasks.spawn(svc.clone().backup_loop());
     let (store_failed_tx, mut store_failed) = tokio::sync::mpsc::channel::<String>(1);
     tasks.spawn(svc.clone().store_watch(store_failed_tx));
+    {
+        // The account index the API's pages read, built now rather than
+        // by the first request.
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            match app.warm() {
+                Ok(()) => {
+                    tracing::info!(seconds = t.elapsed().as_secs_f64(), "account index built")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "building the account index failed; the first page tries again")
+                }
+            }
+            release_freed_memory();
+        });
+    }
     svc.health.set_scheduler_running(true);
     tracing::info!(
         sources = config.sources.len(),

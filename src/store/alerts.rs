@@ -102,6 +102,15 @@ impl Store {
         Ok((last, states))
     }
 
+    /// One account's saved detection state.
+    pub fn state_of(&self, account: &AccountId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .alerts
+            .get(key_bare(P_STATE, account.as_str())?)
+            .map_err(|e| self.fail("reading detection state", e))?
+            .map(|v| v.to_vec()))
+    }
+
     /// Records one detection day atomically: the day, the account states
     /// that changed, the notices to deliver (queued in the outbox) and the
     /// sources that went stale (`Some(last day with data)`) or are fresh
