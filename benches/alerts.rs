@@ -139,6 +139,7 @@ fn main() {
                 &store,
                 &mailer,
                 &smtp.from,
+                None,
                 smtp.retry_for,
                 std::future::pending(),
                 &tokio_util::sync::CancellationToken::new(),

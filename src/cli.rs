@@ -149,6 +149,12 @@ pub enum Command {
         /// The account's id
         account: String,
     },
+    /// Print a one-time sign-in link for the web console (15 minutes)
+    ConsoleLink {
+        /// Sign in as this CSM or admin (default: you, as an admin)
+        #[arg(long)]
+        email: Option<String>,
+    },
     /// Replay detection day by day over stored history; queue and send nothing
     Backtest {
         /// First day alerts may fire (YYYY-MM-DD)

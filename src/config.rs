@@ -50,6 +50,8 @@ struct RawConfig {
     limits: crate::limits::RawLimits,
     #[serde(default)]
     backup: crate::limits::RawBackup,
+    #[serde(default)]
+    console: crate::console::config::RawConsole,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -102,6 +104,8 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// Where backups go and when the service takes them.
     pub backup: crate::limits::BackupConfig,
+    /// The web console and the links in alert e-mails.
+    pub console: crate::console::config::ConsoleConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +201,7 @@ impl Config {
         let store_path = base.join(raw.store.path.as_deref().unwrap_or(DEFAULT_STORE_PATH));
         let limits = raw.limits.build(&src, &mut problems);
         let backup = raw.backup.build(base, &store_path, &src, &mut problems);
+        let console = raw.console.build(&src, &mut problems);
         let mut detect = raw.detect.build(&src, &mut problems);
         let sources = crate::sources::config::build_sources(&raw.source, &src, &mut problems);
         detect.polled = sources.iter().map(|s| s.name.to_string()).collect();
@@ -231,6 +236,7 @@ impl Config {
             service,
             limits,
             backup,
+            console,
         })
     }
 }

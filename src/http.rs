@@ -9,7 +9,8 @@
 //! - `/healthz`: 200 while the store can commit and answers a read;
 //! - `/readyz`: 200 while the scheduler runs, the disk has room and every
 //!   source has data within `stale_days`; 503 with the reasons (JSON);
-//! - `/metrics`: Prometheus text format (see `service::telemetry`).
+//! - `/metrics`: Prometheus text format (see `service::telemetry`);
+//! - `/c/`: the web console (see `crate::console`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -43,14 +44,19 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-/// The whole endpoint: health, metrics and the API.
-pub fn router(state: AppState, api: crate::api::ApiState) -> Router {
+/// The whole endpoint: health, metrics, the API and the console.
+pub fn router(
+    state: AppState,
+    api: crate::api::ApiState,
+    console: crate::console::ConsoleState,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(crate::api::router(api))
+        .merge(crate::console::router(console))
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {

@@ -13,6 +13,7 @@ pub mod backtest;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod diag;
 pub mod http;

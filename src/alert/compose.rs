@@ -13,6 +13,7 @@ use askama::Template;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
+use crate::console::tokens::{AccountLinks, Links};
 use crate::detect::{ChannelReport, ChannelStatus, Notice, NoticeKind, STALE_SOURCE, StaleNotice};
 use crate::store::QueuedNotice;
 use crate::types::Day;
@@ -228,14 +229,17 @@ struct AccountView {
     chart_cid: Option<String>,
     last_activity: Option<String>,
     episode: Option<String>,
+    /// Open, snooze and feedback links (with `[console] public_url`).
+    links: Option<AccountLinks>,
 }
 
-struct ChannelView {
-    label: String,
-    what: String,
-    level: Option<String>,
-    odds: Option<String>,
-    community: Option<String>,
+/// One channel's evidence in words (the e-mail's and the console's).
+pub(crate) struct ChannelView {
+    pub label: String,
+    pub what: String,
+    pub level: Option<String>,
+    pub odds: Option<String>,
+    pub community: Option<String>,
 }
 
 struct StaleView {
@@ -248,6 +252,7 @@ struct StaleView {
 #[template(path = "alert.txt")]
 struct TextBody<'a> {
     day: String,
+    links_until: Option<String>,
     accounts: &'a [AccountView],
     stale: &'a [StaleView],
 }
@@ -257,12 +262,13 @@ struct TextBody<'a> {
 struct HtmlBody<'a> {
     subject: &'a str,
     day: String,
+    links_until: Option<String>,
     accounts: &'a [AccountView],
     stale: &'a [StaleView],
 }
 
 /// "forum posts in `forum`" for a channel named `forum:post`.
-fn channel_label(channel: &str) -> String {
+pub(crate) fn channel_label(channel: &str) -> String {
     let (source, kind) = channel.split_once(':').unwrap_or(("", channel));
     let what = match kind {
         "post" => "forum posts".to_string(),
@@ -311,7 +317,7 @@ fn fmt_count(x: f64) -> String {
     }
 }
 
-fn channel_view(r: &ChannelReport) -> ChannelView {
+pub(crate) fn channel_view(r: &ChannelReport) -> ChannelView {
     let j = &r.judgement;
     let days = j.recent_days;
     let mut what = match j.delivered {
@@ -398,6 +404,7 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
             (NoticeKind::Reminder, Some(d)) => Some(d.to_string()),
             _ => None,
         },
+        links: None,
     }
 }
 
@@ -414,8 +421,14 @@ pub enum ComposeError {
 
 impl Outgoing {
     /// The complete message: text and HTML alternatives, the HTML with its
-    /// charts as inline parts (multipart/related).
-    pub fn render(&self, from: &Mailbox) -> Result<lettre::Message, ComposeError> {
+    /// charts as inline parts (multipart/related). With `links`, each
+    /// account gets signed links to open it, snooze it and give feedback.
+    pub fn render(
+        &self,
+        from: &Mailbox,
+        links: Option<&Links>,
+    ) -> Result<lettre::Message, ComposeError> {
+        let now = chrono::Utc::now();
         if let Some(b) = &self.broken {
             return Err(ComposeError::Unreadable(b.clone()));
         }
@@ -435,6 +448,9 @@ impl Outgoing {
             match item {
                 Item::Account(n) => {
                     let mut v = account_view(n, i);
+                    v.links = links.map(|l| {
+                        l.for_notice(n.account.as_str(), n.date, n.notice.as_str(), &self.to, now)
+                    });
                     if let (Some(cid), Some(w)) = (&v.chart_cid, &n.weekly) {
                         match super::chart::weekly_png(w, n.silent_since) {
                             Ok(png) => charts.push((cid.clone(), png)),
@@ -454,8 +470,10 @@ impl Outgoing {
             }
         }
         let render_err = |e: askama::Error| ComposeError::Render(e.to_string());
+        let links_until = links.map(|l| (now + l.valid).format("%Y-%m-%d").to_string());
         let text = TextBody {
             day: self.day.to_string(),
+            links_until: links_until.clone(),
             accounts: &accounts,
             stale: &stale,
         }
@@ -464,6 +482,7 @@ impl Outgoing {
         let html = HtmlBody {
             subject: &self.subject,
             day: self.day.to_string(),
+            links_until,
             accounts: &accounts,
             stale: &stale,
         }

@@ -175,6 +175,7 @@ pub async fn deliver(
     store: &Store,
     mailer: &Mailer,
     from: &Mailbox,
+    links: Option<&crate::console::tokens::Links>,
     retry_for: Duration,
     stop: impl std::future::Future<Output = ()>,
     halt: &tokio_util::sync::CancellationToken,
@@ -208,7 +209,7 @@ pub async fn deliver(
                     if down.load(Relaxed) || halt.is_cancelled() {
                         return Ok(Outcome::Skipped);
                     }
-                    send_one(store, mailer, from, o).await
+                    send_one(store, mailer, from, links, o).await
                 }
             })
             .collect();
@@ -274,6 +275,7 @@ async fn send_one(
     store: &Store,
     mailer: &Mailer,
     from: &Mailbox,
+    links: Option<&crate::console::tokens::Links>,
     o: &Outgoing,
 ) -> Result<Outcome, StoreError> {
     let span = tracing::info_span!(
@@ -286,7 +288,7 @@ async fn send_one(
         let mut record = MailRecord::new(o, previous(store, &o.message_id)?);
         record.attempts += 1;
         record.last_attempt = Some(Utc::now());
-        let message = match o.render(from) {
+        let message = match o.render(from, links) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "alert e-mail cannot be composed; recorded as failed");

@@ -29,6 +29,7 @@ use utoipa::OpenApi;
 
 use crate::alert::MailRecord;
 use crate::app::accounts::{AccountDetail, AccountsPage, AccountsQuery};
+use crate::app::feedback::{Feedback, FeedbackRequest, LoginLink, LoginLinkRequest};
 use crate::app::ops::{
     BacktestOutcome, BacktestRequest, DeliverOutcome, DetectOutcome, DetectRequest, ImportOutcome,
     ReloadOutcome, Snapshot, SnoozeOutcome, SnoozeRequest, SourceInfo,
@@ -185,6 +186,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/accounts", get(accounts))
         .route("/accounts/{id}", get(account))
         .route("/accounts/{id}/snooze", post(snooze).delete(unsnooze))
+        .route("/accounts/{id}/feedback", post(give_feedback))
+        .route("/feedback", get(feedback))
+        .route("/console/link", post(console_link))
         .route("/unmatched", get(unmatched))
         .route("/alerts", get(alerts))
         .route("/sources", get(sources))
@@ -226,7 +230,7 @@ pub fn router(state: ApiState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "lull", description = "Tells a Customer Success Manager when one of their customer accounts has gone quiet. Every route needs `Authorization: Bearer <token>` ([[http.token]] in the config); each says the role it needs (read < csm < admin)."),
-    paths(accounts, account, snooze, unsnooze, unmatched, alerts, sources, export, backup, import, backtest, detect, deliver, reload, whoami, openapi),
+    paths(accounts, account, snooze, unsnooze, give_feedback, feedback, console_link, unmatched, alerts, sources, export, backup, import, backtest, detect, deliver, reload, whoami, openapi),
     components(schemas(ErrorBody, AccountsQuery, WhoAmI)),
     modifiers(&BearerAuth)
 )]
@@ -346,6 +350,67 @@ async fn unsnooze(
     need(&c, Role::Csm)?;
     let (app, by) = (s.app.clone(), c.name.clone());
     blocking(move || app.unsnooze(&id, &by))
+        .await
+        .map(axum::Json)
+}
+
+/// Feedback on an alert about the account: `useful`, `false_alarm` or
+/// `already_knew` (role `csm`); recorded with the token's name. A later
+/// verdict on the same alert replaces an earlier one.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/feedback", params(("id" = String, Path)),
+    request_body = FeedbackRequest,
+    responses((status = 200, body = Feedback), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn give_feedback(
+    State(s): State<ApiState>,
+    c: Caller_,
+    Path(id): Path<String>,
+    axum::Json(req): axum::Json<FeedbackRequest>,
+) -> Result<Json<Feedback>, AppError> {
+    need(&c, Role::Csm)?;
+    let (app, by) = (s.app.clone(), c.name.clone());
+    blocking(move || app.give_feedback(&id, &req, &by, "api"))
+        .await
+        .map(axum::Json)
+}
+
+/// Which account's feedback.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedbackQuery {
+    /// Only this account's.
+    pub account: Option<String>,
+}
+
+/// Feedback on alerts, with who gave it, when, and the alert it answers
+/// (role `read`).
+#[utoipa::path(get, path = "/api/v1/feedback", params(FeedbackQuery),
+    responses((status = 200, body = Vec<Feedback>), (status = 404, body = ErrorBody)))]
+async fn feedback(
+    State(s): State<ApiState>,
+    c: Caller_,
+    Query(q): Query<FeedbackQuery>,
+) -> Result<Json<Vec<Feedback>>, AppError> {
+    need(&c, Role::Read)?;
+    let app = s.app.clone();
+    blocking(move || app.feedback(q.account.as_deref()))
+        .await
+        .map(axum::Json)
+}
+
+/// A one-time sign-in link for the console (role `admin`): for a CSM or
+/// admin by e-mail, or without one for the caller as an admin. It works
+/// once, within 15 minutes.
+#[utoipa::path(post, path = "/api/v1/console/link", request_body = LoginLinkRequest,
+    responses((status = 200, body = LoginLink), (status = 404, body = ErrorBody)))]
+async fn console_link(
+    State(s): State<ApiState>,
+    c: Caller_,
+    axum::Json(req): axum::Json<LoginLinkRequest>,
+) -> Result<Json<LoginLink>, AppError> {
+    need(&c, Role::Admin)?;
+    let (app, by) = (s.app.clone(), c.name.clone());
+    tracing::info!(caller = %by, email = ?req.email, "console sign-in link made");
+    blocking(move || app.login_link(&req, &by))
         .await
         .map(axum::Json)
 }

@@ -32,6 +32,9 @@ pub const MAX_PAGE: usize = 10_000;
 pub const DEFAULT_PAGE: usize = 100;
 /// Weeks of history on an account's page.
 pub const DETAIL_WEEKS: i32 = 26;
+/// An index built faster than this is rebuilt in the request that finds
+/// it out of date; a slower one in the background.
+pub const QUICK_BUILD: Duration = Duration::from_millis(250);
 
 /// How to order the list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -74,6 +77,9 @@ pub struct AccountsPage {
     pub total: usize,
     pub offset: usize,
     pub accounts: Vec<AccountSummary>,
+    /// Accounts per state among those matching every filter but `state`.
+    #[serde(default)]
+    pub states: std::collections::BTreeMap<String, usize>,
 }
 
 /// One account's page: who it is, how it stands, per channel, and what
@@ -119,6 +125,8 @@ pub struct Cached {
     day: Day,
     generation: u64,
     built: Instant,
+    /// How long it took to build.
+    took: Duration,
     /// Every account, in registry order, as the index shows it.
     rows: Vec<AccountSummary>,
     /// Detection inputs over the whole stored history up to `day`.
@@ -181,7 +189,28 @@ impl App {
             && Arc::ptr_eq(&c.detect, &live.detect)
             && c.day == today
         {
-            if c.generation != generation && c.built.elapsed() > REFRESH {
+            use std::sync::atomic::Ordering;
+            if self.stale.load(Ordering::SeqCst) {
+                // Something changed that pages should show (a detection
+                // run, a snooze, an import). A quick index is rebuilt now;
+                // a slow one in the background, the old one answering
+                // meanwhile: pages never wait for a big rebuild.
+                if c.took < QUICK_BUILD {
+                    let _one = self.building.lock().unwrap_or_else(|p| p.into_inner());
+                    if self.stale.swap(false, Ordering::SeqCst) {
+                        let built = Arc::new(self.build_cache()?);
+                        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
+                        return Ok(built);
+                    }
+                    return Ok(self
+                        .cache
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .unwrap_or_else(|| c.clone()));
+                }
+                self.refresh_in_background();
+            } else if c.generation != generation && c.built.elapsed() > REFRESH {
                 self.refresh_in_background();
             }
             return Ok(c.clone());
@@ -196,6 +225,7 @@ impl App {
         {
             return Ok(c);
         }
+        self.stale.store(false, std::sync::atomic::Ordering::SeqCst);
         let built = Arc::new(self.build_cache()?);
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
         Ok(built)
@@ -214,6 +244,7 @@ impl App {
         if self.refreshing.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.stale.store(false, Ordering::SeqCst);
         let (store, live, today) = (self.store.clone(), self.live(), self.today());
         let (slot, refreshing) = (self.cache.clone(), self.refreshing.clone());
         std::thread::spawn(move || {
@@ -231,10 +262,11 @@ impl App {
         build(&self.store, &self.live(), self.today())
     }
 
-    /// Drops the index and inputs (after detection, a reload, an import):
-    /// the next page builds them again.
+    /// Marks the index out of date (after detection, a snooze, an
+    /// import): the next page rebuilds it — at once when that is quick,
+    /// else in the background while the previous one answers.
     pub fn invalidate(&self) {
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// One account's page.
@@ -338,16 +370,18 @@ impl App {
 fn page_of(at: Day, rows: &[AccountSummary], q: &AccountsQuery) -> AccountsPage {
     let lower = |s: &Option<String>| s.as_ref().map(|x| x.to_lowercase());
     let (csm, q_text) = (lower(&q.csm), lower(&q.q));
+    let mut states = std::collections::BTreeMap::new();
     let mut matching: Vec<&AccountSummary> = rows
         .iter()
-        .filter(|r| csm.as_ref().is_none_or(|c| r.csm.to_lowercase() == *c))
-        .filter(|r| q.state.as_ref().is_none_or(|s| r.state == *s))
+        .filter(|r| csm.as_ref().is_none_or(|c| r.csm.eq_ignore_ascii_case(c)))
         .filter(|r| q.segment.is_none() || r.segment == q.segment)
         .filter(|r| {
             q_text.as_ref().is_none_or(|t| {
                 r.account.as_str().to_lowercase().contains(t) || r.name.to_lowercase().contains(t)
             })
         })
+        .inspect(|r| *states.entry(r.state.clone()).or_insert(0) += 1)
+        .filter(|r| q.state.as_ref().is_none_or(|s| r.state == *s))
         .collect();
     if q.sort == Sort::Attention {
         matching.sort_by(|a, b| {
@@ -371,11 +405,13 @@ fn page_of(at: Day, rows: &[AccountSummary], q: &AccountsQuery) -> AccountsPage 
             .take(limit)
             .cloned()
             .collect(),
+        states,
     }
 }
 
 /// Builds the index and inputs as of `today`.
 fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<Cached, AppError> {
+    let started = Instant::now();
     let generation = store.generation();
     let mut rows = summarise(store, &live.registry, &live.detect, today)?;
     let (_, states) = store.detection_state()?;
@@ -403,6 +439,7 @@ fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<
         day: today,
         generation,
         built: Instant::now(),
+        took: started.elapsed(),
         rows,
         inputs: Arc::new(inputs),
         history,

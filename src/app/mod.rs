@@ -10,6 +10,7 @@
 //! the same whether it computed them or received them as JSON.
 
 pub mod accounts;
+pub mod feedback;
 pub mod ops;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,8 @@ pub struct App {
     cache: Arc<Mutex<Option<Arc<accounts::Cached>>>>,
     /// A background rebuild of `cache` is under way.
     refreshing: Arc<std::sync::atomic::AtomicBool>,
+    /// `cache` is out of date (see [`App::invalidate`]).
+    stale: std::sync::atomic::AtomicBool,
     /// Held while `cache` is built from nothing.
     building: Mutex<()>,
     /// One delivery pass at a time: the service's delivery loop and a
@@ -149,6 +152,7 @@ impl App {
             clock,
             cache: Arc::new(Mutex::new(None)),
             refreshing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            stale: std::sync::atomic::AtomicBool::new(false),
             building: Mutex::new(()),
             delivery: tokio::sync::Mutex::new(()),
         }

@@ -79,6 +79,12 @@ pub struct BacktestOutcome {
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_html: Option<String>,
+    /// How its alerts compare with feedback on real alerts in the range.
+    #[serde(
+        default,
+        skip_serializing_if = "super::feedback::FeedbackComparison::is_empty"
+    )]
+    pub feedback: super::feedback::FeedbackComparison,
 }
 
 /// A detection run asked for.
@@ -244,7 +250,7 @@ impl App {
         })
     }
 
-    fn known(&self, id: &str) -> Result<AccountId, AppError> {
+    pub(crate) fn known(&self, id: &str) -> Result<AccountId, AppError> {
         let live = self.live();
         match live.registry.by_id(id) {
             Some(i) => Ok(live.registry.get(i).id.clone()),
@@ -413,10 +419,12 @@ impl App {
         let report_html = req
             .report
             .then(|| crate::report::render(&backtest, &detect));
+        let feedback = super::feedback::compare(&backtest, &self.feedback(None)?);
         Ok(BacktestOutcome {
             backtest,
             warnings,
             report_html,
+            feedback,
         })
     }
 
@@ -564,8 +572,24 @@ impl App {
                 });
             }
         };
-        let delivered =
-            crate::alert::deliver(&self.store, &mailer, &smtp.from, retry_for, stop, halt).await?;
+        // One small read of the store (the key is made once).
+        let links = match self.links() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "alert e-mails go without console links");
+                None
+            }
+        };
+        let delivered = crate::alert::deliver(
+            &self.store,
+            &mailer,
+            &smtp.from,
+            links.as_ref(),
+            retry_for,
+            stop,
+            halt,
+        )
+        .await?;
         self.invalidate();
         Ok(DeliverOutcome {
             queued_before,

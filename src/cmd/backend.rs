@@ -8,6 +8,7 @@ use crate::alert::MailRecord;
 use crate::api::auth::{cookie_path, read_cookie};
 use crate::api::client::Client;
 use crate::app::accounts::{AccountsPage, AccountsQuery, MAX_PAGE};
+use crate::app::feedback::{LoginLink, LoginLinkRequest};
 use crate::app::ops::{
     BacktestOutcome, BacktestRequest, DeliverOutcome, DetectOutcome, DetectRequest, ImportOutcome,
     SnoozeOutcome, SnoozeRequest,
@@ -52,18 +53,7 @@ impl Backend {
                 ) =>
             {
                 let config = Config::load(config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
-                let listen = config.service.listen;
-                let host = if listen.ip().is_unspecified() {
-                    std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
-                } else {
-                    listen
-                };
-                let scheme = if config.service.tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
-                let url = format!("{scheme}://{host}");
+                let url = service_url(&config);
                 let Some(t) = token(Some(&config)) else {
                     anyhow::bail!(
                         "{e}\nthe running lull's API is at {url}, but no token was found: set LULL_TOKEN (a token from [[http.token]]), or run this as the user the service runs as (it leaves one in {})",
@@ -121,6 +111,26 @@ impl Backend {
         match self {
             Backend::Local(a) => a.unsnooze(id, &local_user()),
             Backend::Remote(c) => c.delete(&format!("api/v1/accounts/{}/snooze", enc(id))),
+        }
+    }
+
+    /// A one-time sign-in link for the console.
+    pub fn console_link(&self, email: Option<&str>) -> Result<LoginLink, AppError> {
+        match self {
+            Backend::Local(a) => a.login_link(
+                &LoginLinkRequest {
+                    email: email.map(str::to_string),
+                    base: Some(service_url(&a.config)),
+                },
+                &local_user(),
+            ),
+            Backend::Remote(c) => c.post(
+                "api/v1/console/link",
+                &LoginLinkRequest {
+                    email: email.map(str::to_string),
+                    base: Some(c.base().to_string()),
+                },
+            ),
         }
     }
 
@@ -232,6 +242,22 @@ impl Backend {
 }
 
 /// A path segment, percent-encoded.
+/// Where the service of `config` listens, as a URL (`http://127.0.0.1:9187`).
+pub fn service_url(config: &Config) -> String {
+    let listen = config.service.listen;
+    let host = if listen.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    };
+    let scheme = if config.service.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

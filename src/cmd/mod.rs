@@ -91,6 +91,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reason,
         } => snooze::snooze(&backend(false)?, &account, until, &reason),
         Command::Unsnooze { account } => snooze::unsnooze(&backend(false)?, &account),
+        Command::ConsoleLink { email } => {
+            let link = backend(false)?.console_link(email.as_deref())?;
+            crate::say!(
+                "sign in to lull's console as {}{} (works once, until {}):",
+                link.who,
+                if link.admin { " (admin)" } else { "" },
+                link.expires.format("%H:%M UTC")
+            );
+            print_stdout(&format!("{}\n", link.url))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Backtest {
             from,
             to,

@@ -179,6 +179,38 @@ pub fn release_freed_memory() {
     }
 }
 
+/// Someone started lull at a terminal: tell them where the console is,
+/// with a sign-in link (once, 15 minutes) — on the terminal only, never
+/// in a log (a service's output is not a terminal).
+fn offer_console(app: &Arc<App>, listen: std::net::SocketAddr, tls: bool) {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return;
+    }
+    let host = if listen.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    };
+    let base = format!("{}://{host}", if tls { "https" } else { "http" });
+    let req = crate::app::feedback::LoginLinkRequest {
+        email: None,
+        base: Some(base.clone()),
+    };
+    match app.login_link(&req, crate::api::auth::LOCAL_TOKEN) {
+        Ok(link) => println!(
+            "\nlull's console: {}/c/\nSign in as an admin (this link works once, for 15 minutes; `lull console-link` makes another):\n  {}\n",
+            app.config
+                .console
+                .public_url
+                .as_ref()
+                .map_or(base, |u| u.as_str().trim_end_matches('/').to_string()),
+            link.url
+        ),
+        Err(e) => tracing::warn!(error = %e, "no console sign-in link"),
+    }
+}
+
 /// Runs the service — polls, detection, delivery, backups, the HTTP
 /// endpoint with the API — on `listener` until `control` says stop (or
 /// the store fails); returns after the stop. Everything it runs on comes
@@ -260,9 +292,20 @@ pub async fn serve(
     release_freed_memory();
 
     let mut tasks = JoinSet::new();
+    let auth = Arc::new(auth);
+    let console = crate::console::ConsoleState::new(
+        app.clone(),
+        auth.clone(),
+        Some(health.clone()),
+        tls.is_some(),
+    )
+    .context("setting up the console")?;
+    if let Err(e) = app.count_feedback() {
+        tracing::warn!(error = %e, "feedback not counted in /metrics");
+    }
     let api = crate::api::ApiState {
         app: app.clone(),
-        auth: Arc::new(auth),
+        auth,
         health: Some(health.clone()),
         wake_delivery: Some(svc.wake_delivery.clone()),
         on_reload: Some({
@@ -277,10 +320,12 @@ pub async fn serve(
             metrics,
         },
         api,
+        console,
     );
     let stop_http = svc.cancel.clone();
     tasks.spawn(crate::http::serve(listener, router, tls, stop_http));
-    tracing::info!(address = %listen, tls = svc.tls.is_some(), "HTTP endpoint: /healthz /readyz /metrics /api/v1");
+    tracing::info!(address = %listen, tls = svc.tls.is_some(), "HTTP endpoint: /healthz /readyz /metrics /api/v1 /c/ (console)");
+    offer_console(&app, listen, svc.tls.is_some());
     for source in built {
         tasks.spawn(svc.clone().poll_loop(source));
     }

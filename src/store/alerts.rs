@@ -10,8 +10,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::activity::damaged;
 use super::{
-    ALERTS_LAST_DAY, GENERATION, P_SNOOZE, P_STALE, P_STATE, SEP, Store, StoreError, TREE_ALERTS,
-    TREE_MAIL, TREE_OUTBOX, check_name, day_key, key_bare,
+    ALERTS_LAST_DAY, GENERATION, P_FEEDBACK, P_NONCE, P_SNOOZE, P_STALE, P_STATE, SEP, Store,
+    StoreError, TREE_ALERTS, TREE_MAIL, TREE_OUTBOX, check_name, day_key, key_bare,
 };
 use crate::types::{AccountId, Day, SourceName};
 
@@ -295,6 +295,72 @@ impl Store {
         Ok(out)
     }
 
+    /// Records feedback on an account's notice (of `day` and `kind`);
+    /// a later verdict on the same notice replaces it. Durable.
+    pub fn set_feedback(
+        &self,
+        account: &AccountId,
+        day: Day,
+        kind: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin(value.len() as u64)?;
+        let key = feedback_key(account.as_str(), day, kind)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(key, value);
+        let (gk, gv) = w.bump(TREE_ALERTS);
+        batch.insert(gk, &gv);
+        self.alerts
+            .apply_batch(batch)
+            .map_err(|e| w.failed("recording feedback", e))?;
+        w.finish()
+    }
+
+    /// Feedback of one account (`Some`) or every account: (account, day,
+    /// kind, value).
+    pub fn feedback(&self, account: Option<&AccountId>) -> Result<Vec<FeedbackEntry>, StoreError> {
+        let mut prefix = vec![P_FEEDBACK];
+        if let Some(a) = account {
+            prefix.extend_from_slice(check_name(a.as_str())?);
+            prefix.push(SEP);
+        }
+        let mut out = Vec::new();
+        for r in self.alerts.scan_prefix(&prefix) {
+            let (k, v) = r.map_err(|e| self.fail("reading feedback", e))?;
+            let (a, day, kind) = decode_feedback_key(&k).ok_or_else(|| damaged("feedback", &k))?;
+            out.push((a, day, kind, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Whether a single-use link (`nonce`) was used.
+    pub fn nonce_used(&self, nonce: &str) -> Result<bool, StoreError> {
+        let key = key_bare(P_NONCE, nonce)?;
+        self.alerts
+            .contains_key(key)
+            .map_err(|e| self.fail("reading used links", e))
+    }
+
+    /// Marks a single-use link (`nonce`) as used; `false` if it already
+    /// was. Durable when it returns `true`.
+    pub fn use_nonce(&self, nonce: &str, expires: Day) -> Result<bool, StoreError> {
+        let mut w = self.begin(16)?;
+        let key = key_bare(P_NONCE, nonce)?;
+        let fresh = self
+            .alerts
+            .compare_and_swap(key, None as Option<&[u8]>, Some(&expires.to_key()[..]))
+            .map_err(|e| w.failed("recording a used link", e))?
+            .is_ok();
+        if fresh {
+            let (gk, gv) = w.bump(TREE_ALERTS);
+            self.alerts
+                .insert(gk, &gv)
+                .map_err(|e| w.failed("recording a used link", e))?;
+        }
+        w.finish()?;
+        Ok(fresh)
+    }
+
     /// Sources reported stale, with the last day each had data.
     pub fn stale_sources(&self) -> Result<BTreeMap<SourceName, Day>, StoreError> {
         let mut out = BTreeMap::new();
@@ -307,4 +373,26 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Stored feedback: (account, the alert's day, its kind, the JSON).
+pub type FeedbackEntry = (AccountId, Day, String, Vec<u8>);
+
+/// f · account · 0 · day · kind.
+pub(super) fn feedback_key(account: &str, day: Day, kind: &str) -> Result<Vec<u8>, StoreError> {
+    let mut k = vec![P_FEEDBACK];
+    k.extend_from_slice(check_name(account)?);
+    k.push(SEP);
+    k.extend_from_slice(&day.to_key());
+    k.extend_from_slice(check_name(kind)?);
+    Ok(k)
+}
+
+pub(super) fn decode_feedback_key(k: &[u8]) -> Option<(AccountId, Day, String)> {
+    let rest = k.strip_prefix(&[P_FEEDBACK])?;
+    let sep = rest.iter().position(|&b| b == SEP)?;
+    let account = std::str::from_utf8(&rest[..sep]).ok()?;
+    let day = day_key(rest.get(sep + 1..sep + 5)?)?;
+    let kind = std::str::from_utf8(rest.get(sep + 5..)?).ok()?;
+    Some((AccountId(account.to_string()), day, kind.to_string()))
 }

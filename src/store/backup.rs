@@ -45,9 +45,9 @@ use super::activity::{
 };
 use super::coverage::{self, Origin, Span};
 use super::{
-    ALERTS_LAST_DAY, GENERATION, P_BUCKET, P_COVERAGE_V1, P_CURSOR, P_DEDUPE, P_LAST, P_ONCE,
-    P_SNOOZE, P_STALE, P_STATE, P_UNMATCHED, SEP, Store, StoreError, TREE_ACTIVITY, TREE_ALERTS,
-    TREE_MAIL, TREE_OUTBOX, day_key, key_bare, key1, key2, show_key,
+    ALERTS_LAST_DAY, GENERATION, P_BUCKET, P_COVERAGE_V1, P_CURSOR, P_DEDUPE, P_FEEDBACK, P_LAST,
+    P_NONCE, P_ONCE, P_SNOOZE, P_STALE, P_STATE, P_UNMATCHED, SEP, Store, StoreError,
+    TREE_ACTIVITY, TREE_ALERTS, TREE_MAIL, TREE_OUTBOX, day_key, key_bare, key1, key2, show_key,
 };
 use crate::config::StoreConfig;
 use crate::types::Day;
@@ -75,6 +75,8 @@ pub enum Record {
     Judged(Judged),
     Stale(Stale),
     Snooze(Snooze),
+    Feedback(Feedback),
+    Nonce(Nonce),
     Outbox(Outbox),
     Mail(Mail),
     End(End),
@@ -132,6 +134,8 @@ records! {
     Judged { day: i32 }
     Stale { source: String, last_data: i32 }
     Snooze { account: String, snooze: Box<RawValue> }
+    Feedback { account: String, day: i32, kind: String, feedback: Box<RawValue> }
+    Nonce { id: String, until: i32 }
     Outbox { day: i32, account: String, kind: String, notice: Box<RawValue> }
     Mail { message_id: String, record: Box<RawValue> }
     End { records: u64, xxh3: String }
@@ -336,6 +340,20 @@ pub(super) fn dump(
             Some(&P_STALE) => Record::Stale(Stale {
                 source: utf8("a stale-source marker", &k, &k[1..])?,
                 last_data: day_of("a stale-source marker", &k, &v)?,
+            }),
+            Some(&P_FEEDBACK) => {
+                let (account, day, kind) = super::alerts::decode_feedback_key(&k)
+                    .ok_or_else(|| damaged("feedback", &k))?;
+                Record::Feedback(Feedback {
+                    account: account.0,
+                    day: day.0,
+                    kind,
+                    feedback: json("feedback", &k, &v)?,
+                })
+            }
+            Some(&P_NONCE) => Record::Nonce(Nonce {
+                id: utf8("a used link", &k, &k[1..])?,
+                until: day_of("a used link", &k, &v)?,
             }),
             Some(_) => return Err(damaged("an entry of an unknown kind", &k)),
         };
@@ -602,6 +620,19 @@ impl Restorer {
                 key_bare(P_STALE, &source)?,
                 Day(last_data).to_key().to_vec(),
             ),
+            Record::Feedback(Feedback {
+                account,
+                day,
+                kind,
+                feedback,
+            }) => (
+                L,
+                super::alerts::feedback_key(&account, Day(day), &kind)?,
+                feedback.get().as_bytes().to_vec(),
+            ),
+            Record::Nonce(Nonce { id, until }) => {
+                (L, key_bare(P_NONCE, &id)?, Day(until).to_key().to_vec())
+            }
             Record::Snooze(Snooze { account, snooze }) => (
                 L,
                 key_bare(P_SNOOZE, &account)?,

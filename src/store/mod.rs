@@ -108,6 +108,12 @@ const P_STATE: u8 = b's';
 const P_SNOOZE: u8 = b'z';
 /// A source reported stale, and the last day it had data.
 const P_STALE: u8 = b't';
+/// Feedback on a notice: account · 0 · day · kind → JSON.
+const P_FEEDBACK: u8 = b'f';
+/// A single-use link that was used: nonce → the day it expires.
+const P_NONCE: u8 = b'n';
+/// `meta` tree: the key console sessions and e-mail links are signed with.
+const META_CONSOLE_KEY: &[u8] = b"console_key";
 const ALERTS_LAST_DAY: &[u8] = b"last_day";
 
 /// A write that has not finished after this long is stuck (sled can wait
@@ -511,6 +517,39 @@ impl Store {
             store: self,
             seal,
             touched: Vec::new(),
+        })
+    }
+
+    /// The key console sessions and e-mail action links are signed with:
+    /// made once per store (random), kept with it, never in a backup (a
+    /// restored store signs anew; old links stop working).
+    pub fn signing_key(&self) -> Result<[u8; 32], StoreError> {
+        let meta = self
+            .db
+            .open_tree(TREE_META)
+            .map_err(|e| self.fail("reading the signing key", e))?;
+        if let Some(v) = meta
+            .get(META_CONSOLE_KEY)
+            .map_err(|e| self.fail("reading the signing key", e))?
+            && let Ok(k) = <[u8; 32]>::try_from(v.as_ref())
+        {
+            return Ok(k);
+        }
+        let w = self.begin(32)?;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| StoreError::Backup(format!("no randomness: {e}")))?;
+        // Another writer may have made one meanwhile: the first one stays.
+        let _ = meta
+            .compare_and_swap(META_CONSOLE_KEY, None as Option<&[u8]>, Some(&key[..]))
+            .map_err(|e| w.failed("writing the signing key", e))?;
+        w.finish()?;
+        let v = meta
+            .get(META_CONSOLE_KEY)
+            .map_err(|e| self.fail("reading the signing key", e))?
+            .ok_or_else(|| StoreError::Backup("the signing key vanished".into()))?;
+        <[u8; 32]>::try_from(v.as_ref()).map_err(|_| StoreError::Damaged {
+            what: "the console signing key".into(),
+            key: "console_key".into(),
         })
     }
 
