@@ -5,7 +5,9 @@
 # /usr/bin/python3), base64 (coreutils), and systemd-analyze and kill
 # (systemd, procps) for the checks of the unit in deploy/, mount, prlimit,
 # gzip and tar for the fault suite (tests/faults.rs mounts a tmpfs: run the
-# tests as root, as CI does). Idempotent: with everything
+# tests as root, as CI does), and Debian's headless-capable chromium with
+# chromium-driver (WebDriver) for the console's browser tests
+# (tests/console_browser.rs). Idempotent: with everything
 # present it does nothing and needs no privileges.
 set -euo pipefail
 need=()
@@ -20,6 +22,9 @@ command -v mount >/dev/null || need+=(mount)
 command -v prlimit >/dev/null || need+=(util-linux)
 command -v gzip >/dev/null || need+=(gzip)
 command -v tar >/dev/null || need+=(tar)
+# The console in a real browser.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 updated=
