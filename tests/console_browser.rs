@@ -218,6 +218,41 @@ impl Tab {
         self.check().await;
     }
 
+    /// Clicks something that loads another page (a link, a form's button)
+    /// and waits until the old page is gone and the new one loaded.
+    async fn follow(&mut self, css: &str) {
+        let old = self.c.find(Locator::Css("html")).await.expect("a page");
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` to click: {e}"))
+            .click()
+            .await
+            .expect("click");
+        let until = Instant::now() + Duration::from_secs(30);
+        while old.tag_name().await.is_ok() {
+            assert!(Instant::now() < until, "clicking `{css}` loaded no page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self
+                .c
+                .execute("return document.readyState", vec![])
+                .await
+                .unwrap_or_default();
+            if state == json!("complete") {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "the page after `{css}` did not load"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.check().await;
+    }
+
     async fn fill(&self, css: &str, value: &str) {
         let e = self
             .c
@@ -335,14 +370,14 @@ async fn sign_in(tab: &mut Tab, smtp: &Smtp, email: &str) {
     );
     tab.fill("#email", email).await;
     let seen = smtp.mails().len();
-    tab.click("form.card button[type=submit]").await;
+    tab.follow("form.card button[type=submit]").await;
     let b = tab.body().await;
     assert!(b.contains("a sign-in link is on its way"), "{b}");
     let mail = wait_for_mail(smtp, "Your sign-in link for lull", seen);
     let link = link_after(&mail, "Sign in:");
     tab.goto(&link).await;
     assert!(tab.body().await.contains(&format!("Sign in as {email}")));
-    tab.click("form.card button[type=submit]").await;
+    tab.follow("form.card button[type=submit]").await;
     assert_eq!(tab.path().await, "/c/");
 }
 
@@ -393,7 +428,7 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
     tab.c.set_window_size(1280, 900).await.expect("resize");
 
     // The silent account: the quiet channel charted first.
-    tab.click("a[href='/c/accounts/umbrella']").await;
+    tab.follow("a[href='/c/accounts/umbrella']").await;
     assert_eq!(tab.path().await, "/c/accounts/umbrella");
     let channel = tab.text("article.channel").await;
     assert!(channel.contains("silent"), "{channel}");
@@ -406,7 +441,7 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
     // Snooze it.
     tab.fill("#reason", "Renewal call booked for next month")
         .await;
-    tab.click("form[action$='/snooze'] button[type=submit]")
+    tab.follow("form[action$='/snooze'] button[type=submit]")
         .await;
     let body = tab.body().await;
     assert!(
@@ -416,7 +451,7 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
     tab.shot("05-snoozed").await;
 
     // Mark its alert a false alarm.
-    tab.click("button[name=verdict][value=false_alarm]").await;
+    tab.follow("button[name=verdict][value=false_alarm]").await;
     let body = tab.body().await;
     assert!(
         body.contains("false alarm — sam.lee@vendor.example"),
@@ -446,7 +481,7 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
         fb.1
     );
     // ...its button does it, once.
-    tab.click("main form button[type=submit]").await;
+    tab.follow("main form button[type=submit]").await;
     assert!(tab.body().await.contains("is marked \"useful\""));
     tab.shot("09-email-link-done").await;
     tab.goto_refused(&useful).await;
@@ -454,7 +489,7 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
     tab.goto("/c/accounts/umbrella").await;
     assert!(tab.body().await.contains("useful — sam.lee@vendor.example"));
 
-    tab.click("form.signout button").await;
+    tab.follow("form.signout button").await;
     assert!(tab.path().await.starts_with("/c/login"));
 
     // An admin (a community manager): sources and tuning.
@@ -483,7 +518,7 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
     tab.goto("/c/tuning").await;
     tab.shot_tall("11-tuning", 1300).await;
     tab.fill("input[name='default.min_expected']", "30").await;
-    tab.click("form.tuning button[type=submit]").await;
+    tab.follow("form.tuning button[type=submit]").await;
     let until = Instant::now() + Duration::from_secs(120);
     while tab.c.find(Locator::Css("#result")).await.is_err() {
         assert!(

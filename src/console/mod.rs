@@ -136,6 +136,8 @@ pub fn router(state: ConsoleState) -> Router {
             get(|| async { asset(ICON, "image/svg+xml") }),
         )
         .layer(axum::middleware::from_fn(guard))
+        // Pages are mostly markup and SVG: gzip makes them a fifth.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(FORM_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,

@@ -853,5 +853,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         out.push("[backup]");
     }
+    if old.console != new.console {
+        out.push("[console]");
+    }
     out
 }
