@@ -396,7 +396,18 @@ fn parse_line<'a>(
                 Resolved::Unmatched => Who::Unmatched(actor),
             }
         }
-        (Some(_), Some(_)) => return Err("give either `account` or `actor`, not both".into()),
+        (Some(acc), Some(actor)) => {
+            // The account decides where the event counts; the actor is the
+            // person behind it (any opaque string: a hash will do).
+            let acc = checked("account", acc)?;
+            if registry.by_id(&acc).is_none() {
+                return Err(format!(
+                    "unknown account `{acc}` (not in the accounts file; with `actor` alone, identities are resolved)"
+                ));
+            }
+            seen_as = Some(checked("actor", actor)?);
+            Who::Account(acc)
+        }
         (None, None) => return Err("missing `account` (or `actor`)".into()),
     };
     let id = match id {
@@ -564,7 +575,7 @@ mod tests {
             err(r#"{"account":"acme","source":"f\u0000","at":"2026-01-01T00:00:00Z","id":"1"}"#)
                 .contains("NUL")
         );
-        assert!(err(r#"{"account":"acme","actor":"a@acme.com","source":"f","at":"2026-01-01T00:00:00Z","id":"1"}"#).contains("not both"));
+        assert!(err(r#"{"account":"nope","actor":"a@acme.com","source":"f","at":"2026-01-01T00:00:00Z","id":"1"}"#).contains("unknown account `nope`"));
         assert!(err("\u{feff}garbage").starts_with("bad JSON"));
         assert!(
             err(r#"{"account":"acme","source":"f","at":"0001-01-01T00:00:00Z","id":"1"}"#)

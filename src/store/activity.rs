@@ -76,6 +76,8 @@ pub struct Ingest {
     pub cursors: Vec<(SourceName, Vec<u8>)>,
     /// (account, source, kind) → the latest day and identity seen.
     last_seen: HashMap<(u32, u32, u32), (Day, Box<str>)>,
+    /// (account, source, kind) → person → days they were active.
+    people: HashMap<(u32, u32, u32), NewPeople>,
 }
 
 impl Ingest {
@@ -123,9 +125,10 @@ impl Ingest {
         Ok(())
     }
 
-    /// Notes that `actor` (a handle or address) was the account's identity
-    /// on `day` for this channel: the alert e-mail's "last activity by".
-    /// Names that cannot be keys are ignored (the event itself reports them).
+    /// Notes that `actor` (a handle or address: a person) acted for the
+    /// account on `day` on this channel: the alert e-mail's "last activity
+    /// by", and the people detection counts. Names that cannot be keys are
+    /// ignored (the event itself reports them).
     pub fn seen_by(&mut self, account: &str, source: &str, kind: &str, day: Day, actor: &str) {
         let (Ok(a), Ok(s), Ok(k)) = (
             self.accounts.intern(account),
@@ -134,6 +137,17 @@ impl Ingest {
         ) else {
             return;
         };
+        if !actor.is_empty() && !actor.contains('\0') {
+            let days = self.people.entry((a, s, k)).or_default();
+            match days.get_mut(actor) {
+                Some(set) => {
+                    set.insert(day);
+                }
+                None => {
+                    days.insert(actor.into(), std::collections::BTreeSet::from([day]));
+                }
+            }
+        }
         match self.last_seen.get_mut(&(a, s, k)) {
             Some(last) if last.0 > day => {}
             Some(last) => *last = (day, actor.into()),
@@ -343,6 +357,19 @@ impl Store {
                 let mut v = day.to_key().to_vec();
                 v.extend_from_slice(actor.as_bytes());
                 batch.insert(key, v);
+            }
+        }
+        for ((account, source, kind), new) in &ingest.people {
+            let key = super::people::key(
+                ingest.accounts.name(*account),
+                ingest.sources.name(*source),
+                ingest.kinds.name(*kind),
+            )?;
+            let old = self.get(&key, "reading people")?;
+            match super::people::merge(old.as_deref(), new) {
+                None => return Err(damaged("who was active on a channel", &key)),
+                Some(Some(v)) => batch.insert(key, v),
+                Some(None) => {}
             }
         }
         coverage::add(&self.activity, &ingest.coverage, &mut batch)?;
@@ -586,8 +613,11 @@ impl Store {
     }
 }
 
+/// People seen in one batch on one channel: person → active days.
+pub(super) type NewPeople = BTreeMap<Box<str>, std::collections::BTreeSet<Day>>;
+
 /// The error for a value that does not decode.
-pub(super) fn damaged(what: &str, key: &[u8]) -> StoreError {
+pub(crate) fn damaged(what: &str, key: &[u8]) -> StoreError {
     StoreError::Damaged {
         what: what.to_string(),
         key: super::show_key(key),

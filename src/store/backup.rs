@@ -46,7 +46,7 @@ use super::activity::{
 use super::coverage::{self, Origin, Span};
 use super::{
     ALERTS_LAST_DAY, GENERATION, P_BUCKET, P_COVERAGE_V1, P_CURSOR, P_DEDUPE, P_FEEDBACK, P_LAST,
-    P_NONCE, P_ONCE, P_SNOOZE, P_STALE, P_STATE, P_UNMATCHED, SEP, Store, StoreError,
+    P_NONCE, P_ONCE, P_PEOPLE, P_SNOOZE, P_STALE, P_STATE, P_UNMATCHED, SEP, Store, StoreError,
     TREE_ACTIVITY, TREE_ALERTS, TREE_MAIL, TREE_OUTBOX, day_key, key_bare, key1, key2, show_key,
 };
 use crate::config::StoreConfig;
@@ -69,6 +69,7 @@ pub enum Record {
     Once(Once),
     Parked(Parked),
     LastSeen(LastSeen),
+    People(People),
     Coverage(Coverage),
     Cursor(Cursor),
     State(State),
@@ -128,6 +129,7 @@ records! {
     Once { source: String, id: String, day: i32 }
     Parked { source: String, day: i32, events: Vec<(String, String)> }
     LastSeen { account: String, source: String, kind: String, day: i32, actor: String }
+    People { account: String, source: String, kind: String, people: std::collections::BTreeMap<String, Vec<i32>> }
     Coverage { source: String, by: Origin, first: i32, last: i32 }
     Cursor { source: String, value: Box<RawValue> }
     State { account: String, memory: Box<RawValue> }
@@ -270,6 +272,21 @@ pub(super) fn dump(
                     kind: kind.0,
                     day: day_of("who was seen last", &k, v.get(..4).unwrap_or(&[]))?,
                     actor: utf8("who was seen last", &k, &v[4..])?,
+                })
+            }
+            P_PEOPLE => {
+                let (account, source, kind) = decode_series_key(&k)
+                    .ok_or_else(|| damaged("who was active on a channel", &k))?;
+                let people = super::people::decode(&v)
+                    .ok_or_else(|| damaged("who was active on a channel", &k))?;
+                Record::People(People {
+                    account: account.0,
+                    source: source.0,
+                    kind: kind.0,
+                    people: people
+                        .into_iter()
+                        .map(|(name, days)| (name, days.into_iter().map(|d| d.0).collect()))
+                        .collect(),
                 })
             }
             coverage::P_COVERAGE if schema >= 2 => {
@@ -589,6 +606,21 @@ impl Restorer {
                     v,
                 )
             }
+            Record::People(People {
+                account,
+                source,
+                kind,
+                people,
+            }) => (
+                A,
+                super::people::key(&account, &source, &kind)?,
+                super::people::encode(
+                    &people
+                        .into_iter()
+                        .map(|(name, days)| (name, days.into_iter().map(Day).collect()))
+                        .collect(),
+                ),
+            ),
             Record::Coverage(Coverage {
                 source,
                 by,

@@ -16,6 +16,7 @@
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
 //! | `o` | source · id hash | day (4 bytes) | markers of events counted once *whatever their day* |
 //! | `l` | account · source · kind | day · actor | who was seen last on the channel (for the alert e-mail) |
+//! | `h` | account · source · kind | each person and their active days | who was active on the channel ([`people`]) |
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
 //! that sort in time order. Detection has two trees of its own, written
@@ -61,6 +62,7 @@ pub mod backup;
 pub mod coverage;
 pub mod files;
 mod migrate;
+pub mod people;
 
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
@@ -71,6 +73,7 @@ use std::time::Duration;
 pub use activity::{Bucket, Committed, Ingest, Owner, Series, UnmatchedActor};
 pub use alerts::{QueuedNotice, SavedStates};
 pub use coverage::{Origin, Span};
+pub use people::{ChannelPeople, People};
 
 use crate::config::StoreConfig;
 use crate::types::Day;
@@ -99,6 +102,8 @@ const P_CURSOR: u8 = b'k';
 const P_UNMATCHED: u8 = b'u';
 const P_ONCE: u8 = b'o';
 const P_LAST: u8 = b'l';
+/// People per channel (see [`people`]).
+const P_PEOPLE: u8 = b'h';
 /// Coverage as version 1 kept it: source · day → flags.
 const P_COVERAGE_V1: u8 = b'c';
 // Key spaces of the `alerts` tree.

@@ -1,0 +1,183 @@
+//! Who acted: per account channel, each person (the handle or address an
+//! event came with) and the days they were active. Detection reads it for
+//! *breadth* — how many of an account's usual people are still around —
+//! which counts alone do not carry.
+//!
+//! One value per channel (`h` · account · source · kind), not a row per
+//! person-day: each person's name once, then their active days as
+//! differences in variable-length integers (one or two bytes a day). A day
+//! recorded twice is one day, so re-polls and re-imports change nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::activity::{channel_key, damaged, decode_series_key};
+use super::{P_PEOPLE, SEP, Store, StoreError, check_name};
+use crate::types::{AccountId, Day, Kind, SourceName};
+
+/// One channel's people: name → active days (sorted).
+pub type People = BTreeMap<String, BTreeSet<Day>>;
+
+/// The people of one account channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPeople {
+    pub account: AccountId,
+    pub source: SourceName,
+    pub kind: Kind,
+    pub people: People,
+}
+
+pub(super) fn key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
+    channel_key(P_PEOPLE, account, source, kind)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(v: &[u8], at: &mut usize) -> Option<u64> {
+    let mut x = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *v.get(*at)?;
+        *at += 1;
+        x |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(x);
+        }
+    }
+    None
+}
+
+/// The stored form: person count, then per person: name length, name,
+/// day count, first day (zig-zag), then each next day's distance.
+pub(super) fn encode(people: &People) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, people.len() as u64);
+    for (name, days) in people {
+        put_varint(&mut out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        put_varint(&mut out, days.len() as u64);
+        let mut prev: Option<i32> = None;
+        for d in days {
+            match prev {
+                None => put_varint(&mut out, ((d.0 << 1) ^ (d.0 >> 31)) as u32 as u64),
+                Some(p) => put_varint(&mut out, (d.0 - p) as u64),
+            }
+            prev = Some(d.0);
+        }
+    }
+    out
+}
+
+pub(super) fn decode(v: &[u8]) -> Option<People> {
+    let mut at = 0;
+    let n = get_varint(v, &mut at)?;
+    let mut out = People::new();
+    for _ in 0..n {
+        let len = usize::try_from(get_varint(v, &mut at)?).ok()?;
+        let name = std::str::from_utf8(v.get(at..at.checked_add(len)?)?).ok()?;
+        at += len;
+        let days = get_varint(v, &mut at)?;
+        let mut set = BTreeSet::new();
+        let mut prev: Option<i32> = None;
+        for _ in 0..days {
+            let x = get_varint(v, &mut at)?;
+            let d = match prev {
+                None => {
+                    let z = u32::try_from(x).ok()?;
+                    ((z >> 1) as i32) ^ -((z & 1) as i32)
+                }
+                Some(p) => p.checked_add(i32::try_from(x).ok()?)?,
+            };
+            set.insert(Day(d));
+            prev = Some(d);
+        }
+        out.insert(name.to_string(), set);
+    }
+    (at == v.len()).then_some(out)
+}
+
+/// Adds `new` days into the stored `old` value; `None` if nothing changed.
+pub(super) fn merge(
+    old: Option<&[u8]>,
+    new: &BTreeMap<Box<str>, BTreeSet<Day>>,
+) -> Option<Option<Vec<u8>>> {
+    let mut people = match old {
+        Some(v) => decode(v)?,
+        None => People::new(),
+    };
+    let mut changed = false;
+    for (name, days) in new {
+        let entry = people.entry(name.to_string()).or_default();
+        for d in days {
+            changed |= entry.insert(*d);
+        }
+    }
+    Some(changed.then(|| encode(&people)))
+}
+
+impl Store {
+    /// The people of each of an account's channels.
+    pub fn people_of(&self, account: &AccountId) -> Result<Vec<ChannelPeople>, StoreError> {
+        let mut prefix = vec![P_PEOPLE];
+        prefix.extend_from_slice(check_name(account.as_str())?);
+        prefix.push(SEP);
+        self.scan_people(prefix).collect()
+    }
+
+    /// Every channel's people, ordered by account.
+    pub fn people(&self) -> impl Iterator<Item = Result<ChannelPeople, StoreError>> + '_ {
+        self.scan_people(vec![P_PEOPLE])
+    }
+
+    fn scan_people(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<ChannelPeople, StoreError>> + '_ {
+        self.activity.scan_prefix(prefix).map(|r| {
+            let (k, v) = r.map_err(|e| self.fail("reading people", e))?;
+            let ((account, source, kind), people) = decode_series_key(&k)
+                .zip(decode(&v))
+                .ok_or_else(|| damaged("who was active on a channel", &k))?;
+            Ok(ChannelPeople {
+                account,
+                source,
+                kind,
+                people,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn people_round_trip_compactly_and_merge_as_sets() {
+        let mut p = People::new();
+        p.insert(
+            "wile_e".into(),
+            [Day(-5), Day(20_000), Day(20_001), Day(20_400)].into(),
+        );
+        p.insert("ann@acme.com".into(), [Day(20_100)].into());
+        let v = encode(&p);
+        assert_eq!(decode(&v), Some(p.clone()));
+        // Names once, a couple of bytes a day.
+        assert!(v.len() < 40, "{}", v.len());
+        assert_eq!(decode(&v[..v.len() - 1]), None);
+        let mut new = BTreeMap::new();
+        new.insert(Box::<str>::from("wile_e"), BTreeSet::from([Day(20_001)]));
+        assert_eq!(
+            merge(Some(&v), &new),
+            Some(None),
+            "a known day changes nothing"
+        );
+        new.insert(Box::<str>::from("raj"), BTreeSet::from([Day(20_002)]));
+        let merged = merge(Some(&v), &new).flatten().expect("changed");
+        assert_eq!(decode(&merged).map(|m| m.len()), Some(3));
+    }
+}
