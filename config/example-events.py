@@ -4,8 +4,9 @@ today (or --end YYYY-MM-DD), for the README's first command (detection
 needs a year of baseline before the recent weeks).
 
 Five accounts on three sources (a forum, a support portal, marketing mail):
-acme, globex and initech stay busy; umbrella goes quiet five weeks before
-the end; hooli posts a few times a year. Some staff activity (ignored) and
+acme, globex and initech stay busy; umbrella's five regulars dwindle to one
+(at the same volume) five months before the end, and six weeks before
+it the account goes quiet; hooli posts a few times a year. Some staff activity (ignored) and
 one actor no account claims (listed by `lull accounts --unmatched`) are
 mixed in. Ids are derived from the event itself, so re-running this on a
 later day and re-importing adds only the new days.
@@ -26,10 +27,14 @@ PROFILE = {
     "acme": (9, 2, 3, 0.45, ["wile_e", "ann@acme.com", "raj@eu.acme.com"]),
     "globex": (5, 1, 3, 0.35, ["hank@globex.io", "mindy@globex.io"]),
     "initech": (3, 2, 3, 0.30, ["peter.gibbons@gmail.com", "milton@initech.example"]),
-    "umbrella": (6, 2, 3, 0.40, ["alice@umbrella-health.example", "carlos@umbrella-health.example"]),
+    "umbrella": (6, 2, 3, 0.40, ["alice@umbrella-health.example", "carlos@umbrella-health.example",
+                                 "dana@umbrella-health.example", "eve@umbrella-health.example",
+                                 "femi@umbrella-health.example"]),
     "hooli": (0.1, 0.05, 3, 0.20, ["gavin@hooli.example"]),
 }
-QUIET = {"umbrella": 35}  # goes quiet this many days before the end
+# account -> (only its first person is active from this many days before the
+# end, and nobody from this many)
+DWINDLE = {"umbrella": (150, 40)}
 
 start = a.end - dt.timedelta(weeks=60) + dt.timedelta(days=1)
 events = []
@@ -46,17 +51,21 @@ for account, (posts, tickets, mails, open_rate, people) in sorted(PROFILE.items(
     for i in range((a.end - start).days + 1):
         day = start + dt.timedelta(days=i)
         weekday = day.weekday() < 5
-        quiet = account in QUIET and (a.end - day).days < QUIET[account]
-        scale = (1.0 if weekday else 0.2) * (0.05 if quiet else 1.0)
+        before_end = (a.end - day).days
+        one, gone = DWINDLE.get(account, (-1, -1))
+        active = [] if before_end < gone else people[:1] if before_end < one else people
+        scale = 1.0 if weekday else 0.2
         day_rng = random.Random(f"{account}/{day}")
         for n in range(sum(day_rng.random() < posts / 5 * scale / 3 for _ in range(3))):
-            emit("forum", "post", day_rng.choice(people), day, n, n)
+            if active:
+                emit("forum", "post", day_rng.choice(active), day, n, n)
         for n in range(int(day_rng.random() < tickets / 5 * scale)):
-            emit("support", "ticket", day_rng.choice(people), day, n, n + 3)
+            if active:
+                emit("support", "ticket", day_rng.choice(active), day, n, n + 3)
         if day.weekday() == 1:  # the weekly newsletter goes out on Tuesdays
             for n, person in enumerate(p for p in people if "@" in p):
                 emit("mail", "delivered", person, day, n, n)
-                if day_rng.random() < open_rate * (0.1 if quiet else 1.0):
+                if person in active and day_rng.random() < open_rate:
                     emit("mail", "open", person, day, n, n + 1)
 for i in range(0, (a.end - start).days + 1, 3):
     day = start + dt.timedelta(days=i)

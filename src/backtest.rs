@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Registry;
-use crate::detect::{DetectConfig, Detector, Notice, NoticeKind, Weekly, timeline_for};
+use crate::detect::{DetectConfig, Detector, Notice, NoticeKind, Weekly, timeline_for, watch};
 use crate::store::{Store, StoreError};
 use crate::types::Day;
 
@@ -30,12 +30,11 @@ pub struct Backtest {
 }
 
 impl Backtest {
-    /// The silence alerts (alerts and reminders, not recoveries): what
-    /// `--json` prints and what the scorer reads.
+    /// The alerts (silent and reminder notices): the interruptions.
     pub fn alerts(&self) -> impl Iterator<Item = &Notice> {
         self.notices
             .iter()
-            .filter(|n| n.notice != NoticeKind::Recovered)
+            .filter(|n| matches!(n.notice, NoticeKind::Silent | NoticeKind::Reminder))
     }
 }
 
@@ -52,17 +51,22 @@ pub fn run(
     let (history, timeline) = timeline_for(store, config, Day(i32::MIN / 2), to)?;
     let detector = Detector::load(store, registry, config, timeline)?;
     let mut notices = Vec::new();
+    let mut candidates = Vec::new();
     let mut weekly = BTreeMap::new();
     let mut done = 0;
     detector.for_each_account(store, |h| {
-        let before = notices.len();
+        let before = (notices.len(), candidates.len());
         detector.replay(&h, Default::default(), history, to, from, |n| {
-            notices.push(n)
+            if n.notice == NoticeKind::Watch {
+                candidates.push(n);
+            } else {
+                notices.push(n);
+            }
         });
-        if notices[before..]
+        let alerted = notices[before.0..]
             .iter()
-            .any(|n| n.notice != NoticeKind::Recovered)
-        {
+            .any(|n| n.notice != NoticeKind::Recovered);
+        if alerted || candidates.len() > before.1 {
             let account = registry.get(h.account);
             weekly.insert(
                 account.id.to_string(),
@@ -72,7 +76,17 @@ pub fn run(
         done += 1;
         progress(done);
     })?;
-    notices.sort_by(|a, b| (a.date, &a.account).cmp(&(b.date, &b.account)));
+    // The digest's cap ties a CSM's accounts together: applied to every
+    // digest day's candidates in date order, as daily runs do.
+    let listed = watch::select(candidates, &mut Default::default(), &config.watch);
+    let named: std::collections::HashSet<&str> = notices
+        .iter()
+        .chain(&listed)
+        .map(|n| n.account.as_str())
+        .collect();
+    weekly.retain(|account, _| named.contains(account.as_str()));
+    notices.extend(listed);
+    notices.sort_by(|a, b| (a.date, &a.account, a.notice).cmp(&(b.date, &b.account, b.notice)));
     Ok(Backtest {
         from,
         to,
@@ -88,6 +102,8 @@ pub struct Summary {
     pub alerts: usize,
     pub reminders: usize,
     pub recoveries: usize,
+    /// Entries on weekly watch digests.
+    pub watch: usize,
     pub accounts_alerted: usize,
     pub accounts: usize,
     /// Alerts and reminders per account per year of the range.
@@ -111,6 +127,10 @@ impl Backtest {
                 NoticeKind::Reminder => s.reminders += 1,
                 NoticeKind::Recovered => {
                     s.recoveries += 1;
+                    continue;
+                }
+                NoticeKind::Watch => {
+                    s.watch += 1;
                     continue;
                 }
             }

@@ -174,6 +174,11 @@ pub enum Command {
         /// for more); the config does not change
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Score the replay per tier against known disengagements: a CSV
+        /// with `account,churn_date` (or score.py's ground_truth.csv);
+        /// recall, lead, false alerts per account-year, precision
+        #[arg(long, value_name = "FILE.csv")]
+        churned: Option<PathBuf>,
     },
     /// The service: scheduled polls, detection and alert delivery, with
     /// /healthz, /readyz and /metrics; stops cleanly on SIGTERM/SIGINT

@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(d.for_segment(Some("smb")).recent_days, 56);
         // A segment inherits what [detect] set, and unknown segments get the defaults.
         assert_eq!(d.for_segment(Some("smb")).min_expected, 5.0);
-        assert_eq!(d.for_segment(Some("enterprise")).recent_days, 42);
+        assert_eq!(d.for_segment(Some("enterprise")).recent_days, 28);
         assert_eq!(d.for_segment(None).weight("ticket"), 2.0);
 
         let err = Config::load(&write(
@@ -367,5 +367,36 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("lull.toml:5:17: `detect.segment.smb`: recover_ratio (0.1) must not be below drop_ratio"), "{err}");
+
+        // The tiers' keys: checked the same way, and the digest's only in
+        // [detect].
+        let c = Config::load(&write(
+            dir.path(),
+            "[detect]\nsilent_days = 60\nmax_breadth = 0.5\nwatch_cap = 3\nwatch_weekday = \"friday\"\n[detect.segment.smb]\ncooldown_days = 90\n",
+        ))
+        .unwrap();
+        assert_eq!(c.detect.defaults.silent_days, 60);
+        assert_eq!(c.detect.for_segment(Some("smb")).silent_days, 60);
+        assert_eq!(c.detect.for_segment(Some("smb")).cooldown_days, 90);
+        assert_eq!(c.detect.watch.cap, 3);
+        assert_eq!(c.detect.watch.weekday, chrono::Weekday::Fri);
+        let err = Config::load(&write(
+            dir.path(),
+            "[detect]\nearly_silent_days = 40\nsilent_days = 35\nwatch_weekday = \"someday\"\nwatch_cap = 0\n[detect.segment.smb]\nwatch_cap = 2\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("lull.toml:2:21: `detect`: early_silent_days (40) must not be above silent_days (35)"), "{err}");
+        assert!(
+            err.contains(
+                "lull.toml:4:17: `detect.watch_weekday` = \"someday\" is not a day of the week"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:5:13: `detect.watch_cap` must be a whole number from 1 to 100"),
+            "{err}"
+        );
+        assert!(err.contains("can only be set in [detect]"), "{err}");
     }
 }

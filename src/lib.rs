@@ -22,6 +22,7 @@ pub mod limits;
 pub mod logging;
 pub mod report;
 pub mod schedule;
+pub mod score;
 pub mod secret;
 pub mod service;
 pub mod sources;

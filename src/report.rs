@@ -13,7 +13,12 @@ use crate::types::Day;
 /// charts helps nobody and takes a browser down.
 const MAX_ACCOUNT_CHARTS: usize = 200;
 
-pub fn render(b: &Backtest, config: &DetectConfig) -> String {
+pub fn render(
+    b: &Backtest,
+    config: &DetectConfig,
+    scores: Option<&crate::score::Scores>,
+    feedback: &crate::app::feedback::FeedbackComparison,
+) -> String {
     let s = b.summary();
     let mut html = String::new();
     let _ = write!(
@@ -23,16 +28,27 @@ pub fn render(b: &Backtest, config: &DetectConfig) -> String {
     );
     let _ = write!(
         html,
-        "<h1>lull backtest {} .. {}</h1><p class=\"totals\"><b>{}</b> alerts, <b>{}</b> reminders, <b>{}</b> recoveries; <b>{}</b> of {} accounts alerted; <b>{:.2}</b> alerts per account-year.</p>",
+        "<h1>lull backtest {} .. {}</h1><p class=\"totals\"><b>{}</b> alerts, <b>{}</b> reminders, <b>{}</b> recoveries, <b>{}</b> watch-list entries; <b>{}</b> of {} accounts alerted; <b>{:.2}</b> alerts per account-year.</p>",
         b.from,
         b.to,
         s.alerts,
         s.reminders,
         s.recoveries,
+        s.watch,
         s.accounts_alerted,
         s.accounts,
         s.per_account_year
     );
+    if let Some(scores) = scores {
+        html.push_str(&scores_table(scores));
+    }
+    if !feedback.is_empty() {
+        let _ = write!(
+            html,
+            "<p>Feedback from CSMs on real alerts in the range: {}.</p>",
+            esc(&feedback.line())
+        );
+    }
     html.push_str("<h2>Alerts per week</h2>");
     html.push_str(&weekly_alerts_chart(b, &s));
     html.push_str("<div class=\"cols\">");
@@ -115,6 +131,36 @@ pub fn render(b: &Backtest, config: &DetectConfig) -> String {
     html
 }
 
+/// The per-tier scores against the churn file.
+fn scores_table(s: &crate::score::Scores) -> String {
+    let opt = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let mut out = String::from(
+        "<h2>Against the churn file</h2><table><tr><th>tier</th><th>recall</th><th>median lead (days)</th><th>false alerts / account-year</th><th>precision</th><th>alerts</th><th>per CSM per week</th><th>missed</th></tr>",
+    );
+    for (tier, t) in &s.tiers {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{} ({}/{})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2} (max {})</td><td>{}</td></tr>",
+            esc(tier),
+            opt(t.recall),
+            t.detected,
+            t.churned_accounts,
+            opt(t.median_lead_days),
+            opt(t.noise_all_per_acct_year),
+            opt(t.precision),
+            t.alerts,
+            t.per_csm_week,
+            t.max_csm_week,
+            esc(&t.missed.join(", "))
+        );
+    }
+    out.push_str("</table>");
+    if s.derived {
+        out.push_str("<p>First activity and engagement end were read from the store; no dormancies were known.</p>");
+    }
+    out
+}
+
 const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}\
 h3 small{font-weight:normal;color:#666}table{border-collapse:collapse;margin:.5em 0}\
 td,th{padding:2px 10px;border-bottom:1px solid #ddd;text-align:left}.cols{display:flex;gap:3em}\
@@ -141,7 +187,7 @@ fn thresholds_table(config: &DetectConfig) -> String {
     let all: Vec<&Thresholds> = std::iter::once(&config.defaults)
         .chain(config.segments.values())
         .collect();
-    let rows: [(&str, Show); 12] = [
+    let rows: [(&str, Show); 21] = [
         ("recent_days", |t| t.recent_days.to_string()),
         ("max_recent_days", |t| t.max_recent_days.to_string()),
         ("baseline_days", |t| t.baseline_days.to_string()),
@@ -154,6 +200,15 @@ fn thresholds_table(config: &DetectConfig) -> String {
         ("reminder_days", |t| t.reminder_days.to_string()),
         ("recover_days", |t| t.recover_days.to_string()),
         ("community", |t| t.community.to_string()),
+        ("silent_days", |t| t.silent_days.to_string()),
+        ("early_silent_days", |t| t.early_silent_days.to_string()),
+        ("max_breadth", |t| t.max_breadth.to_string()),
+        ("breadth_days", |t| t.breadth_days.to_string()),
+        ("warmup_days", |t| t.warmup_days.to_string()),
+        ("min_events", |t| t.min_events.to_string()),
+        ("min_active_days", |t| t.min_active_days.to_string()),
+        ("cooldown_days", |t| t.cooldown_days.to_string()),
+        ("watch", |t| t.watch.to_string()),
     ];
     for (name, get) in rows {
         let _ = write!(out, "<tr><td>{name}</td>");

@@ -57,7 +57,7 @@ fn one_digest_per_csm_with_text_html_and_chart_and_nothing_twice() {
     for want in [
         "Acme Corp (acme) went quiet",
         "Globex (globex) went quiet",
-        "forum posts (forum): 0 in the last 42 days; about 84 expected",
+        "forum posts (forum): 0 in the last 28 days; about 55 expected",
         "0% of its usual level",
         "less than once in 1,000",
         &format!(

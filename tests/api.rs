@@ -33,7 +33,7 @@ fn config(port: u16, extra: &str) -> String {
 fn history() -> String {
     let today = chrono::Utc::now().date_naive();
     let mut s = String::new();
-    for d in 1..400u64 {
+    for d in 1..480u64 {
         let day = today - chrono::Days::new(d);
         for who in ["acme", "globex", "initech"] {
             if who == "acme" && d < 60 {

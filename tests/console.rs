@@ -795,6 +795,7 @@ async fn feedback_is_kept_with_who_when_and_the_alert_exported_and_compared() {
                 to: day(TODAY),
                 detect: None,
                 report: false,
+                churned: None,
             },
             |_| {},
         )
@@ -807,8 +808,9 @@ async fn feedback_is_kept_with_who_when_and_the_alert_exported_and_compared() {
             &lull::app::ops::BacktestRequest {
                 from: day(TODAY - 60),
                 to: day(TODAY),
-                detect: Some(serde_json::json!({"min_expected": 100000.0})),
+                detect: Some(serde_json::json!({"silent_days": 200})),
                 report: false,
+                churned: None,
             },
             |_| {},
         )

@@ -391,6 +391,14 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
     // The alert queued by detection goes out at start, with links.
     let alert = wait_for_mail(&smtp, "Umbrella Health went quiet", 0);
     assert!(alert.contains("/c/act/"), "links in the alert:\n{alert}");
+    // Its five regulars had dwindled to one before it went quiet.
+    assert!(
+        alert.contains("  1 of the ")
+            && alert.contains(
+                "people usually active in 90 days was active in the 90 days before it went quiet"
+            ),
+        "people in the alert:\n{alert}"
+    );
     assert!(
         !alert.contains("lull snooze"),
         "no shell command in the footer"

@@ -54,7 +54,7 @@ fn history(busy: &[&str], quiet: &[&str], last: i32) -> String {
         .map(|i| (i, false))
         .chain(quiet.iter().map(|i| (i, true)))
     {
-        for d in -300..=-last {
+        for d in -480..=-last {
             if is_quiet && d > -60 {
                 continue;
             }

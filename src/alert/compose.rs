@@ -91,10 +91,11 @@ impl Item {
                     NoticeKind::Silent => 0,
                     NoticeKind::Reminder => 1,
                     NoticeKind::Recovered => 2,
+                    NoticeKind::Watch => 3,
                 },
                 n.name.to_lowercase(),
             ),
-            Item::Stale(s) => (3, s.source.to_string()),
+            Item::Stale(s) => (4, s.source.to_string()),
         }
     }
 }
@@ -182,6 +183,7 @@ fn subject(items: &[Item]) -> String {
     let mut quiet = Vec::new();
     let mut still = Vec::new();
     let mut back = Vec::new();
+    let mut watch = Vec::new();
     let mut sources = Vec::new();
     for i in items {
         match i {
@@ -189,6 +191,7 @@ fn subject(items: &[Item]) -> String {
                 NoticeKind::Silent => quiet.push(n.name.as_str()),
                 NoticeKind::Reminder => still.push(n.name.as_str()),
                 NoticeKind::Recovered => back.push(n.name.as_str()),
+                NoticeKind::Watch => watch.push(n.name.as_str()),
             },
             Item::Stale(s) => sources.push(s.source.as_str()),
         }
@@ -208,6 +211,14 @@ fn subject(items: &[Item]) -> String {
         0 => {}
         1 => parts.push(format!("{} is active again", back[0])),
         _ => parts.push(format!("{} are active again", names(&back))),
+    }
+    match watch.len() {
+        0 => {}
+        1 => parts.push(format!("to watch this week: {}", watch[0])),
+        n => parts.push(format!(
+            "{n} accounts to watch this week: {}",
+            names(&watch)
+        )),
     }
     match sources.len() {
         0 => {}
@@ -229,6 +240,8 @@ struct AccountView {
     chart_cid: Option<String>,
     last_activity: Option<String>,
     episode: Option<String>,
+    /// "3 of the 8 people usually active in 90 days were active …".
+    people: Option<String>,
     /// Open, snooze and feedback links (with `[console] public_url`).
     links: Option<AccountLinks>,
 }
@@ -364,8 +377,10 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
         .evidence
         .iter()
         .filter(|r| match n.notice {
-            NoticeKind::Recovered => r.judgement.status.is_judged(),
-            _ => r.judgement.status == ChannelStatus::Silent,
+            NoticeKind::Recovered | NoticeKind::Silent | NoticeKind::Reminder => {
+                r.judgement.status.is_judged()
+            }
+            NoticeKind::Watch => r.judgement.status == ChannelStatus::Silent,
         })
         .collect();
     let since = n.silent_since.map(|s| {
@@ -385,6 +400,7 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
         NoticeKind::Silent => ("went quiet", "quiet"),
         NoticeKind::Reminder => ("is still quiet", "quiet"),
         NoticeKind::Recovered => ("is active again", "back"),
+        NoticeKind::Watch => ("is dropping: one to watch", "watch"),
     };
     AccountView {
         name: n.name.clone(),
@@ -404,6 +420,7 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
             (NoticeKind::Reminder, Some(d)) => Some(d.to_string()),
             _ => None,
         },
+        people: n.people.clone(),
         links: None,
     }
 }

@@ -287,7 +287,8 @@ impl App {
             std::borrow::Cow::Borrowed(&*cache.inputs),
         );
         let series = self.store.account_series(&account.id)?;
-        let h = detector.account_history(idx, series);
+        let people = self.store.people_of(&account.id)?;
+        let h = detector.account_history(idx, series, people);
         let mut notices = Vec::new();
         let judged = detector.replay(
             &h,

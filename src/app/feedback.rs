@@ -141,6 +141,7 @@ pub fn compare(backtest: &Backtest, feedback: &[Feedback]) -> FeedbackComparison
                     episodes.entry(a).or_default().push((start, n.date));
                 }
             }
+            NoticeKind::Watch => {}
         }
     }
     for (a, start) in open {
@@ -152,11 +153,19 @@ pub fn compare(backtest: &Backtest, feedback: &[Feedback]) -> FeedbackComparison
             continue;
         }
         *out.given.entry(f.verdict.as_str().into()).or_default() += 1;
-        let near = episodes.get(f.account.as_str()).is_some_and(|list| {
-            list.iter().any(|(start, end)| {
-                *start <= f.day.plus(MATCH_DAYS) && *end >= f.day.plus(-MATCH_DAYS)
+        let near = if f.kind == "watch" {
+            backtest.notices.iter().any(|n| {
+                n.notice == NoticeKind::Watch
+                    && n.account == f.account
+                    && (n.date.0 - f.day.0).abs() <= MATCH_DAYS
             })
-        });
+        } else {
+            episodes.get(f.account.as_str()).is_some_and(|list| {
+                list.iter().any(|(start, end)| {
+                    *start <= f.day.plus(MATCH_DAYS) && *end >= f.day.plus(-MATCH_DAYS)
+                })
+            })
+        };
         if near {
             *out.still_alerted
                 .entry(f.verdict.as_str().into())

@@ -68,6 +68,9 @@ pub struct BacktestRequest {
     /// Also render the HTML report.
     #[serde(default)]
     pub report: bool,
+    /// Known disengagements to score the replay against, per tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churned: Option<crate::score::ChurnHistory>,
 }
 
 /// What a backtest found.
@@ -85,6 +88,9 @@ pub struct BacktestOutcome {
         skip_serializing_if = "super::feedback::FeedbackComparison::is_empty"
     )]
     pub feedback: super::feedback::FeedbackComparison,
+    /// Per tier, against `churned` (when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<crate::score::Scores>,
 }
 
 /// A detection run asked for.
@@ -416,16 +422,75 @@ impl App {
         }
         let backtest =
             crate::backtest::run(&self.store, &live.registry, &detect, from, to, progress)?;
+        let scores = match &req.churned {
+            Some(history) => Some(self.score(history, &backtest, &live.registry, &detect)?),
+            None => None,
+        };
+        let feedback = super::feedback::compare(&backtest, &self.feedback(None)?);
         let report_html = req
             .report
-            .then(|| crate::report::render(&backtest, &detect));
-        let feedback = super::feedback::compare(&backtest, &self.feedback(None)?);
+            .then(|| crate::report::render(&backtest, &detect, scores.as_ref(), &feedback));
         Ok(BacktestOutcome {
             backtest,
             warnings,
             report_html,
             feedback,
+            scores,
         })
+    }
+
+    /// Scores a backtest against known disengagements; what a two-column
+    /// churn file leaves out (first activity, engagement end) is read
+    /// from the store.
+    fn score(
+        &self,
+        history: &crate::score::ChurnHistory,
+        backtest: &crate::backtest::Backtest,
+        registry: &crate::accounts::Registry,
+        detect: &crate::detect::DetectConfig,
+    ) -> Result<crate::score::Scores, AppError> {
+        let mut observed = std::collections::HashMap::new();
+        if !history.complete {
+            for a in registry.accounts() {
+                observed.insert(a.id.to_string(), crate::score::Observed::default());
+            }
+            // Daily activity per account, all activity kinds together.
+            let mut daily: std::collections::HashMap<String, BTreeMap<Day, u64>> =
+                std::collections::HashMap::new();
+            for s in self.store.series() {
+                let s = s?;
+                if !observed.contains_key(s.account.as_str())
+                    || !detect.is_activity(s.kind.as_str())
+                {
+                    continue;
+                }
+                let into = daily.entry(s.account.to_string()).or_default();
+                for (d, n) in s.entries {
+                    *into.entry(d).or_default() += n;
+                }
+            }
+            for (account, days) in daily {
+                let entries: Vec<(Day, u64)> = days.into_iter().collect();
+                let o = crate::score::Observed {
+                    first_activity: entries.first().map(|e| e.0),
+                    engagement_end: crate::score::engagement_end(&entries, backtest.to),
+                };
+                observed.insert(account, o);
+            }
+        }
+        let csms: std::collections::BTreeSet<String> = registry
+            .accounts()
+            .iter()
+            .map(|a| a.csm.trim().to_lowercase())
+            .collect();
+        let weeks = f64::from(backtest.to.0 - backtest.from.0 + 1) / 7.0;
+        Ok(crate::score::score(
+            history,
+            &backtest.notices,
+            &observed,
+            csms.len(),
+            weeks,
+        ))
     }
 
     /// The running `[detect]` with `overrides` (a JSON object of its keys)

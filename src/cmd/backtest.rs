@@ -13,16 +13,39 @@ use crate::backtest::Backtest;
 use crate::say;
 use crate::types::Day;
 
-pub fn run(
-    b: &Backend,
-    from: Day,
-    to: Day,
-    json: bool,
-    report: Option<&Path>,
-    set: &[String],
-) -> anyhow::Result<ExitCode> {
+/// What `lull backtest` was asked.
+pub struct Options<'a> {
+    pub from: Day,
+    pub to: Day,
+    pub json: bool,
+    pub report: Option<&'a Path>,
+    pub set: &'a [String],
+    pub churned: Option<&'a Path>,
+}
+
+pub fn run(b: &Backend, o: Options<'_>) -> anyhow::Result<ExitCode> {
+    let Options {
+        from,
+        to,
+        json,
+        report,
+        set,
+        churned,
+    } = o;
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let detect = overrides(set)?;
+    let churned = match churned {
+        None => None,
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read --churned {}", path.display()))?;
+            let name = path.display().to_string();
+            Some(
+                crate::score::read_churned(std::io::BufReader::new(file), &name)
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+    };
     let span = tracing::info_span!("backtest", %from, %to);
     let _enter = span.enter();
     let accounts = b.local().map_or(0, |a| a.live().registry.len() as u64);
@@ -42,6 +65,7 @@ pub fn run(
             to,
             detect,
             report: report.is_some(),
+            churned,
         },
         |done| bar.set_position(done as u64),
     )?;
@@ -51,12 +75,26 @@ pub fn run(
     }
     let result = &out.backtest;
     if json {
-        let alerts: Vec<_> = result.alerts().collect();
-        print_stdout(&(serde_json::to_string(&alerts)? + "\n"))?;
+        print_stdout(&(serde_json::to_string(&result.notices)? + "\n"))?;
     } else {
         print_stdout(&text(result))?;
     }
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary_text(result).as_bytes());
+    let mut summary = summary_text(result);
+    if let Some(scores) = &out.scores {
+        summary.push_str(&scores_text(scores));
+        if json {
+            // For scripts: the scores as one JSON line on stderr (stdout
+            // stays the array of notices).
+            summary.push_str(&format!("{}\n", serde_json::json!({ "scores": scores })));
+        }
+    }
+    if !out.feedback.is_empty() {
+        summary.push_str(&format!(
+            "feedback on real alerts in the range: {}\n",
+            out.feedback.line()
+        ));
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
     if let (Some(path), Some(html)) = (report, &out.report_html) {
         // Atomically: a reader (or a browser tab reloading it) never sees
         // half a report, and a failed write leaves the old one.
@@ -101,9 +139,45 @@ fn overrides(set: &[String]) -> anyhow::Result<Option<serde_json::Value>> {
     Ok(Some(serde_json::Value::Object(root)))
 }
 
+/// Per tier: recall, lead, noise, precision, load on the CSMs.
+pub fn scores_text(s: &crate::score::Scores) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("scored against the churn file");
+    if s.derived {
+        out.push_str(" (first activity and engagement end from the store)");
+    }
+    out.push_str(":\n");
+    let opt = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| v.to_string());
+    for (tier, t) in &s.tiers {
+        let _ = writeln!(
+            out,
+            "  {tier:<7} recall {} ({}/{}), median lead {} days, false alerts {} per account-year ({} on never-churned), precision {}; {} alerts, {:.2} per CSM per week (at most {} in one week)",
+            opt(t.recall),
+            t.detected,
+            t.churned_accounts,
+            opt(t.median_lead_days),
+            opt(t.noise_all_per_acct_year),
+            opt(t.noise_active_per_acct_year),
+            opt(t.precision),
+            t.alerts,
+            t.per_csm_week,
+            t.max_csm_week,
+        );
+    }
+    if !s.unknown_accounts.is_empty() {
+        let _ = writeln!(
+            out,
+            "  warning: not in the accounts file: {}",
+            s.unknown_accounts.join(", ")
+        );
+    }
+    out
+}
+
 fn text(b: &Backtest) -> String {
     let rows: Vec<Vec<String>> = b
-        .alerts()
+        .notices
+        .iter()
         .map(|n| {
             vec![
                 n.date.to_string(),
@@ -139,7 +213,7 @@ fn summary_text(b: &Backtest) -> String {
     let s = b.summary();
     let days = (b.to.0 - b.from.0 + 1) as f64;
     let mut out = format!(
-        "backtest {} .. {} ({} days, {} accounts): {} alerts, {} reminders, {} recoveries; {} accounts alerted; {:.2} alerts per account-year\n",
+        "backtest {} .. {} ({} days, {} accounts): {} alerts, {} reminders, {} recoveries, {} watch entries; {} accounts alerted; {:.2} alerts per account-year\n",
         b.from,
         b.to,
         days,
@@ -147,6 +221,7 @@ fn summary_text(b: &Backtest) -> String {
         s.alerts,
         s.reminders,
         s.recoveries,
+        s.watch,
         s.accounts_alerted,
         s.per_account_year,
     );

@@ -108,7 +108,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             report,
             set,
-        } => backtest::run(&backend(false)?, from, to, json, report.as_deref(), &set),
+            churned,
+        } => backtest::run(
+            &backend(false)?,
+            backtest::Options {
+                from,
+                to,
+                json,
+                report: report.as_deref(),
+                set: &set,
+                churned: churned.as_deref(),
+            },
+        ),
     }
 }
 

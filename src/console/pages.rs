@@ -428,6 +428,16 @@ fn account_page(
                     what: "active again".into(),
                 });
             }
+            NoticeKind::Watch => events.push(Event {
+                day: n.date.to_string(),
+                what: format!(
+                    "on the watch list ({})",
+                    n.people.clone().unwrap_or_else(|| format!(
+                        "{:.0} of {:.1} expected",
+                        n.observed, n.expected
+                    ))
+                ),
+            }),
         }
     }
     if let Some(start) = open {

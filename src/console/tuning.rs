@@ -508,6 +508,7 @@ pub async fn start(
                     to: j.to,
                     detect,
                     report: false,
+                    churned: None,
                 },
                 |n| j.done.store(n, Ordering::Relaxed),
             )

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccountJudgement, DetectConfig, Detector, Memory, Notice, timeline_for};
+use super::{
+    AccountJudgement, DetectConfig, Detector, Memory, Notice, NoticeKind, timeline_for, watch,
+};
 use crate::accounts::Registry;
 use crate::store::{QueuedNotice, Store, StoreError};
 use crate::types::{AccountId, Day, SourceName};
@@ -131,6 +133,7 @@ pub fn judge_day(
     let detector = Detector::load(store, registry, config, timeline)?.with_snoozes(snoozed);
     let mut accounts = Vec::with_capacity(registry.len());
     let mut notices = Vec::new();
+    let mut candidates = Vec::new();
     detector.for_each_account(store, |h| {
         let id = &registry.get(h.account).id;
         let (memory, from) = match (memories.get(id), resume) {
@@ -138,7 +141,19 @@ pub fn judge_day(
             _ => (Memory::default(), history),
         };
         let before = notices.len();
-        accounts.push(detector.replay(&h, memory, from, at, at, |n| notices.push(n)));
+        accounts.push(detector.replay(&h, memory, from, at, at, |n| {
+            if n.notice == NoticeKind::Watch {
+                candidates.push(n);
+            } else {
+                notices.push(n);
+            }
+        }));
+        let watched = candidates.last().is_some_and(|c: &Notice| c.account == *id);
+        if watched {
+            if let Some(c) = candidates.last_mut() {
+                c.weekly = Some(detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at));
+            }
+        }
         if notices.len() > before {
             let weekly = detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at);
             for n in &mut notices[before..] {
@@ -150,6 +165,22 @@ pub fn judge_day(
         }
     })?;
     accounts.sort_by_key(|a| registry.by_id(a.account.as_str()));
+    // Today's digest: the same selection a backtest makes, from the last
+    // listing each account remembers.
+    let mut listed: HashMap<AccountId, Day> = accounts
+        .iter()
+        .filter_map(|a| Some((a.account.clone(), a.memory.watch_listed?)))
+        .collect();
+    for n in watch::select(candidates, &mut listed, &config.watch) {
+        if let Some(a) = registry
+            .by_id(n.account.as_str())
+            .and_then(|i| accounts.get_mut(i))
+        {
+            a.memory.watch_listed = Some(n.date);
+            a.notice = a.notice.or(Some(NoticeKind::Watch));
+        }
+        notices.push(n);
+    }
     notices.sort_by(|a, b| (a.date, &a.account).cmp(&(b.date, &b.account)));
     // The same rule that made their channels unknown; a source with no
     // data up to `at` at all (judging a day before it began) is not stale.

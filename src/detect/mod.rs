@@ -12,21 +12,26 @@ mod daily;
 mod history;
 mod judge;
 pub mod params;
+mod quiet;
 mod state;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 
 pub use daily::{CHART_WEEKS, DayRun, STALE_SOURCE, Snooze, StaleNotice, judge_day, snoozes};
 pub use history::Timeline;
 use history::{Prefix, accumulate, dense};
 pub use judge::{ChannelStatus, Judgement};
-pub use params::{DetectConfig, Thresholds};
-pub use state::{Episode, Memory, NoticeKind, State, Verdict};
+pub use params::{DetectConfig, Thresholds, WatchConfig};
+use quiet::AccountActivity;
+pub use quiet::{Breadth, Quiet};
+pub use state::{Episode, Memory, NoticeKind, State, Today, Verdict};
 
 use crate::accounts::{Account, Registry};
-use crate::store::{Series, Store, StoreError};
+use crate::store::{ChannelPeople, Series, Store, StoreError};
 use crate::types::{AccountId, Day, Kind, SourceName};
 
 /// What a channel counts.
@@ -84,6 +89,12 @@ pub struct AccountHistory {
     /// Index into the registry.
     pub account: usize,
     channels: Vec<ChannelHistory>,
+    /// All channels together, with the people: the silent tier's view.
+    activity: AccountActivity,
+    /// Has a count channel (an account seen only through e-mail opens is
+    /// silent only when the drop test agrees: fewer e-mails sent is not
+    /// the customer going quiet).
+    has_count: bool,
 }
 
 impl AccountHistory {
@@ -144,6 +155,13 @@ pub struct Notice {
     pub silent_since: Option<Day>,
     /// The day the episode was first judged silent.
     pub episode_started: Option<Day>,
+    /// The account as a whole: last activity, quiet days, people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<Quiet>,
+    /// Who was around, in words: "3 of the 8 people usually active in 90
+    /// days were active in the 90 days before it went quiet".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub people: Option<String>,
     pub evidence: Vec<ChannelReport>,
     /// About twelve weeks of the account's weekly activity against its
     /// expected level, for the alert e-mail's chart (production notices
@@ -183,6 +201,13 @@ pub struct AccountJudgement {
     pub channels: Vec<ChannelReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice: Option<NoticeKind>,
+    /// The drop test finds the account well below its baseline and it is
+    /// not silent: a candidate for its CSM's weekly watch digest.
+    #[serde(default)]
+    pub watch: bool,
+    /// The account as a whole: last activity, quiet days, people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<Quiet>,
     #[serde(skip)]
     pub memory: Memory,
 }
@@ -325,12 +350,35 @@ impl<'a> Detector<'a> {
 
     /// Streams every registered account's history (accounts with no stored
     /// activity get an empty one), in store order then registry order.
+    /// Series and people are both stored by account, so they are read side
+    /// by side in one pass each.
     pub fn for_each_account(
         &self,
         store: &Store,
         mut f: impl FnMut(AccountHistory),
     ) -> Result<(), StoreError> {
         let mut seen = vec![false; self.registry.len()];
+        let mut people = store.people().peekable();
+        let mut people_of = |account: &AccountId| -> Result<Vec<ChannelPeople>, StoreError> {
+            let mut out = Vec::new();
+            loop {
+                match people.peek() {
+                    Some(Ok(p)) if p.account.as_str() < account.as_str() => {}
+                    Some(Ok(p)) if p.account == *account => {}
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = people.next() {
+                            return Err(e);
+                        }
+                    }
+                    _ => return Ok(out),
+                }
+                if let Some(Ok(p)) = people.next() {
+                    if p.account == *account {
+                        out.push(p);
+                    }
+                }
+            }
+        };
         let mut current: Option<(usize, Vec<Series>)> = None;
         for s in store.series() {
             let s = s?;
@@ -339,26 +387,39 @@ impl<'a> Detector<'a> {
             };
             if current.as_ref().is_some_and(|(i, _)| *i != idx) {
                 if let Some((i, series)) = current.take() {
-                    f(self.history(i, series));
+                    let p = people_of(&series[0].account)?;
+                    f(self.history(i, series, p));
                 }
             }
             current.get_or_insert_with(|| (idx, Vec::new())).1.push(s);
             seen[idx] = true;
         }
         if let Some((i, series)) = current.take() {
-            f(self.history(i, series));
+            let p = people_of(&series[0].account)?;
+            f(self.history(i, series, p));
         }
         for (i, seen) in seen.into_iter().enumerate() {
             if !seen {
-                f(self.history(i, Vec::new()));
+                f(self.history(i, Vec::new(), Vec::new()));
             }
         }
         Ok(())
     }
 
-    /// Builds the channels of one account from its stored series.
-    fn history(&self, account: usize, series: Vec<Series>) -> AccountHistory {
+    /// Builds the channels of one account from its stored series and
+    /// people.
+    fn history(
+        &self,
+        account: usize,
+        series: Vec<Series>,
+        people: Vec<ChannelPeople>,
+    ) -> AccountHistory {
         let t = self.thresholds(self.registry.get(account));
+        let first_activity = series
+            .iter()
+            .filter(|s| self.counts_as_activity(t, s.kind.as_str()))
+            .filter_map(|s| s.entries.first().map(|e| e.0))
+            .min();
         let mut by_source: BTreeMap<SourceName, BTreeMap<Kind, Vec<(Day, u64)>>> = BTreeMap::new();
         for s in series {
             by_source
@@ -421,7 +482,59 @@ impl<'a> Detector<'a> {
                 });
             }
         }
-        AccountHistory { account, channels }
+        let activity = self.activity(&channels, &people, t, first_activity);
+        AccountHistory {
+            account,
+            has_count: channels.iter().any(|c| c.den.is_none()),
+            channels,
+            activity,
+        }
+    }
+
+    /// Is an event of `kind` the customer's own activity (not a rate's
+    /// denominator, not weighed out)?
+    fn counts_as_activity(&self, t: &Thresholds, kind: &str) -> bool {
+        !self.config.rates.iter().any(|r| r.denominator == kind) && t.weight(kind) > 0.0
+    }
+
+    /// The account-level view of its channels: events summed, days any of
+    /// their sources covered (a source whose data ends — an import of old
+    /// tickets — says nothing after it; the others still do; a polled
+    /// source that went stale stops the silent tier, see `replay`), people
+    /// of its activity channels.
+    fn activity(
+        &self,
+        channels: &[ChannelHistory],
+        people: &[ChannelPeople],
+        t: &Thresholds,
+        first_activity: Option<Day>,
+    ) -> AccountActivity {
+        let n = self.timeline.len();
+        let mut events = vec![0.0; n];
+        let mut covered = vec![0.0; n];
+        for c in channels {
+            for (i, e) in events.iter_mut().enumerate() {
+                *e += c.num.at(i as i64);
+            }
+            if let Some(k) = c.cov {
+                covered
+                    .iter_mut()
+                    .zip(&self.coverage[k].0)
+                    .for_each(|(v, c)| *v = f64::max(*v, *c));
+            }
+        }
+        let people: Vec<&ChannelPeople> = people
+            .iter()
+            .filter(|p| self.counts_as_activity(t, p.kind.as_str()))
+            .collect();
+        AccountActivity::new(
+            self.timeline,
+            &events,
+            &covered,
+            &people,
+            t.breadth_days,
+            first_activity,
+        )
     }
 
     /// The thresholds for an account (its segment's, or the defaults).
@@ -547,29 +660,54 @@ impl<'a> Detector<'a> {
         let mut last_notice = None;
         let mut day = from.max(self.timeline.first);
         let to = to.min(self.timeline.last);
+        let mut last_quiet = None;
+        let uncovered = Prefix::default();
         while day <= to {
             let Some(d) = self.timeline.index(day) else {
                 break;
             };
             let judgements = self.judge_channels(h, d, t);
             let verdict = self.verdict(h, &judgements, d, t);
-            let started = memory.episode.map(|e| e.started);
+            let quiet = h.activity.judge(self.timeline, d, t);
+            let low = matches!(verdict, Verdict::Judged { low, .. } if low >= t.quorum);
+            // A broken connector on any of its sources: no new silence.
+            let stale = h.channels.iter().any(|c| {
+                let cov = c.cov.map_or(&uncovered, |i| &self.coverage[i].1);
+                self.is_stale(&c.channel.source, cov, d, t)
+            });
+            let today = Today {
+                verdict,
+                silent: quiet.silent && (h.has_count || low) && !stale,
+                last_activity: quiet.last_activity,
+            };
             let snoozed = snoozed_until.is_some_and(|until| day <= until);
             let emit = day >= emit_from && !t.mute && !snoozed;
-            let notice = memory.step(verdict, day, t, emit);
+            let notice = memory.step(today, day, t, emit);
             if let Some(kind) = notice {
+                let reports = self.reports(h, &judgements, d, t);
+                on_notice(self.notice(account, h, day, kind, &reports, &memory, &quiet, d));
+            }
+            let watch = emit
+                && t.watch
+                && memory.dropping()
+                && day.date().weekday() == self.config.watch.weekday;
+            if watch {
                 let reports = self.reports(h, &judgements, d, t);
                 on_notice(self.notice(
                     account,
+                    h,
                     day,
-                    kind,
+                    NoticeKind::Watch,
                     &reports,
-                    memory.episode.map(|e| e.started).or(started),
+                    &memory,
+                    &quiet,
+                    d,
                 ));
             }
             if day == to {
                 last_notice = notice;
                 last = Some(judgements);
+                last_quiet = Some(quiet);
             }
             day = day.plus(1);
         }
@@ -577,9 +715,12 @@ impl<'a> Detector<'a> {
             (Some(last), Some(d)) => self.reports(h, &last, d, t),
             _ => Vec::new(),
         };
-        let silent_since = (memory.state == State::Silent)
-            .then(|| silent_since(&channels))
-            .flatten();
+        let silent_since = match memory.episode {
+            Some(ep) if memory.state == State::Silent => {
+                ep.since.or_else(|| silent_since(&channels))
+            }
+            _ => None,
+        };
         AccountJudgement {
             account: account.id.clone(),
             name: account.name.clone(),
@@ -589,6 +730,8 @@ impl<'a> Detector<'a> {
             silent_since,
             channels,
             notice: last_notice,
+            watch: memory.dropping(),
+            quiet: last_quiet.filter(|q| q.last_activity.is_some()),
             memory,
         }
     }
@@ -643,8 +786,13 @@ impl<'a> Detector<'a> {
 
     /// The history of the account at registry index `account`, from its
     /// stored series.
-    pub fn account_history(&self, account: usize, series: Vec<Series>) -> AccountHistory {
-        self.history(account, series)
+    pub fn account_history(
+        &self,
+        account: usize,
+        series: Vec<Series>,
+        people: Vec<ChannelPeople>,
+    ) -> AccountHistory {
+        self.history(account, series, people)
     }
 
     /// Channel reports with the quiet-since and last-activity evidence.
@@ -675,21 +823,53 @@ impl<'a> Detector<'a> {
             .collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn notice(
         &self,
         account: &Account,
+        h: &AccountHistory,
         day: Day,
         kind: NoticeKind,
         reports: &[ChannelReport],
-        started: Option<Day>,
+        memory: &Memory,
+        quiet: &Quiet,
+        d: usize,
     ) -> Notice {
-        let silent: Vec<&ChannelReport> = reports
+        let t = self.thresholds(account);
+        // The silent tier is about the whole account: every channel it is
+        // judged on. The watch tier names the channels that dropped.
+        let shown: Vec<&ChannelReport> = reports
             .iter()
             .filter(|r| match kind {
-                NoticeKind::Recovered => r.judgement.status.is_judged(),
-                _ => r.judgement.status == ChannelStatus::Silent,
+                NoticeKind::Recovered | NoticeKind::Silent | NoticeKind::Reminder => {
+                    r.judgement.status.is_judged()
+                }
+                NoticeKind::Watch => r.judgement.status == ChannelStatus::Silent,
             })
             .collect();
+        let (silent_since, started, people) = match kind {
+            NoticeKind::Silent | NoticeKind::Reminder => {
+                let ep = memory.episode;
+                (
+                    ep.and_then(|e| e.since).or_else(|| silent_since(reports)),
+                    ep.map(|e| e.started),
+                    quiet.people.as_ref().map(|b| {
+                        b.sentence(&format!(
+                            "in the {} days before it went quiet",
+                            b.window_days
+                        ))
+                    }),
+                )
+            }
+            NoticeKind::Watch => (
+                silent_since(reports),
+                memory.drop.map(|e| e.started),
+                h.activity
+                    .breadth(d, t.breadth_days)
+                    .map(|b| b.sentence(&format!("in the last {} days", b.window_days))),
+            ),
+            NoticeKind::Recovered => (None, None, None),
+        };
         Notice {
             account: account.id.clone(),
             name: account.name.clone(),
@@ -697,15 +877,13 @@ impl<'a> Detector<'a> {
             segment: account.segment.clone(),
             date: day,
             notice: kind,
-            channels: silent.iter().map(|r| r.channel.clone()).collect(),
-            expected: round2(silent.iter().map(|r| r.judgement.expected).sum()),
-            observed: silent.iter().map(|r| r.judgement.observed).sum(),
-            silent_since: if kind == NoticeKind::Recovered {
-                None
-            } else {
-                silent_since(reports)
-            },
+            channels: shown.iter().map(|r| r.channel.clone()).collect(),
+            expected: round2(shown.iter().map(|r| r.judgement.expected).sum()),
+            observed: shown.iter().map(|r| r.judgement.observed).sum(),
+            silent_since,
             episode_started: started,
+            quiet: (kind != NoticeKind::Recovered).then(|| quiet.clone()),
+            people,
             evidence: reports.to_vec(),
             weekly: None,
             queued_at: None,

@@ -8,12 +8,12 @@ use toml::Spanned;
 
 use crate::diag::{Diagnostic, SourceText};
 
-/// Six weeks: long enough that a normal quiet fortnight or month (a
-/// vacation, the weeks after a release) does not look like silence, short
-/// enough that the CSM hears about it while the account can still be won
-/// back. (On the real histories in the repo's dev data, 4 weeks doubled
-/// false alerts for little earlier warning.)
-pub const DEFAULT_RECENT_DAYS: u32 = 42;
+/// Four weeks. The drop test feeds the weekly watch list, an early
+/// signal: a month is long enough that a quiet week means nothing, short
+/// enough to see a decline while the account is still active. (On the dev
+/// histories, six weeks cost the watch list 20 days of lead and a third of
+/// its recall.) The silent tier does not use it.
+pub const DEFAULT_RECENT_DAYS: u32 = 28;
 /// The recent window grows for low-volume accounts until it should hold
 /// `min_expected` events, up to a quarter (13 weeks): beyond that, silence
 /// is too slow to be news, and the account is `insufficient_data`.
@@ -26,27 +26,61 @@ pub const DEFAULT_BASELINE_DAYS: u32 = 364;
 /// window cannot be called silent: three events go missing by chance all
 /// the time (the window first grows, see `max_recent_days`).
 pub const DEFAULT_MIN_EXPECTED: f64 = 4.0;
-/// Silent only when at most a fifth of the expected activity happened: a
-/// halving is a normal fluctuation for bursty accounts, an 80 % drop is not.
-pub const DEFAULT_DROP_RATIO: f64 = 0.2;
+/// Dropping when at most 40 % of the expected activity happened: early
+/// enough to list an account while it declines (a 60 % drop over a month
+/// is rare for an engaged account, common for one leaving).
+pub const DEFAULT_DROP_RATIO: f64 = 0.4;
 /// Back to normal only at half the expected activity: between the two
 /// ratios the account keeps its state, so it cannot flap around one line.
 pub const DEFAULT_RECOVER_RATIO: f64 = 0.5;
-/// At most a 10 % chance of seeing this little activity if the account
+/// At most an even chance of seeing this little activity if the account
 /// were behaving as in its baseline, under an overdispersed (negative
-/// binomial) model of its weekly counts. The drop ratio already demands an
-/// 80 % drop; this only keeps accounts whose history is full of such
-/// drops from alerting on each one.
-pub const DEFAULT_MAX_P: f64 = 0.1;
+/// binomial) model of its weekly counts: the ratio does the work, this
+/// only drops windows too short to mean anything for a bursty account.
+/// (On the dev histories, anything from 0.3 to 1 lists the same accounts;
+/// 0.2 and below lost a sixth of the watch list's recall.)
+pub const DEFAULT_MAX_P: f64 = 0.5;
 /// A window is judged only when its source covered at least half of its
 /// days; otherwise the channel is `unknown` (an outage is not silence).
 pub const DEFAULT_MIN_COVERAGE: f64 = 0.5;
 /// The account is silent when channels carrying at least half of its
 /// judged weight are silent.
 pub const DEFAULT_QUORUM: f64 = 0.5;
-/// A still-silent account is brought up again after eight weeks; 0 turns
-/// reminders off.
-pub const DEFAULT_REMINDER_DAYS: u32 = 56;
+/// No reminders: a CSM hears about a silence once. (On the dev histories a
+/// quarter of all false alerts were reminders about accounts that were
+/// merely resting.) A number of days turns them on.
+pub const DEFAULT_REMINDER_DAYS: u32 = 0;
+/// The `silent` tier: an account is silent once every source it is active
+/// on has covered this many days since its last activity (seven weeks). On
+/// the dev histories, shorter waits mostly added ordinary lulls.
+pub const DEFAULT_SILENT_DAYS: u32 = 50;
+/// …or this many days already (a month), when fewer of its people were
+/// around before it went quiet (see `max_breadth`): a team that dwindles
+/// and then stops is leaving, a team that pauses together is resting.
+pub const DEFAULT_EARLY_SILENT_DAYS: u32 = 30;
+/// "Fewer people": in the 90 days up to the quiet start, at most this
+/// share of the account's usual number of people (its mean 90-day count
+/// over the year before) were active.
+pub const DEFAULT_MAX_BREADTH: f64 = 0.6;
+/// The window people are counted in.
+pub const DEFAULT_BREADTH_DAYS: u32 = 90;
+/// Silence means something only for an account that had been active for
+/// a year before it went quiet…
+pub const DEFAULT_WARMUP_DAYS: u32 = 365;
+/// …with at least this many events…
+pub const DEFAULT_MIN_EVENTS: f64 = 12.0;
+/// …on at least this many different days in that year: a handful of
+/// bursts a year makes every gap look like a silence.
+pub const DEFAULT_MIN_ACTIVE_DAYS: u32 = 18;
+/// A new silence within this many days of the account's last alert is
+/// muted (recorded, not told, and not told later either): an account that
+/// was just raised and came back briefly is the same story.
+pub const DEFAULT_COOLDOWN_DAYS: u32 = 180;
+/// The `watch` tier: at most this many accounts per CSM per weekly digest,
+/// strongest evidence first.
+pub const DEFAULT_WATCH_CAP: u32 = 5;
+/// An account still dropping is listed again after four weeks.
+pub const DEFAULT_WATCH_REPEAT_DAYS: u32 = 28;
 /// A silence episode ends only after the account has been back above the
 /// recover ratio for two weeks; a single busy day does not end it.
 pub const DEFAULT_RECOVER_DAYS: u32 = 14;
@@ -77,6 +111,16 @@ pub struct Thresholds {
     pub quorum: f64,
     pub reminder_days: u32,
     pub recover_days: u32,
+    pub silent_days: u32,
+    pub early_silent_days: u32,
+    pub max_breadth: f64,
+    pub breadth_days: u32,
+    pub warmup_days: u32,
+    pub min_events: f64,
+    pub min_active_days: u32,
+    pub cooldown_days: u32,
+    /// List accounts the drop test finds on the weekly watch digest.
+    pub watch: bool,
     pub notify_recovery: bool,
     pub community: bool,
     /// Channels whose source covered none of the last `stale_days` days
@@ -105,6 +149,15 @@ impl Default for Thresholds {
             quorum: DEFAULT_QUORUM,
             reminder_days: DEFAULT_REMINDER_DAYS,
             recover_days: DEFAULT_RECOVER_DAYS,
+            silent_days: DEFAULT_SILENT_DAYS,
+            early_silent_days: DEFAULT_EARLY_SILENT_DAYS,
+            max_breadth: DEFAULT_MAX_BREADTH,
+            breadth_days: DEFAULT_BREADTH_DAYS,
+            warmup_days: DEFAULT_WARMUP_DAYS,
+            min_events: DEFAULT_MIN_EVENTS,
+            min_active_days: DEFAULT_MIN_ACTIVE_DAYS,
+            cooldown_days: DEFAULT_COOLDOWN_DAYS,
+            watch: true,
             notify_recovery: DEFAULT_NOTIFY_RECOVERY,
             community: DEFAULT_COMMUNITY,
             stale_days: DEFAULT_STALE_DAYS,
@@ -128,9 +181,14 @@ impl Thresholds {
     }
 
     /// Days of history one judgement reads: baseline plus the longest
-    /// recent window.
+    /// recent window, or for the silent tier the year before a quiet start
+    /// (with its people windows) up to two `silent_days` before today.
     pub fn span_days(&self) -> u32 {
-        self.recent_days.max(self.max_recent_days) + self.baseline_days
+        let drop = self.recent_days.max(self.max_recent_days) + self.baseline_days;
+        let silent = 2 * self.silent_days.max(self.early_silent_days)
+            + super::quiet::YEAR as u32
+            + self.breadth_days;
+        drop.max(silent)
     }
 }
 
@@ -153,6 +211,30 @@ pub struct DetectConfig {
     /// The sources lull polls (the config's `[[source]]` names): only they
     /// can go stale.
     pub polled: std::collections::BTreeSet<String>,
+    /// The weekly watch digest (one for all segments: a CSM's accounts
+    /// may span several).
+    pub watch: WatchConfig,
+}
+
+/// When and how much of the watch list a CSM gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchConfig {
+    /// Accounts per CSM per digest.
+    pub cap: u32,
+    /// The digest's day.
+    pub weekday: chrono::Weekday,
+    /// An account is listed again only this many days after it last was.
+    pub repeat_days: u32,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            cap: DEFAULT_WATCH_CAP,
+            weekday: chrono::Weekday::Mon,
+            repeat_days: DEFAULT_WATCH_REPEAT_DAYS,
+        }
+    }
 }
 
 impl Default for DetectConfig {
@@ -165,6 +247,7 @@ impl Default for DetectConfig {
                 denominator: "delivered".into(),
             }],
             polled: Default::default(),
+            watch: WatchConfig::default(),
         }
     }
 }
@@ -207,6 +290,18 @@ pub(crate) struct RawDetect {
     quorum: Option<Spanned<f64>>,
     reminder_days: Option<Spanned<i64>>,
     recover_days: Option<Spanned<i64>>,
+    silent_days: Option<Spanned<i64>>,
+    early_silent_days: Option<Spanned<i64>>,
+    max_breadth: Option<Spanned<f64>>,
+    breadth_days: Option<Spanned<i64>>,
+    warmup_days: Option<Spanned<i64>>,
+    min_events: Option<Spanned<f64>>,
+    min_active_days: Option<Spanned<i64>>,
+    cooldown_days: Option<Spanned<i64>>,
+    watch: Option<bool>,
+    watch_cap: Option<Spanned<i64>>,
+    watch_weekday: Option<Spanned<String>>,
+    watch_repeat_days: Option<Spanned<i64>>,
     notify_recovery: Option<bool>,
     community: Option<bool>,
     stale_days: Option<Spanned<i64>>,
@@ -234,14 +329,47 @@ impl RawDetect {
             }
             out.rates = rates.get_ref().clone();
         }
+        if let Some(v) = &self.watch_cap {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if (1..=100).contains(&n) => out.watch.cap = n,
+                _ => problems
+                    .push(src.span(v, "`detect.watch_cap` must be a whole number from 1 to 100")),
+            }
+        }
+        if let Some(v) = &self.watch_repeat_days {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if (7..=366).contains(&n) => out.watch.repeat_days = n,
+                _ => problems.push(src.span(
+                    v,
+                    "`detect.watch_repeat_days` must be a whole number of days from 7 to 366",
+                )),
+            }
+        }
+        if let Some(v) = &self.watch_weekday {
+            match v.get_ref().parse::<chrono::Weekday>() {
+                Ok(d) => out.watch.weekday = d,
+                Err(_) => problems.push(src.span(
+                    v,
+                    format!(
+                        "`detect.watch_weekday` = {:?} is not a day of the week (e.g. \"monday\")",
+                        v.get_ref()
+                    ),
+                )),
+            }
+        }
         out.defaults = self.apply(&Thresholds::default(), "detect", src, problems);
         for (name, seg) in self.segment.iter().flatten() {
             let raw = seg.get_ref();
-            if raw.segment.is_some() || raw.rates.is_some() {
+            if raw.segment.is_some()
+                || raw.rates.is_some()
+                || raw.watch_cap.is_some()
+                || raw.watch_weekday.is_some()
+                || raw.watch_repeat_days.is_some()
+            {
                 problems.push(src.span(
                     seg,
                     format!(
-                        "detect.segment.{name}: `segment` and `rates` can only be set in [detect]"
+                        "detect.segment.{name}: `segment`, `rates` and `watch_cap`/`watch_weekday`/`watch_repeat_days` can only be set in [detect] (a CSM's digest spans segments)"
                     ),
                 ));
             }
@@ -310,6 +438,42 @@ impl RawDetect {
             &mut t.recover_days,
         );
         days(&self.stale_days, "stale_days", 0, 366, &mut t.stale_days);
+        days(&self.silent_days, "silent_days", 7, 366, &mut t.silent_days);
+        days(
+            &self.early_silent_days,
+            "early_silent_days",
+            7,
+            366,
+            &mut t.early_silent_days,
+        );
+        days(
+            &self.breadth_days,
+            "breadth_days",
+            7,
+            366,
+            &mut t.breadth_days,
+        );
+        days(
+            &self.warmup_days,
+            "warmup_days",
+            0,
+            3660,
+            &mut t.warmup_days,
+        );
+        days(
+            &self.min_active_days,
+            "min_active_days",
+            0,
+            366,
+            &mut t.min_active_days,
+        );
+        days(
+            &self.cooldown_days,
+            "cooldown_days",
+            0,
+            3660,
+            &mut t.cooldown_days,
+        );
         let mut number =
             |v: &Option<Spanned<f64>>, key: &str, min: f64, max: f64, into: &mut f64| {
                 if let Some(v) = v {
@@ -348,6 +512,14 @@ impl RawDetect {
             &mut t.min_coverage,
         );
         number(&self.quorum, "quorum", 0.01, 1.0, &mut t.quorum);
+        number(
+            &self.max_breadth,
+            "max_breadth",
+            0.0,
+            1.0,
+            &mut t.max_breadth,
+        );
+        number(&self.min_events, "min_events", 0.0, 1e9, &mut t.min_events);
         if let Some(w) = &self.weights {
             for (kind, v) in w {
                 if *v.get_ref() < 0.0 || !v.get_ref().is_finite() {
@@ -366,6 +538,23 @@ impl RawDetect {
         }
         if let Some(b) = self.mute {
             t.mute = b;
+        }
+        if let Some(b) = self.watch {
+            t.watch = b;
+        }
+        if t.early_silent_days > t.silent_days {
+            let at = self
+                .early_silent_days
+                .as_ref()
+                .or(self.silent_days.as_ref());
+            let msg = format!(
+                "`{table}`: early_silent_days ({}) must not be above silent_days ({}): the early call is the one that needs fewer people",
+                t.early_silent_days, t.silent_days
+            );
+            problems.push(match at {
+                Some(s) => src.span(s, msg),
+                None => src.whole(msg),
+            });
         }
         if t.max_recent_days < t.recent_days {
             t.max_recent_days = t.recent_days;

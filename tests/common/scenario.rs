@@ -14,8 +14,9 @@ pub fn day(i: i32) -> Day {
     "2024-01-01".parse::<Day>().expect("date").plus(i)
 }
 
-/// The day detection runs on: 300 days of history.
-pub const TODAY: i32 = 300;
+/// The day detection runs on: 480 days of history (the silent tier needs a
+/// year of it before a silence).
+pub const TODAY: i32 = 480;
 
 /// One account: (id, name, csm, segment, goes quiet).
 pub struct Acct<'a>(
