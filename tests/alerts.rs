@@ -608,3 +608,91 @@ fn smtp_config_errors_name_their_line() {
         assert!(err.contains(want), "{want:?} missing in:\n{err}");
     }
 }
+
+#[test]
+fn the_watch_list_is_one_weekly_digest_per_csm_capped_and_ranked() {
+    let smtp = Smtp::start(&[]);
+    // Seven of jane's accounts stop posting 20 days before a Monday (day
+    // 476): dropping, not yet silent. Six steady ones keep the forum
+    // covered. The digest holds five of them; sam hears nothing.
+    let mut list: Vec<Acct<'_>> = Vec::new();
+    let ids: Vec<String> = (0..7).map(|i| format!("drop{i}")).collect();
+    for id in &ids {
+        list.push(Acct(id, id, "jane@vendor.example", None, false));
+    }
+    list.push(Acct("fine", "Fine Ltd", "sam@vendor.example", None, false));
+    let monday = 476;
+    let mut all: Vec<Acct<'_>> = STEADY
+        .iter()
+        .map(|id| Acct(id, id, "team@vendor.example", None, false))
+        .collect();
+    all.extend(list.iter().map(|a| Acct(a.0, a.1, a.2, a.3, a.4)));
+    let h = Home::with(&smtp_config(smtp.port, ""), &accounts_toml(&all));
+    let mut lines = Vec::new();
+    for a in &all {
+        // The earlier one stops, the stronger its evidence.
+        let stop = match a.0.strip_prefix("drop") {
+            Some(i) => monday - 20 - i.parse::<i32>().expect("n"),
+            None => monday,
+        };
+        for d in 0..=stop {
+            lines.push(format!(
+                r#"{{"account": "{}", "source": "forum", "at": "{}T12:00:00Z", "id": "{}-{d}", "kind": "post", "count": 3}}"#,
+                a.0,
+                day(d),
+                a.0
+            ));
+        }
+    }
+    let f = h.file("events.jsonl", &(lines.join("\n") + "\n"));
+    assert!(
+        h.run(&["import", f.to_str().expect("utf-8")])
+            .status
+            .success()
+    );
+    // Judged up to Sunday: nothing (the digest is Monday's).
+    let out = detect(&h, monday - 1, &[]);
+    assert!(
+        stderr(&out).contains("0 notice(s) queued"),
+        "{}",
+        stderr(&out)
+    );
+    let out = detect(&h, monday, &[]);
+    assert!(stderr(&out).contains("1 sent"), "{}", stderr(&out));
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one digest: {mails:#?}");
+    let m = &mails[0];
+    assert_eq!(s(&m["to"]), "jane@vendor.example");
+    assert_eq!(
+        s(&m["subject"]),
+        "[lull] 5 accounts to watch this week: drop6, drop5, drop4 and 2 more"
+    );
+    let text = s(&m["text"]);
+    for i in 2..7 {
+        assert!(
+            text.contains(&format!("drop{i} (drop{i}) is dropping")),
+            "{text}"
+        );
+        assert!(text.contains("Below its usual level since"), "{text}");
+    }
+    assert!(
+        !text.contains("drop0") && !text.contains("drop1"),
+        "capped: {text}"
+    );
+    // The next day and the rest of the week: no new digest.
+    for d in monday + 1..monday + 7 {
+        detect(&h, d, &[]);
+    }
+    assert_eq!(smtp.mails().len(), 1);
+    // Next Monday: the two left off last week come first, and those listed
+    // a week ago are not repeated.
+    detect(&h, monday + 7, &[]);
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    let text = s(&mails[1]["text"]);
+    assert!(
+        text.contains("drop0 (drop0)") && text.contains("drop1 (drop1)"),
+        "{text}"
+    );
+    assert!(!text.contains("drop6"), "{text}");
+}

@@ -83,8 +83,9 @@ impl Item {
         }
     }
 
-    /// Quiet accounts first, then reminders, recoveries, sources; by name.
-    fn order(&self) -> (u8, String) {
+    /// Quiet accounts first, then reminders, recoveries, the watch list
+    /// (strongest evidence first), sources; by name.
+    fn order(&self) -> (u8, u32, String) {
         match self {
             Item::Account(n) => (
                 match n.notice {
@@ -93,9 +94,10 @@ impl Item {
                     NoticeKind::Recovered => 2,
                     NoticeKind::Watch => 3,
                 },
+                n.rank.unwrap_or(0),
                 n.name.to_lowercase(),
             ),
-            Item::Stale(s) => (4, s.source.to_string()),
+            Item::Stale(s) => (4, 0, s.source.to_string()),
         }
     }
 }
@@ -235,6 +237,8 @@ struct AccountView {
     segment: Option<String>,
     headline: &'static str,
     class: &'static str,
+    /// "Quiet since", or for the watch list "Below its usual level since".
+    since_label: &'static str,
     since: Option<String>,
     channels: Vec<ChannelView>,
     chart_cid: Option<String>,
@@ -408,6 +412,11 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
         segment: n.segment.clone(),
         headline,
         class,
+        since_label: if n.notice == NoticeKind::Watch {
+            "Below its usual level since"
+        } else {
+            "Quiet since"
+        },
         since,
         channels: shown.iter().map(|r| channel_view(r)).collect(),
         chart_cid: n

@@ -162,6 +162,9 @@ pub struct Notice {
     /// days were active in the 90 days before it went quiet".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub people: Option<String>,
+    /// Place on its CSM's watch digest (1 = strongest evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
     pub evidence: Vec<ChannelReport>,
     /// About twelve weeks of the account's weekly activity against its
     /// expected level, for the alert e-mail's chart (production notices
@@ -884,6 +887,7 @@ impl<'a> Detector<'a> {
             episode_started: started,
             quiet: (kind != NoticeKind::Recovered).then(|| quiet.clone()),
             people,
+            rank: None,
             evidence: reports.to_vec(),
             weekly: None,
             queued_at: None,

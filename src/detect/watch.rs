@@ -66,8 +66,9 @@ pub fn select(
         });
         group.sort_by(by_strength);
         group.truncate(config.cap as usize);
-        for n in group {
+        for (i, mut n) in group.into_iter().enumerate() {
             listed.insert(n.account.clone(), day);
+            n.rank = Some(i as u32 + 1);
             out.push(n);
         }
     }
