@@ -38,6 +38,10 @@ pub struct AccountSummary {
     /// judges it on `at` (empty when not asked for).
     #[serde(default)]
     pub channels: Vec<ChannelReport>,
+    /// The drop test finds it well below its baseline and it is not
+    /// silent: it is (or is due) on its CSM's weekly watch digest.
+    #[serde(default)]
+    pub watch: bool,
     /// The CSM asked to hear nothing about the account until this day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snoozed: Option<crate::detect::Snooze>,
@@ -102,6 +106,7 @@ pub fn summarise_one(
         events_8w: weekly.iter().sum(),
         weekly,
         channels: Vec::new(),
+        watch: false,
         snoozed: None,
     })
 }

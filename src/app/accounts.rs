@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::{App, AppError};
 use crate::alert::MailRecord;
 use crate::detect::{
-    ChannelReport, Detector, Episode, Inputs, Memory, Notice, Snooze, State, Weekly, judge_day,
-    snoozes, timeline_for,
+    ChannelReport, Detector, Episode, Inputs, Memory, Notice, NoticeKind, Snooze, State, Weekly,
+    judge_day, snoozes, timeline_for, watch,
 };
 use crate::store::UnmatchedActor;
 use crate::summary::{AccountSummary, summarise, summarise_one};
@@ -100,6 +100,9 @@ pub struct AccountDetail {
     /// The open silence episode, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episode: Option<Episode>,
+    /// The account as a whole today: last activity, quiet days, people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<crate::detect::Quiet>,
     /// Each channel judged today, with its weekly activity and expected
     /// band over [`DETAIL_WEEKS`] weeks.
     pub channels: Vec<ChannelDetail>,
@@ -169,6 +172,7 @@ impl App {
                 row.state = j.state.as_str().to_string();
                 row.silent_since = j.silent_since;
                 row.channels = j.channels;
+                row.watch = j.watch;
             }
             row.snoozed = snoozed.remove(&row.account);
         }
@@ -289,15 +293,30 @@ impl App {
         let series = self.store.account_series(&account.id)?;
         let people = self.store.people_of(&account.id)?;
         let h = detector.account_history(idx, series, people);
-        let mut notices = Vec::new();
+        let (mut notices, mut candidates) = (Vec::new(), Vec::new());
         let judged = detector.replay(
             &h,
             Memory::default(),
             cache.history,
             today,
             cache.history,
-            |n| notices.push(n),
+            |n| {
+                if n.notice == NoticeKind::Watch {
+                    candidates.push(n);
+                } else {
+                    notices.push(n);
+                }
+            },
         );
+        // Its digest entries as a backtest lists them (one account: the
+        // cap never binds, the repeat rule does).
+        notices.extend(watch::select(
+            candidates,
+            &mut Default::default(),
+            &live.detect.watch,
+        ));
+        notices.sort_by_key(|n| (n.date, n.notice));
+        let quiet = judged.quiet.clone();
         let first = today.plus(1 - 7 * DETAIL_WEEKS);
         let channels = judged
             .channels
@@ -350,6 +369,7 @@ impl App {
             at: today,
             summary,
             episode,
+            quiet,
             channels,
             notices,
             mail,
@@ -427,8 +447,9 @@ fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<
             })?;
             row.state = m.state.as_str().to_string();
             if m.state == State::Silent {
-                row.silent_since = m.episode.map(|e| e.started);
+                row.silent_since = m.episode.map(|e| e.since.unwrap_or(e.started));
             }
+            row.watch = m.dropping();
         }
         row.snoozed = snoozed.remove(&row.account);
     }

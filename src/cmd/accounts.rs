@@ -69,6 +69,7 @@ pub fn run(b: &Backend, a: Args) -> anyhow::Result<ExitCode> {
                 r.segment.clone().unwrap_or_else(|| "-".into()),
                 match &r.snoozed {
                     Some(s) => format!("{} (snoozed to {}: {})", r.state, s.until, s.reason),
+                    None if r.watch => format!("{} (watch)", r.state),
                     None => r.state.clone(),
                 },
                 match (r.last_activity, &r.last_seen_by) {

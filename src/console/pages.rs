@@ -173,7 +173,11 @@ pub async fn my_accounts(
         .accounts
         .iter()
         .map(|a| {
-            let (state, class) = views::state_label(&a.state);
+            let (state, class) = if a.watch && a.state == "engaged" {
+                views::state_label("watch")
+            } else {
+                views::state_label(&a.state)
+            };
             Row {
                 id: a.account.to_string(),
                 name: a.name.clone(),
@@ -323,6 +327,8 @@ struct AccountPageT {
     state: &'static str,
     class: &'static str,
     since: Option<String>,
+    /// "3 of the 8 people usually active in 90 days were active …".
+    breadth: Option<String>,
     /// The day lull first judged the open episode silent.
     judged: Option<String>,
     last: Option<String>,
@@ -361,7 +367,11 @@ fn account_page(
     let feedback = app.feedback(Some(id))?;
     let snooze = app.snooze_of(&d.account)?;
     let today = d.at;
-    let (state, class) = views::state_label(&d.summary.state);
+    let (state, class) = if d.summary.watch && d.summary.state == "engaged" {
+        views::state_label("watch")
+    } else {
+        views::state_label(&d.summary.state)
+    };
     // Quiet channels first: the one that went quiet is the one charted
     // first, not a sum of all.
     let mut channels: Vec<_> = d.channels.iter().collect();
@@ -547,13 +557,19 @@ fn account_page(
         state,
         class,
         since: d
-            .channels
-            .iter()
-            .filter(|c| c.report.judgement.status == ChannelStatus::Silent)
-            .filter_map(|c| c.report.quiet_since)
-            .min()
+            .episode
+            .as_ref()
+            .filter(|_| d.summary.state == "silent")
+            .and_then(|e| e.since)
             .or(d.summary.silent_since)
+            .filter(|_| d.summary.state == "silent")
             .map(|x| views::day_ago(x, today)),
+        breadth: d.quiet.as_ref().and_then(|q| q.people.as_ref()).map(|b| {
+            b.sentence(&format!(
+                "in the {} days up to its last activity",
+                b.window_days
+            ))
+        }),
         judged: d
             .episode
             .as_ref()

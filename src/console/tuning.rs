@@ -97,6 +97,36 @@ const KEYS: &[Key] = &[
         integer: true,
         help: "remind about a still-silent account (0 = never)",
     },
+    Key {
+        name: "silent_days",
+        integer: true,
+        help: "silent tier: days without any activity before an alert",
+    },
+    Key {
+        name: "early_silent_days",
+        integer: true,
+        help: "silent tier: sooner, when fewer of its people were around",
+    },
+    Key {
+        name: "max_breadth",
+        integer: false,
+        help: "\"fewer people\": at most this share of its usual number",
+    },
+    Key {
+        name: "cooldown_days",
+        integer: true,
+        help: "a new silence this soon after an alert is muted",
+    },
+    Key {
+        name: "min_events",
+        integer: false,
+        help: "silent tier: events needed in the year before",
+    },
+    Key {
+        name: "min_active_days",
+        integer: true,
+        help: "silent tier: active days needed in the year before",
+    },
 ];
 
 fn current(t: &Thresholds, key: &str) -> String {
@@ -112,6 +142,12 @@ fn current(t: &Thresholds, key: &str) -> String {
         "min_coverage" => t.min_coverage.to_string(),
         "quorum" => t.quorum.to_string(),
         "reminder_days" => t.reminder_days.to_string(),
+        "silent_days" => t.silent_days.to_string(),
+        "early_silent_days" => t.early_silent_days.to_string(),
+        "max_breadth" => t.max_breadth.to_string(),
+        "cooldown_days" => t.cooldown_days.to_string(),
+        "min_events" => t.min_events.to_string(),
+        "min_active_days" => t.min_active_days.to_string(),
         _ => String::new(),
     }
 }
@@ -636,6 +672,11 @@ pub async fn show(State(s): State<ConsoleState>, v: Viewer, Path(id): Path<Strin
                     "recoveries",
                     a.recoveries.to_string(),
                     b.recoveries.to_string(),
+                ),
+                line(
+                    "watch-list entries (weekly digests)",
+                    a.watch.to_string(),
+                    b.watch.to_string(),
                 ),
                 line(
                     "accounts alerted",
