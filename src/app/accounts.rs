@@ -316,7 +316,7 @@ impl App {
             &live.detect.watch,
         ));
         notices.sort_by_key(|n| (n.date, n.notice));
-        let quiet = judged.quiet.clone();
+        let quiet = detector.quiet_on(&h, today);
         let first = today.plus(1 - 7 * DETAIL_WEEKS);
         let channels = judged
             .channels

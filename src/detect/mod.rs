@@ -485,7 +485,7 @@ impl<'a> Detector<'a> {
                 });
             }
         }
-        let activity = self.activity(&channels, &people, t, first_activity);
+        let activity = self.activity(&channels, people, t, first_activity);
         AccountHistory {
             account,
             has_count: channels.iter().any(|c| c.den.is_none()),
@@ -508,7 +508,7 @@ impl<'a> Detector<'a> {
     fn activity(
         &self,
         channels: &[ChannelHistory],
-        people: &[ChannelPeople],
+        people: Vec<ChannelPeople>,
         t: &Thresholds,
         first_activity: Option<Day>,
     ) -> AccountActivity {
@@ -526,15 +526,15 @@ impl<'a> Detector<'a> {
                     .for_each(|(v, c)| *v = f64::max(*v, *c));
             }
         }
-        let people: Vec<&ChannelPeople> = people
-            .iter()
+        let people: Vec<ChannelPeople> = people
+            .into_iter()
             .filter(|p| self.counts_as_activity(t, p.kind.as_str()))
             .collect();
         AccountActivity::new(
             self.timeline,
             &events,
             &covered,
-            &people,
+            people,
             t.breadth_days,
             first_activity,
         )
@@ -787,6 +787,26 @@ impl<'a> Detector<'a> {
         out
     }
 
+    /// Breadth at the account's last activity (what the silent tier reads).
+    fn people_at_last(&self, h: &AccountHistory, quiet: &Quiet) -> Option<Breadth> {
+        let t = self.thresholds(self.registry.get(h.account));
+        let last = self.timeline.index(quiet.last_activity?)?;
+        h.activity.breadth(last, t.breadth_days)
+    }
+
+    /// The account as a whole on `day`, with its people counted (the silent
+    /// tier's evidence for one account's page).
+    pub fn quiet_on(&self, h: &AccountHistory, day: Day) -> Option<Quiet> {
+        let d = self.timeline.index(day)?;
+        let t = self.thresholds(self.registry.get(h.account));
+        let q = h.activity.judge(self.timeline, d, t);
+        q.last_activity?;
+        Some(Quiet {
+            people: self.people_at_last(h, &q),
+            ..q
+        })
+    }
+
     /// The history of the account at registry index `account`, from its
     /// stored series.
     pub fn account_history(
@@ -856,7 +876,7 @@ impl<'a> Detector<'a> {
                 (
                     ep.and_then(|e| e.since).or_else(|| silent_since(reports)),
                     ep.map(|e| e.started),
-                    quiet.people.as_ref().map(|b| {
+                    self.people_at_last(h, quiet).map(|b| {
                         b.sentence(&format!(
                             "in the {} days before it went quiet",
                             b.window_days
@@ -885,7 +905,10 @@ impl<'a> Detector<'a> {
             observed: shown.iter().map(|r| r.judgement.observed).sum(),
             silent_since,
             episode_started: started,
-            quiet: (kind != NoticeKind::Recovered).then(|| quiet.clone()),
+            quiet: (kind != NoticeKind::Recovered).then(|| Quiet {
+                people: self.people_at_last(h, quiet),
+                ..quiet.clone()
+            }),
             people,
             rank: None,
             evidence: reports.to_vec(),

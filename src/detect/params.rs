@@ -60,8 +60,11 @@ pub const DEFAULT_SILENT_DAYS: u32 = 50;
 pub const DEFAULT_EARLY_SILENT_DAYS: u32 = 30;
 /// "Fewer people": in the 90 days up to the quiet start, at most this
 /// share of the account's usual number of people (its mean 90-day count
-/// over the year before) were active.
-pub const DEFAULT_MAX_BREADTH: f64 = 0.6;
+/// over the year before) were active — a little over half. Before the end
+/// of a real disengagement it is about two thirds of usual, before an
+/// ordinary lull about the usual number (DETECTION-FINDINGS.md); on the
+/// dev histories anything from 0.5 to 0.6 lands on the same plateau.
+pub const DEFAULT_MAX_BREADTH: f64 = 0.55;
 /// The window people are counted in.
 pub const DEFAULT_BREADTH_DAYS: u32 = 90;
 /// Silence means something only for an account that had been active for

@@ -12,6 +12,7 @@
 //! within `Thresholds::span_days`, so a daily run and a backtest decide
 //! the same on the same data.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ use crate::types::Day;
 pub const YEAR: i64 = 365;
 
 /// An account's activity over the timeline, all channels together.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct AccountActivity {
     /// Events a day on its activity channels (covered days only).
     events: Prefix,
@@ -34,9 +35,13 @@ pub(super) struct AccountActivity {
     active: Prefix,
     /// 1 on days any source the account is active on covered.
     covered: Prefix,
-    /// Distinct people active in the breadth window ending on each day.
-    people: Prefix,
-    has_people: bool,
+    /// The account's people, and (built when first needed: most days of
+    /// most accounts never ask) the distinct people active in the breadth
+    /// window ending on each day.
+    people: Vec<ChannelPeople>,
+    breadth: OnceCell<Option<Prefix>>,
+    timeline: Timeline,
+    breadth_days: u32,
     /// The first day any activity of the account was stored (all of its
     /// history, not only the timeline).
     first_activity: Option<Day>,
@@ -49,7 +54,7 @@ impl AccountActivity {
         timeline: Timeline,
         events: &[f64],
         covered: &[f64],
-        people: &[&ChannelPeople],
+        people: Vec<ChannelPeople>,
         breadth_days: u32,
         first_activity: Option<Day>,
     ) -> AccountActivity {
@@ -57,15 +62,25 @@ impl AccountActivity {
             .iter()
             .map(|e| if *e > 0.0 { 1.0 } else { 0.0 })
             .collect();
-        let (breadth, has_people) = breadth_series(timeline, people, breadth_days);
         AccountActivity {
             events: Prefix::from_values(events),
             active: Prefix::from_values(&active),
             covered: Prefix::from_values(covered),
-            people: Prefix::from_values(&breadth),
-            has_people,
+            people,
+            breadth: OnceCell::new(),
+            timeline,
+            breadth_days,
             first_activity,
         }
+    }
+
+    fn people_series(&self) -> Option<&Prefix> {
+        self.breadth
+            .get_or_init(|| {
+                let (series, has) = breadth_series(self.timeline, &self.people, self.breadth_days);
+                has.then(|| Prefix::from_values(&series))
+            })
+            .as_ref()
     }
 
     /// The last day index at or before `d` with activity.
@@ -76,17 +91,15 @@ impl AccountActivity {
     /// Breadth at day index `i`: people active in the window ending on
     /// `i`, against the mean of that count over the year before.
     pub(super) fn breadth(&self, i: usize, window_days: u32) -> Option<Breadth> {
-        if !self.has_people {
-            return None;
-        }
+        let people = self.people_series()?;
         let i = i as i64;
         let lo = (i - YEAR).max(0);
         if i <= lo {
             return None;
         }
-        let usual = self.people.sum(lo, i - 1) / (i - lo) as f64;
+        let usual = people.sum(lo, i - 1) / (i - lo) as f64;
         (usual > 0.0).then(|| Breadth {
-            active: self.people.at(i) as u32,
+            active: people.at(i) as u32,
             usual: (usual * 10.0).round() / 10.0,
             window_days,
         })
@@ -102,7 +115,6 @@ impl AccountActivity {
         let last_day = timeline.day(last);
         let events_year = self.events.sum(l - YEAR + 1, l);
         let active_days_year = self.active.sum(l - YEAR + 1, l) as u32;
-        let people = self.breadth(last, t.breadth_days);
         let established = self
             .first_activity
             .is_some_and(|f| f.0 <= last_day.0 - t.warmup_days as i32);
@@ -114,6 +126,11 @@ impl AccountActivity {
             && news
             && events_year >= t.min_events
             && active_days_year >= t.min_active_days;
+        // People are counted only when they can decide (or were already).
+        let asks = eligible && quiet_days >= t.early_silent_days && quiet_days < t.silent_days;
+        let people = (asks || self.breadth.get().is_some())
+            .then(|| self.breadth(last, t.breadth_days))
+            .flatten();
         let fewer = people.as_ref().is_some_and(|b| b.ratio() <= t.max_breadth);
         let silent = eligible
             && (quiet_days >= t.silent_days || (quiet_days >= t.early_silent_days && fewer));
@@ -131,23 +148,22 @@ impl AccountActivity {
 /// The per-day count of distinct people active in the `window` days
 /// ending on each day of the timeline (from a difference array of each
 /// person's merged active spans), and whether the account has any people.
-fn breadth_series(timeline: Timeline, people: &[&ChannelPeople], window: u32) -> (Vec<f64>, bool) {
+fn breadth_series(timeline: Timeline, people: &[ChannelPeople], window: u32) -> (Vec<f64>, bool) {
     let n = timeline.len() as i64;
     let mut diff = vec![0i64; timeline.len() + 1];
     let mut days: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut has = false;
     for c in people {
-        for (name, set) in &c.people {
-            let list = days.entry(name.as_str()).or_default();
+        c.visit(|name, d| {
+            has = true;
             // Days after the timeline are not seen; days before it still
             // count in its first windows.
-            list.extend(
-                set.iter()
-                    .map(|d| i64::from(d.0 - timeline.first.0))
-                    .filter(|i| *i < n && *i + i64::from(window) > 0),
-            );
-        }
+            let i = i64::from(d.0 - timeline.first.0);
+            if i < n && i + i64::from(window) > 0 {
+                days.entry(name).or_default().push(i);
+            }
+        });
     }
-    let has = !days.is_empty();
     for list in days.values_mut() {
         list.sort_unstable();
         let mut span: Option<(i64, i64)> = None;
@@ -246,12 +262,12 @@ mod tests {
         for (name, days) in people {
             p.insert(name.to_string(), days.iter().map(|d| Day(*d)).collect());
         }
-        ChannelPeople {
-            account: AccountId("a".into()),
-            source: SourceName::from("forum"),
-            kind: Kind::from("post"),
-            people: p,
-        }
+        ChannelPeople::new(
+            AccountId("a".into()),
+            SourceName::from("forum"),
+            Kind::from("post"),
+            &p,
+        )
     }
 
     #[test]
@@ -262,7 +278,7 @@ mod tests {
         };
         let a = channel(&[("ann", &[-5, 3, 4]), ("bob", &[10])]);
         let b = channel(&[("ann", &[12]), ("cy", &[40])]);
-        let (series, has) = breadth_series(timeline, &[&a, &b], 7);
+        let (series, has) = breadth_series(timeline, &[a, b], 7);
         assert!(has);
         // Direct count for every day.
         for (i, v) in series.iter().enumerate() {

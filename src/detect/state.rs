@@ -261,9 +261,12 @@ impl Memory {
             return None;
         }
         let kind = match ep.notified {
-            // Nobody was told yet (the episode may have begun while
-            // catching up or snoozed): tell now.
-            None => NoticeKind::Silent,
+            // Nobody was told yet (the episode began while lull was
+            // catching up, or the account was snoozed): tell now — unless
+            // it began more than `silent_days` ago, which is old news
+            // (a first run does not alert about accounts gone for years).
+            None if day.0 - ep.started.0 <= t.silent_days as i32 => NoticeKind::Silent,
+            None => return None,
             Some(last) if t.reminder_days > 0 && day.0 - last.0 >= t.reminder_days as i32 => {
                 NoticeKind::Reminder
             }
@@ -431,6 +434,29 @@ mod tests {
         assert_eq!(
             m.episode.map(|e| (e.started, e.since)),
             Some((Day(5), Some(Day(5))))
+        );
+    }
+
+    #[test]
+    fn an_old_untold_silence_is_not_news() {
+        let t = Thresholds::default();
+        let mut d = Days::default();
+        d.active(5).quiet(200, 0, DROPPED);
+        // Caught up silently over 120 days of an open episode: not told.
+        let mut m = Memory::default();
+        for (i, v) in d.out.iter().enumerate().take(125) {
+            m.step(*v, Day(i as i32), &t, false);
+        }
+        assert_eq!(m.step(d.out[125], Day(125), &t, true), None);
+        assert_eq!(m.state, State::Silent);
+        // Within `silent_days` of its start it is.
+        let mut m = Memory::default();
+        for (i, v) in d.out.iter().enumerate().take(40) {
+            m.step(*v, Day(i as i32), &t, false);
+        }
+        assert_eq!(
+            m.step(d.out[40], Day(40), &t, true),
+            Some(NoticeKind::Silent)
         );
     }
 

@@ -17,13 +17,38 @@ use crate::types::{AccountId, Day, Kind, SourceName};
 /// One channel's people: name → active days (sorted).
 pub type People = BTreeMap<String, BTreeSet<Day>>;
 
-/// The people of one account channel.
+/// The people of one account channel, as stored: checked when read, and
+/// decoded only when asked (detection walks the bytes without allocating).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelPeople {
     pub account: AccountId,
     pub source: SourceName,
     pub kind: Kind,
-    pub people: People,
+    value: sled::IVec,
+}
+
+impl ChannelPeople {
+    /// A channel's people from decoded form (tests, tools).
+    pub fn new(account: AccountId, source: SourceName, kind: Kind, people: &People) -> Self {
+        ChannelPeople {
+            account,
+            source,
+            kind,
+            value: encode(people).into(),
+        }
+    }
+
+    /// Every person and their active days.
+    pub fn people(&self) -> People {
+        // Checked when read from the store: cannot fail here.
+        decode(&self.value).unwrap_or_default()
+    }
+
+    /// Calls `f` with each (person, active day), persons in name order,
+    /// days ascending, borrowing names from the stored value.
+    pub fn visit<'a>(&'a self, f: impl FnMut(&'a str, Day)) {
+        let _ = walk(&self.value, f);
+    }
 }
 
 pub(super) fn key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
@@ -70,6 +95,33 @@ pub(super) fn encode(people: &People) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Walks a stored value, calling `f` with each (person, day); `None` if it
+/// does not decode. Allocates nothing.
+fn walk<'a>(v: &'a [u8], mut f: impl FnMut(&'a str, Day)) -> Option<()> {
+    let mut at = 0;
+    let n = get_varint(v, &mut at)?;
+    for _ in 0..n {
+        let len = usize::try_from(get_varint(v, &mut at)?).ok()?;
+        let name = std::str::from_utf8(v.get(at..at.checked_add(len)?)?).ok()?;
+        at += len;
+        let days = get_varint(v, &mut at)?;
+        let mut prev: Option<i32> = None;
+        for _ in 0..days {
+            let x = get_varint(v, &mut at)?;
+            let d = match prev {
+                None => {
+                    let z = u32::try_from(x).ok()?;
+                    ((z >> 1) as i32) ^ -((z & 1) as i32)
+                }
+                Some(p) => p.checked_add(i32::try_from(x).ok()?)?,
+            };
+            f(name, Day(d));
+            prev = Some(d);
+        }
+    }
+    (at == v.len()).then_some(())
 }
 
 pub(super) fn decode(v: &[u8]) -> Option<People> {
@@ -139,14 +191,14 @@ impl Store {
     ) -> impl Iterator<Item = Result<ChannelPeople, StoreError>> + '_ {
         self.activity.scan_prefix(prefix).map(|r| {
             let (k, v) = r.map_err(|e| self.fail("reading people", e))?;
-            let ((account, source, kind), people) = decode_series_key(&k)
-                .zip(decode(&v))
+            let (account, source, kind) = decode_series_key(&k)
+                .filter(|_| walk(&v, |_, _| {}).is_some())
                 .ok_or_else(|| damaged("who was active on a channel", &k))?;
             Ok(ChannelPeople {
                 account,
                 source,
                 kind,
-                people,
+                value: v,
             })
         })
     }
