@@ -133,7 +133,7 @@ pub fn render(
 
 /// The per-tier scores against the churn file.
 fn scores_table(s: &crate::score::Scores) -> String {
-    let opt = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let opt = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v:?}"));
     let mut out = String::from(
         "<h2>Against the churn file</h2><table><tr><th>tier</th><th>recall</th><th>median lead (days)</th><th>false alerts / account-year</th><th>precision</th><th>alerts</th><th>per CSM per week</th><th>missed</th></tr>",
     );

@@ -526,6 +526,14 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
     tab.goto("/c/tuning").await;
     tab.shot_tall("11-tuning", 1300).await;
     tab.fill("input[name='default.min_expected']", "30").await;
+    tab.fill("input[name='default.silent_days']", "60").await;
+    // Umbrella's known disengagement: its last busy day.
+    let churn = chrono::Utc::now().date_naive() - chrono::Duration::days(41);
+    tab.fill(
+        "textarea[name='churned']",
+        &format!("account,churn_date\numbrella,{churn}"),
+    )
+    .await;
     tab.follow("form.tuning button[type=submit]").await;
     let until = Instant::now() + Duration::from_secs(120);
     while tab.c.find(Locator::Css("#result")).await.is_err() {
@@ -546,10 +554,16 @@ async fn a_csm_and_an_admin_work_in_the_browser() {
         result.contains("alerts marked \"useful\" still alerted"),
         "feedback compared: {result}"
     );
+    assert!(
+        result.contains("silent alerts: recall") && result.contains("watch list: recall"),
+        "scored against the churn history: {result}"
+    );
     tab.click("details.card summary").await;
     let toml = tab.text("pre.copy").await;
     assert!(
-        toml.contains("[detect]") && toml.contains("min_expected = 30"),
+        toml.contains("[detect]")
+            && toml.contains("min_expected = 30")
+            && toml.contains("silent_days = 60"),
         "{toml}"
     );
     tab.shot_tall("12-tuning-result", 2000).await;

@@ -147,7 +147,7 @@ pub fn scores_text(s: &crate::score::Scores) -> String {
         out.push_str(" (first activity and engagement end from the store)");
     }
     out.push_str(":\n");
-    let opt = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let opt = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v:?}"));
     for (tier, t) in &s.tiers {
         let _ = writeln!(
             out,

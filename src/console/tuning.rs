@@ -159,6 +159,8 @@ pub struct Job {
     from: Day,
     to: Day,
     overrides: serde_json::Value,
+    /// Known disengagements to score both replays against.
+    churned: Option<crate::score::ChurnHistory>,
     /// The edited form, to edit again.
     form: Vec<(String, String)>,
     toml: String,
@@ -215,6 +217,8 @@ pub struct Comparison {
     dropped_total: usize,
     feedback_current: FeedbackComparison,
     feedback_proposed: FeedbackComparison,
+    scores_current: Option<crate::score::Scores>,
+    scores_proposed: Option<crate::score::Scores>,
     warnings: Vec<String>,
 }
 
@@ -250,6 +254,8 @@ fn compare(app: &App, current: &BacktestOutcome, proposed: &BacktestOutcome) -> 
         dropped: dropped.into_iter().take(LISTED).map(describe).collect(),
         feedback_current: current.feedback.clone(),
         feedback_proposed: proposed.feedback.clone(),
+        scores_current: current.scores.clone(),
+        scores_proposed: proposed.scores.clone(),
         warnings,
     }
 }
@@ -285,6 +291,8 @@ struct TuningPage {
     to: String,
     columns: Vec<String>,
     rows: Vec<FormRow>,
+    /// Known disengagements as typed (CSV).
+    churned: String,
     error: Option<String>,
     runs: Vec<(String, String, &'static str)>,
 }
@@ -358,6 +366,7 @@ fn tuning_page(
             .unwrap_or_else(|| today.to_string()),
         columns,
         rows,
+        churned: values.get("churned").cloned().unwrap_or_default(),
         error,
         runs: s
             .jobs
@@ -505,6 +514,13 @@ pub async fn start(
         Ok(o) => o,
         Err(e) => return again(e),
     };
+    let churned = match values.get("churned").map(|c| c.trim()) {
+        None | Some("") => None,
+        Some(text) => match crate::score::read_churned(text.as_bytes(), "known disengagements") {
+            Ok(c) => Some(c),
+            Err(e) => return again(e),
+        },
+    };
     // The thresholds are checked as strictly as the config file, now.
     let app = s.app.clone();
     let o2 = over.clone();
@@ -526,6 +542,7 @@ pub async fn start(
         to,
         toml: toml_snippet(&over),
         overrides: over,
+        churned,
         form: values.into_iter().collect(),
         total: s.app.live().registry.len(),
         phase: AtomicU8::new(0),
@@ -544,7 +561,7 @@ pub async fn start(
                     to: j.to,
                     detect,
                     report: false,
-                    churned: None,
+                    churned: j.churned.clone(),
                 },
                 |n| j.done.store(n, Ordering::Relaxed),
             )
@@ -573,6 +590,38 @@ struct Line {
     proposed: String,
 }
 
+/// One number of a tier's score.
+type ScoreOf = fn(&crate::score::TierScore) -> Option<f64>;
+
+/// Recall, lead, false alerts and precision per tier, side by side.
+fn score_lines(a: &crate::score::Scores, b: &crate::score::Scores) -> Vec<Line> {
+    let opt = |x: Option<f64>| x.map_or_else(|| "–".to_string(), |v| format!("{v}"));
+    let mut out = Vec::new();
+    for (tier, what) in [("silent", "silent alerts"), ("watch", "watch list")] {
+        let (Some(x), Some(y)) = (a.tiers.get(tier), b.tiers.get(tier)) else {
+            continue;
+        };
+        let rows: [(&str, ScoreOf); 4] = [
+            ("recall", |t| t.recall),
+            ("median lead (days before the churn date)", |t| {
+                t.median_lead_days
+            }),
+            ("false alerts per account-year", |t| {
+                t.noise_all_per_acct_year
+            }),
+            ("precision", |t| t.precision),
+        ];
+        for (label, get) in rows {
+            out.push(Line {
+                label: format!("{what}: {label}"),
+                current: opt(get(x)),
+                proposed: opt(get(y)),
+            });
+        }
+    }
+    out
+}
+
 #[derive(Template)]
 #[template(path = "console/tuning_run.html")]
 struct RunPage {
@@ -596,6 +645,8 @@ struct RunPage {
     added_total: usize,
     dropped_total: usize,
     feedback: Vec<Line>,
+    /// Per tier against the known disengagements, when given.
+    scores: Vec<Line>,
     warnings: Vec<String>,
 }
 
@@ -649,6 +700,7 @@ pub async fn show(State(s): State<ConsoleState>, v: Viewer, Path(id): Path<Strin
         added_total: 0,
         dropped_total: 0,
         feedback: Vec::new(),
+        scores: Vec::new(),
         warnings: Vec::new(),
     };
     match outcome {
@@ -725,6 +777,9 @@ pub async fn show(State(s): State<ConsoleState>, v: Viewer, Path(id): Path<Strin
                     current: format!("{} of {g1}", kept(&c.feedback_current)),
                     proposed: format!("{} of {}", kept(&c.feedback_proposed), g2.unwrap_or(g1)),
                 });
+            }
+            if let (Some(a), Some(b)) = (&c.scores_current, &c.scores_proposed) {
+                page.scores = score_lines(a, b);
             }
             page.warnings = c.warnings.clone();
         }

@@ -664,6 +664,8 @@ impl Service {
             metrics::gauge!(m::ACCOUNTS, "state" => state)
                 .set(per_state.get(state).copied().unwrap_or(0) as f64);
         }
+        let watching = run.accounts.iter().filter(|a| a.watch).count();
+        metrics::gauge!(m::WATCHING).set(watching as f64);
         metrics::counter!(m::ALERTS_QUEUED).increment(run.queued as u64);
         let seconds = started.elapsed().as_secs_f64();
         metrics::gauge!(m::DETECTION_SECONDS).set(seconds);

@@ -13,6 +13,7 @@ pub const UNMATCHED_ACTIVITIES: &str = "lull_unmatched_activities_total";
 pub const UNMATCHED_ACTORS: &str = "lull_unmatched_actors";
 pub const SOURCE_STALE: &str = "lull_source_stale";
 pub const ACCOUNTS: &str = "lull_accounts";
+pub const WATCHING: &str = "lull_accounts_watch";
 pub const ALERTS_QUEUED: &str = "lull_alerts_queued_total";
 pub const ALERTS_SENT: &str = "lull_alert_emails_sent_total";
 pub const ALERTS_FAILED: &str = "lull_alert_emails_failed_total";
@@ -61,6 +62,10 @@ pub fn register(sources: &[String]) {
         "1 while the source has no data for `stale_days`: its channels are unknown."
     );
     describe_gauge!(ACCOUNTS, "Accounts per state at the last detection run.");
+    describe_gauge!(
+        WATCHING,
+        "Accounts dropping below their baseline and not silent (watch-list candidates) at the last detection run."
+    );
     describe_counter!(ALERTS_QUEUED, "Notices queued by detection runs.");
     describe_counter!(ALERTS_SENT, "Alert e-mails the SMTP relay accepted.");
     describe_counter!(
