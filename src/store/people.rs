@@ -125,31 +125,16 @@ fn walk<'a>(v: &'a [u8], mut f: impl FnMut(&'a str, Day)) -> Option<()> {
 }
 
 pub(super) fn decode(v: &[u8]) -> Option<People> {
-    let mut at = 0;
-    let n = get_varint(v, &mut at)?;
     let mut out = People::new();
-    for _ in 0..n {
-        let len = usize::try_from(get_varint(v, &mut at)?).ok()?;
-        let name = std::str::from_utf8(v.get(at..at.checked_add(len)?)?).ok()?;
-        at += len;
-        let days = get_varint(v, &mut at)?;
-        let mut set = BTreeSet::new();
-        let mut prev: Option<i32> = None;
-        for _ in 0..days {
-            let x = get_varint(v, &mut at)?;
-            let d = match prev {
-                None => {
-                    let z = u32::try_from(x).ok()?;
-                    ((z >> 1) as i32) ^ -((z & 1) as i32)
-                }
-                Some(p) => p.checked_add(i32::try_from(x).ok()?)?,
-            };
-            set.insert(Day(d));
-            prev = Some(d);
+    walk(v, |name, day| match out.get_mut(name) {
+        Some(days) => {
+            days.insert(day);
         }
-        out.insert(name.to_string(), set);
-    }
-    (at == v.len()).then_some(out)
+        None => {
+            out.insert(name.to_string(), BTreeSet::from([day]));
+        }
+    })?;
+    Some(out)
 }
 
 /// Adds `new` days into the stored `old` value; `None` if nothing changed.
