@@ -166,8 +166,9 @@ async fn authenticate(
     response
 }
 
-/// Runs blocking application code off the async workers.
-async fn blocking<T: Send + 'static>(
+/// Runs blocking application code off the async workers (the API's and
+/// the console's handlers).
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f)

@@ -33,13 +33,7 @@ pub const ALERTS_SHOWN: usize = 500;
 /// Width of an account page's charts, in pixels (they shrink to fit).
 pub const CHART_WIDTH: u32 = 720;
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
-) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AppError::new("internal", 500, format!("the request did not finish: {e}")))?
-}
+use crate::api::blocking;
 
 /// An application error as a page.
 pub fn error_page(e: &AppError) -> Response {
@@ -173,11 +167,7 @@ pub async fn my_accounts(
         .accounts
         .iter()
         .map(|a| {
-            let (state, class) = if a.watch && a.state == "engaged" {
-                views::state_label("watch")
-            } else {
-                views::state_label(&a.state)
-            };
+            let (state, class) = views::account_label(a);
             Row {
                 id: a.account.to_string(),
                 name: a.name.clone(),
@@ -367,11 +357,7 @@ fn account_page(
     let feedback = app.feedback(Some(id))?;
     let snooze = app.snooze_of(&d.account)?;
     let today = d.at;
-    let (state, class) = if d.summary.watch && d.summary.state == "engaged" {
-        views::state_label("watch")
-    } else {
-        views::state_label(&d.summary.state)
-    };
+    let (state, class) = views::account_label(&d.summary);
     // Quiet channels first: the one that went quiet is the one charted
     // first, not a sum of all.
     let mut channels: Vec<_> = d.channels.iter().collect();

@@ -54,6 +54,16 @@ pub fn state_label(state: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// An account's badge: its state, or "Watch" for an engaged account on
+/// its CSM's watch list.
+pub fn account_label(s: &crate::summary::AccountSummary) -> (&'static str, &'static str) {
+    if s.watch && s.state == "engaged" {
+        state_label("watch")
+    } else {
+        state_label(&s.state)
+    }
+}
+
 /// "2026-11-02 (26 days ago)".
 pub fn day_ago(day: Day, today: Day) -> String {
     let d = today.0 - day.0;
