@@ -14,7 +14,7 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use crate::console::tokens::{AccountLinks, Links};
-use crate::detect::{ChannelReport, ChannelStatus, Notice, NoticeKind, STALE_SOURCE, StaleNotice};
+use crate::detect::{ChannelReport, Notice, NoticeKind, STALE_SOURCE, StaleNotice};
 use crate::store::QueuedNotice;
 use crate::types::Day;
 
@@ -380,12 +380,7 @@ fn account_view(n: &Notice, index: usize) -> AccountView {
     let shown: Vec<&ChannelReport> = n
         .evidence
         .iter()
-        .filter(|r| match n.notice {
-            NoticeKind::Recovered | NoticeKind::Silent | NoticeKind::Reminder => {
-                r.judgement.status.is_judged()
-            }
-            NoticeKind::Watch => r.judgement.status == ChannelStatus::Silent,
-        })
+        .filter(|r| n.notice.covers(r.judgement.status))
         .collect();
     let since = n.silent_since.map(|s| {
         let days = n.date.0 - s.0;

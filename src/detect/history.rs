@@ -35,6 +35,12 @@ impl Timeline {
     }
 }
 
+/// No values at all (a source that never covered anything).
+pub static EMPTY: Prefix = Prefix {
+    plain: Vec::new(),
+    s7: Vec::new(),
+};
+
 /// Prefix sums over a day-indexed array of values.
 #[derive(Debug, Clone, Default)]
 pub struct Prefix {

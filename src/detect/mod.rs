@@ -420,7 +420,7 @@ impl<'a> Detector<'a> {
         let t = self.thresholds(self.registry.get(account));
         let first_activity = series
             .iter()
-            .filter(|s| self.counts_as_activity(t, s.kind.as_str()))
+            .filter(|s| self.config.is_activity_for(s.kind.as_str(), t))
             .filter_map(|s| s.entries.first().map(|e| e.0))
             .min();
         let mut by_source: BTreeMap<SourceName, BTreeMap<Kind, Vec<(Day, u64)>>> = BTreeMap::new();
@@ -494,12 +494,6 @@ impl<'a> Detector<'a> {
         }
     }
 
-    /// Is an event of `kind` the customer's own activity (not a rate's
-    /// denominator, not weighed out)?
-    fn counts_as_activity(&self, t: &Thresholds, kind: &str) -> bool {
-        !self.config.rates.iter().any(|r| r.denominator == kind) && t.weight(kind) > 0.0
-    }
-
     /// The account-level view of its channels: events summed, days any of
     /// their sources covered (a source whose data ends — an import of old
     /// tickets — says nothing after it; the others still do; a polled
@@ -528,7 +522,7 @@ impl<'a> Detector<'a> {
         }
         let people: Vec<ChannelPeople> = people
             .into_iter()
-            .filter(|p| self.counts_as_activity(t, p.kind.as_str()))
+            .filter(|p| self.config.is_activity_for(p.kind.as_str(), t))
             .collect();
         AccountActivity::new(
             self.timeline,
@@ -547,13 +541,11 @@ impl<'a> Detector<'a> {
 
     /// Judges every channel of an account on day index `d`.
     fn judge_channels(&self, h: &AccountHistory, d: usize, t: &Thresholds) -> Vec<Judgement> {
-        // A source without any coverage: every window is unknown.
-        let uncovered = Prefix::default();
         h.channels
             .iter()
             .map(|c| {
-                let cov = c.cov.map_or(&uncovered, |i| &self.coverage[i].1);
-                if self.is_stale(&c.channel.source, cov, d, t) {
+                let cov = self.coverage_of(c);
+                if self.channel_stale(c, d, t) {
                     let w = judge::Windows::new(d, t);
                     let covered = cov.sum(w.recent.0, w.recent.1) as u32;
                     return Judgement::bare(ChannelStatus::Unknown, covered, w);
@@ -568,6 +560,17 @@ impl<'a> Detector<'a> {
                 }
             })
             .collect()
+    }
+
+    /// The covered days of a channel's source (none: every window is
+    /// unknown).
+    fn coverage_of(&self, c: &ChannelHistory) -> &Prefix {
+        c.cov.map_or(&history::EMPTY, |i| &self.coverage[i].1)
+    }
+
+    /// Is the channel's source a polled one gone stale on day index `d`?
+    fn channel_stale(&self, c: &ChannelHistory, d: usize, t: &Thresholds) -> bool {
+        self.is_stale(&c.channel.source, self.coverage_of(c), d, t)
     }
 
     /// A polled source that covered none of the last `stale_days` days up
@@ -664,7 +667,6 @@ impl<'a> Detector<'a> {
         let mut day = from.max(self.timeline.first);
         let to = to.min(self.timeline.last);
         let mut last_quiet = None;
-        let uncovered = Prefix::default();
         while day <= to {
             let Some(d) = self.timeline.index(day) else {
                 break;
@@ -674,10 +676,7 @@ impl<'a> Detector<'a> {
             let quiet = h.activity.judge(self.timeline, d, t);
             let low = matches!(verdict, Verdict::Judged { low, .. } if low >= t.quorum);
             // A broken connector on any of its sources: no new silence.
-            let stale = h.channels.iter().any(|c| {
-                let cov = c.cov.map_or(&uncovered, |i| &self.coverage[i].1);
-                self.is_stale(&c.channel.source, cov, d, t)
-            });
+            let stale = h.channels.iter().any(|c| self.channel_stale(c, d, t));
             let today = Today {
                 verdict,
                 silent: quiet.silent && (h.has_count || low) && !stale,
@@ -686,26 +685,15 @@ impl<'a> Detector<'a> {
             let snoozed = snoozed_until.is_some_and(|until| day <= until);
             let emit = day >= emit_from && !t.mute && !snoozed;
             let notice = memory.step(today, day, t, emit);
-            if let Some(kind) = notice {
-                let reports = self.reports(h, &judgements, d, t);
-                on_notice(self.notice(account, h, day, kind, &reports, &memory, &quiet, d));
-            }
             let watch = emit
                 && t.watch
                 && memory.dropping()
                 && day.date().weekday() == self.config.watch.weekday;
-            if watch {
-                let reports = self.reports(h, &judgements, d, t);
-                on_notice(self.notice(
-                    account,
-                    h,
-                    day,
-                    NoticeKind::Watch,
-                    &reports,
-                    &memory,
-                    &quiet,
-                    d,
-                ));
+            let kinds = notice.into_iter().chain(watch.then_some(NoticeKind::Watch));
+            let mut reports = None;
+            for kind in kinds {
+                let reports = reports.get_or_insert_with(|| self.reports(h, &judgements, d, t));
+                on_notice(self.notice(account, h, day, kind, reports, &memory, &quiet, d));
             }
             if day == to {
                 last_notice = notice;
@@ -863,12 +851,7 @@ impl<'a> Detector<'a> {
         // judged on. The watch tier names the channels that dropped.
         let shown: Vec<&ChannelReport> = reports
             .iter()
-            .filter(|r| match kind {
-                NoticeKind::Recovered | NoticeKind::Silent | NoticeKind::Reminder => {
-                    r.judgement.status.is_judged()
-                }
-                NoticeKind::Watch => r.judgement.status == ChannelStatus::Silent,
-            })
+            .filter(|r| kind.covers(r.judgement.status))
             .collect();
         let (silent_since, started, people) = match kind {
             NoticeKind::Silent | NoticeKind::Reminder => {

@@ -268,7 +268,12 @@ impl DetectConfig {
     /// (`delivered`: the denominator of a rate) and not what detection
     /// leaves out (weight 0, e.g. `machine_open`).
     pub fn is_activity(&self, kind: &str) -> bool {
-        !self.rates.iter().any(|r| r.denominator == kind) && self.defaults.weight(kind) > 0.0
+        self.is_activity_for(kind, &self.defaults)
+    }
+
+    /// [`DetectConfig::is_activity`] with a segment's weights.
+    pub fn is_activity_for(&self, kind: &str, t: &Thresholds) -> bool {
+        !self.rates.iter().any(|r| r.denominator == kind) && t.weight(kind) > 0.0
     }
 
     /// Is `kind` one side of a rate pair (so not a count channel)?

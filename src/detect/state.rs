@@ -99,6 +99,16 @@ impl NoticeKind {
             NoticeKind::Watch => "watch",
         }
     }
+
+    /// Is a channel of this status one the notice is about? The silent
+    /// tier and recoveries speak for the whole account (every judged
+    /// channel); the watch list names the channels that dropped.
+    pub fn covers(self, status: super::ChannelStatus) -> bool {
+        match self {
+            NoticeKind::Recovered | NoticeKind::Silent | NoticeKind::Reminder => status.is_judged(),
+            NoticeKind::Watch => status == super::ChannelStatus::Silent,
+        }
+    }
 }
 
 /// One silence (or drop) episode.
