@@ -6,15 +6,15 @@
 //!   cargo bench --bench api -- [ACCOUNTS] [SECONDS]
 //!   (defaults: 100000 accounts, 60 s of load)
 //!
-//! Uses the store `cargo bench --bench detect` builds (bench-out/detect-N),
+//! Uses the store `cargo bench --bench detect` builds (bench-out/detect-people-N),
 //! copied to bench-out/api-N, so that run is not changed. Linux (/proc).
 
 #![recursion_limit = "256"]
 
+mod common;
 #[path = "../tests/common/shapes.rs"]
 mod shapes;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,24 +51,8 @@ fn main() {
     let nums: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let n = nums.first().copied().unwrap_or(100_000);
     let seconds = nums.get(1).copied().unwrap_or(60);
-    let src = format!("bench-out/detect-{n}");
-    assert!(
-        Path::new(&src).join("lull.db").exists(),
-        "no store at {src}: run `cargo bench --bench detect -- --phase build {n}` first"
-    );
-    let work = format!("bench-out/api-{n}");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).expect("work dir");
-    let ok = Command::new("cp")
-        .args([
-            "-r",
-            &format!("{src}/lull.db"),
-            &format!("{src}/accounts.toml"),
-            &work,
-        ])
-        .status()
-        .expect("cp");
-    assert!(ok.success());
+    let (_, work) = common::copy_store(n, "api", &["lull.db", "accounts.toml"]);
+    let work = common::text(&work);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -6,12 +6,13 @@
 //!   cargo bench --bench console -- [ACCOUNTS] [ROUNDS]
 //!   (defaults: 100000 accounts, 30 rounds per page)
 //!
-//! Uses the store `cargo bench --bench detect` builds (bench-out/detect-N),
+//! Uses the store `cargo bench --bench detect` builds (bench-out/detect-people-N),
 //! copied to bench-out/console-N with its accounts file changed so that one
 //! CSM (`pat@vendor.example`) has the first 500 accounts.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,19 +88,8 @@ fn main() {
     let nums: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let n = nums.first().copied().unwrap_or(100_000);
     let rounds = nums.get(1).copied().unwrap_or(30) as usize;
-    let src = format!("bench-out/detect-{n}");
-    assert!(
-        Path::new(&src).join("lull.db").exists(),
-        "no store at {src}: run `cargo bench --bench detect -- --phase build {n}` first"
-    );
-    let work = format!("bench-out/console-{n}");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).expect("work dir");
-    let ok = Command::new("cp")
-        .args(["-r", &format!("{src}/lull.db"), &work])
-        .status()
-        .expect("cp");
-    assert!(ok.success());
+    let (src, work) = common::copy_store(n, "console", &["lull.db"]);
+    let (src, work) = (common::text(&src), common::text(&work));
     // One CSM gets the first 500 accounts.
     let accounts = std::fs::read_to_string(format!("{src}/accounts.toml")).expect("accounts");
     let mut out = String::with_capacity(accounts.len());

@@ -10,6 +10,8 @@
 //! runs in its own process (this binary re-executes itself), so the peak
 //! RSS printed is that phase's alone.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -50,7 +52,7 @@ fn main() {
 }
 
 fn dir(accounts: usize) -> PathBuf {
-    PathBuf::from(format!("bench-out/detect-people-{accounts}"))
+    common::detect_store(accounts as u64)
 }
 
 /// The number of people of account `a`.

@@ -7,7 +7,7 @@
 #   benches/service.sh [ACCOUNTS]
 #   SRC=bench-out/compact-100000 benches/service.sh
 #
-# Uses the store `cargo bench --bench detect` builds (bench-out/detect-N),
+# Uses the store `cargo bench --bench detect` builds (bench-out/detect-people-N),
 # copied, so that run is not changed. Linux only (/proc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ n=${1:-100000}
 cargo build --release -q
 # SRC: another folder with lull.db and accounts.toml (e.g. a store
 # compacted by export + import).
-src=${SRC:-bench-out/detect-$n}
+src=${SRC:-bench-out/detect-people-$n}
 if [ ! -d "$src/lull.db" ]; then
   cargo bench --bench detect -- --phase build "$n"
 fi
