@@ -102,6 +102,70 @@ fn malformed_lines_are_named_and_good_lines_are_stored() {
 }
 
 #[test]
+fn the_same_id_with_another_date_counts_once_on_the_first_day_seen() {
+    let home = Home::new();
+    let first = [
+        event("acme", "forum", "2026-03-02T10:00:00Z", "p1", "post"),
+        event("acme", "mail", "2026-03-02T10:00:00Z", "m1|a", "open"),
+    ]
+    .join("\n");
+    let out = home.run_stdin(&["import", "-"], &first);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let once = home.export();
+    // The same ids again, a week later and a year earlier, in one file
+    // and across files: nothing more is counted.
+    let later = [
+        event("acme", "forum", "2026-03-09T10:00:00Z", "p1", "post"),
+        event("acme", "mail", "2025-03-02T10:00:00Z", "m1|a", "open"),
+        event("globex", "forum", "2026-04-01T10:00:00Z", "p1", "post"),
+    ]
+    .join("\n");
+    let out = home.run_stdin(&["import", "-"], &later);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(" 0 counted"), "{}", stderr(&out));
+    assert_eq!(home.export(), once);
+
+    // Within one file too, the line seen first is the one that counts,
+    // wherever the file is cut into batches.
+    let both = [
+        event("acme", "forum", "2026-03-09T10:00:00Z", "p2", "post"),
+        event("acme", "forum", "2026-03-02T10:00:00Z", "p2", "post"),
+    ];
+    let h = Home::new();
+    let out = h.run_stdin(&["import", "-"], &both.join("\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        h.export(),
+        "{\"account\":\"acme\",\"source\":\"forum\",\"kind\":\"post\",\"day\":\"2026-03-09\",\"count\":1}\n"
+    );
+}
+
+#[test]
+fn importing_again_after_a_time_zone_change_counts_nothing_twice() {
+    let home = Home::new();
+    // 23:30 UTC is the next day in Berlin.
+    let data = [
+        event("acme", "forum", "2026-03-02T23:30:00Z", "late", "post"),
+        event("acme", "forum", "2026-03-02T12:00:00Z", "noon", "post"),
+    ]
+    .join("\n");
+    let out = home.run_stdin(&["import", "-"], &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let utc = home.export();
+    assert!(utc.contains(r#""day":"2026-03-02","count":2"#), "{utc}");
+    let config = std::fs::read_to_string(home.path().join("lull.toml")).unwrap();
+    std::fs::write(
+        home.path().join("lull.toml"),
+        format!("timezone = \"Europe/Berlin\"\n{config}"),
+    )
+    .unwrap();
+    let out = home.run_stdin(&["import", "-"], &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(" 0 counted"), "{}", stderr(&out));
+    assert_eq!(home.export(), utc);
+}
+
+#[test]
 fn export_then_import_into_a_new_store_is_byte_identical() {
     let home = Home::new();
     let f = home.file("events.jsonl", &events(5_000, 3));

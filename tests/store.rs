@@ -1,4 +1,5 @@
-//! The store over time and under damage: upgrading a version-1 store (with
+//! The store over time and under damage: upgrading version-1 and version-2
+//! stores (with
 //! `kill -9` at random moments of the upgrade), backups that hold
 //! everything, and damaged files refused as corrupt with the way back —
 //! never a panic, never a silently emptied store.
@@ -13,21 +14,38 @@ use std::time::Duration;
 
 use common::{Home, Rng, assert_same_export, events, stderr, stdout};
 
-const V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1");
+/// A store an older lull wrote, kept as a fixture with what that lull
+/// printed for it.
+#[derive(Clone, Copy)]
+struct Old {
+    dir: &'static str,
+    schema: u32,
+}
 
-/// A home holding a copy of the version-1 fixture store (`db`), with its
-/// config and accounts.
-fn v1_home() -> Home {
-    // Version 1's drop-test thresholds (since changed for the watch list),
-    // so its judgement of the accounts can be compared as it was.
-    let config = std::fs::read_to_string(format!("{V1}/lull.toml")).unwrap()
-        + "\n[detect]\nrecent_days = 42\ndrop_ratio = 0.2\nmax_p = 0.1\n";
+const V1: Old = Old {
+    dir: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1"),
+    schema: 1,
+};
+const V2: Old = Old {
+    dir: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v2"),
+    schema: 2,
+};
+
+/// A home holding a copy of an old fixture store (`db`), with its config
+/// and accounts.
+fn old_home(old: Old) -> Home {
+    let mut config = std::fs::read_to_string(format!("{}/lull.toml", old.dir)).unwrap();
+    if old.schema == 1 {
+        // Version 1's drop-test thresholds (since changed for the watch
+        // list), so its judgement of the accounts can be compared as it was.
+        config += "\n[detect]\nrecent_days = 42\ndrop_ratio = 0.2\nmax_p = 0.1\n";
+    }
     let h = Home::with(
         &config,
-        &std::fs::read_to_string(format!("{V1}/accounts.toml")).unwrap(),
+        &std::fs::read_to_string(format!("{}/accounts.toml", old.dir)).unwrap(),
     );
     let ok = std::process::Command::new("tar")
-        .args(["xzf", &format!("{V1}/db.tar.gz"), "-C"])
+        .args(["xzf", &format!("{}/db.tar.gz", old.dir), "-C"])
         .arg(h.path())
         .status()
         .unwrap();
@@ -35,8 +53,8 @@ fn v1_home() -> Home {
     h
 }
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{V1}/{name}")).unwrap()
+fn fixture(old: Old, name: &str) -> String {
+    std::fs::read_to_string(format!("{}/{name}", old.dir)).unwrap()
 }
 
 fn json(s: &str) -> serde_json::Value {
@@ -54,8 +72,9 @@ fn backups(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// What the version-1 lull printed for the fixture, this lull prints too.
-fn assert_reads_like_v1(h: &Home) {
+/// What the older lull printed for the fixture, this lull prints too.
+fn assert_reads_like(old: Old, h: &Home) {
+    let fixture = |name: &str| fixture(old, name);
     assert_same_export(&h.export(), &fixture("export.jsonl"));
     let alerts = h.run(&["alerts", "--json"]);
     assert!(alerts.status.success(), "{}", stderr(&alerts));
@@ -87,21 +106,27 @@ fn assert_reads_like_v1(h: &Home) {
     );
 }
 
-#[test]
-fn a_version_1_store_is_upgraded_in_place_after_a_backup_and_reads_the_same() {
-    let h = v1_home();
+fn upgraded_in_place_after_a_backup_and_reads_the_same(old: Old) {
+    let h = old_home(old);
     let out = h.run(&["export"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("upgrading a store from schema version 1"),
+        stderr(&out).contains(&format!(
+            "upgrading a store from schema version {}",
+            old.schema
+        )),
         "{}",
         stderr(&out)
     );
     // The backup taken first restores to the same data.
     let taken = backups(&h.path().join("backups"));
     assert_eq!(taken.len(), 1, "{taken:?}");
-    assert!(taken[0].to_string_lossy().ends_with("-schema1.backup.gz"));
-    assert_reads_like_v1(&h);
+    assert!(
+        taken[0]
+            .to_string_lossy()
+            .ends_with(&format!("-schema{}.backup.gz", old.schema))
+    );
+    assert_reads_like(old, &h);
     // Nothing of the upgrade is left beside the store.
     let beside: Vec<String> = std::fs::read_dir(h.path())
         .unwrap()
@@ -120,30 +145,47 @@ fn a_version_1_store_is_upgraded_in_place_after_a_backup_and_reads_the_same() {
     );
     assert!(text.contains(r#""t":"snooze","account":"initech""#));
     assert!(text.contains(r#""t":"state","account":"globex""#));
+    // The ids counted came along too: an event counted on the old store's
+    // first day, imported again on its day and on another, counts nothing.
+    let again = r#"{"account":"acme","source":"forum","at":"2026-06-20T10:00:00Z","id":"post-3","kind":"post"}
+{"account":"acme","source":"forum","at":"2025-02-01T10:00:00Z","id":"post-3","kind":"post"}
+"#;
+    let out = h.run_stdin(&["import", "-"], again);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_reads_like(old, &h);
 
     // And the pre-upgrade backup restores to a store that reads the same.
-    let r = v1_home();
+    let r = old_home(old);
     std::fs::remove_dir_all(r.path().join("db")).unwrap();
     let out = r.run(&["restore", taken[0].to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_reads_like_v1(&r);
+    assert_reads_like(old, &r);
 }
 
 #[test]
-fn kill_9_at_random_moments_of_the_upgrade_leaves_the_old_or_the_new_store() {
+fn a_version_1_store_is_upgraded_in_place_after_a_backup_and_reads_the_same() {
+    upgraded_in_place_after_a_backup_and_reads_the_same(V1);
+}
+
+#[test]
+fn a_version_2_store_is_upgraded_in_place_after_a_backup_and_reads_the_same() {
+    upgraded_in_place_after_a_backup_and_reads_the_same(V2);
+}
+
+fn kill_9_during_upgrades(old: Old, rounds: u32) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     eprintln!("kill seed {seed}");
     let mut rng = Rng(seed | 1);
     // How long an upgrade takes here, to aim the kills inside it.
-    let h = v1_home();
+    let h = old_home(old);
     let t = std::time::Instant::now();
     assert!(h.run(&["alerts"]).status.success());
     let whole = t.elapsed().as_micros() as u64;
     let mut mid = 0;
-    for round in 0..24 {
-        let h = v1_home();
+    for round in 0..rounds {
+        let h = old_home(old);
         let mut child = h
             .cmd(&["alerts"])
             .stdout(std::process::Stdio::null())
@@ -163,10 +205,19 @@ fn kill_9_at_random_moments_of_the_upgrade_leaves_the_old_or_the_new_store() {
         }
         // Whatever moment it was, the next open finds the old store (and
         // upgrades it) or the new one, never a mix.
-        assert_reads_like_v1(&h);
+        assert_reads_like(old, &h);
         eprintln!("round {round}: {status:?}, left {left:?}");
     }
-    assert!(mid >= 4, "only {mid} of 24 kills landed during an upgrade");
+    assert!(
+        mid >= rounds / 6,
+        "only {mid} of {rounds} kills landed during an upgrade"
+    );
+}
+
+#[test]
+fn kill_9_at_random_moments_of_the_upgrade_leaves_the_old_or_the_new_store() {
+    kill_9_during_upgrades(V1, 16);
+    kill_9_during_upgrades(V2, 16);
 }
 
 fn gunzip(p: &Path) -> String {
@@ -231,7 +282,7 @@ fn a_backup_holds_everything_and_restoring_it_gives_the_same_file_again() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = gunzip(&one);
     for t in [
-        "series", "seen", "people", "coverage", "state", "judged", "snooze", "outbox", "parked",
+        "series", "ids", "people", "coverage", "state", "judged", "snooze", "outbox", "parked",
     ] {
         assert!(
             text.contains(&format!(r#"{{"t":"{t}""#)),

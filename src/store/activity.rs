@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::coverage::{self, Origin, Span};
+use super::identity;
 use super::{
-    P_BUCKET, P_CURSOR, P_DEDUPE, P_LAST, P_ONCE, P_UNMATCHED, SEP, Store, StoreError,
-    TREE_ACTIVITY, check_name, day_key, key1, key2,
+    P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, Store, StoreError, TREE_ACTIVITY, check_name,
+    day_key, key1, key2,
 };
 use crate::types::{AccountId, Day, Kind, SourceName};
 
@@ -34,8 +35,6 @@ struct Event {
     id: u128,
     day: Day,
     count: u64,
-    /// Deduplicated by id alone, across days (see [`Ingest::add_once`]).
-    once: bool,
 }
 
 /// Strings seen in a batch, stored once each.
@@ -99,17 +98,16 @@ impl Ingest {
             source: self.sources.intern(source)?,
             kind: self.kinds.intern(kind)?,
             owner,
-            id: id_hash(id),
+            id: identity::hash(id),
             day,
             count,
-            once: false,
         });
         Ok(())
     }
 
-    /// Adds one activity that is counted once per (`source`, `id`) even if
-    /// it shows up again with a different day, like "recipient R opened
-    /// message M": the first day it is stored with is the one that counts.
+    /// Adds one activity of count 1, like "recipient R opened message M".
+    /// (Every event is counted once per (`source`, `id`), whatever day it
+    /// comes with: the first day stored is the one that counts.)
     pub fn add_once(
         &mut self,
         source: &str,
@@ -118,11 +116,7 @@ impl Ingest {
         kind: &str,
         day: Day,
     ) -> Result<(), StoreError> {
-        self.add(source, id, owner, kind, day, 1)?;
-        if let Some(e) = self.events.last_mut() {
-            e.once = true;
-        }
-        Ok(())
+        self.add(source, id, owner, kind, day, 1)
     }
 
     /// Notes that `actor` (a handle or address: a person) acted for the
@@ -165,11 +159,6 @@ impl Ingest {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
-}
-
-/// The dedupe identity of an event id.
-fn id_hash(id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 /// What a commit did.
@@ -232,9 +221,10 @@ pub struct UnmatchedActor {
 impl Store {
     /// Counts a batch exactly once and makes it durable.
     ///
-    /// Each activity is checked against the dedupe markers of its (source,
-    /// day) and against the rest of this batch; new ones get their marker
-    /// and their count in the same atomic batch, together with the coverage
+    /// Each activity is checked against the ids counted before in its
+    /// source, whatever their day ([`identity`]), and against the rest of
+    /// this batch; new ones get their id and their count in the same
+    /// atomic batch, together with the coverage
     /// and cursors; then the store is flushed. When this returns `Ok`, all
     /// of it is on disk; if the process dies before, none of it is.
     pub fn commit(&self, ingest: &Ingest) -> Result<Committed, StoreError> {
@@ -250,51 +240,66 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut stats = Committed::default();
 
-        // Events of one (source, day), in arrival order: an id always falls
-        // in the same group, so groups are independent (once-events aside:
-        // groups go in day order, so the earliest day of such an id wins).
+        // Per source, the batch's distinct ids and the leaves they fall in
+        // ([`identity`]): what was counted before, whatever its day.
+        let mut ids: HashMap<u32, Vec<u128>> = HashMap::new();
+        for e in &ingest.events {
+            ids.entry(e.source).or_default().push(e.id);
+        }
+        let mut known: HashMap<u32, (Vec<u128>, Vec<identity::Leaf>)> = HashMap::new();
+        let mut before: HashSet<(u32, u128)> = HashSet::new();
+        for (source, mut sorted) in ids {
+            sorted.sort_unstable();
+            sorted.dedup();
+            let leaves = identity::leaves(&self.activity, ingest.sources.name(source), &sorted)?;
+            for leaf in &leaves {
+                for &h in &sorted[leaf.ids.clone()] {
+                    if leaf.knows(h) {
+                        before.insert((source, h));
+                    }
+                }
+            }
+            known.insert(source, (sorted, leaves));
+        }
+
+        // Which events count, in arrival order: an id that comes twice
+        // counts where it came first, wherever the batches of a file end.
+        // Unmatched events claim no id: if a later line (or import) maps
+        // the same event to an account, it is counted then.
+        let mut counted: HashMap<u32, HashSet<u128>> = HashMap::new();
+        let mut counts = vec![false; ingest.events.len()];
+        for (i, e) in ingest.events.iter().enumerate() {
+            let new = counted.entry(e.source).or_default();
+            if new.contains(&e.id) || before.contains(&(e.source, e.id)) {
+                stats.duplicates += 1;
+            } else if matches!(e.owner, EventOwner::Account(_)) {
+                new.insert(e.id);
+                counts[i] = true;
+                stats.counted += 1;
+            } else {
+                stats.unmatched += 1;
+            }
+        }
+
+        // Then per (source, day): the counts, and the unmatched events
+        // parked (or no longer parked) there.
         let mut groups: BTreeMap<(u32, Day), Vec<usize>> = BTreeMap::new();
         for (i, e) in ingest.events.iter().enumerate() {
             groups.entry((e.source, e.day)).or_default().push(i);
         }
         // (account, source, kind) -> day -> added count.
         let mut increments: HashMap<(u32, u32, u32), BTreeMap<Day, u64>> = HashMap::new();
-        // Once-markers written by this batch (an id may come on two days).
-        let mut once_new: HashSet<Vec<u8>> = HashSet::new();
         for ((source, day), members) in groups {
             let source_name = ingest.sources.name(source);
-            let dkey = key2(P_DEDUPE, source_name, &day.to_key())?;
-            let old = self.get(&dkey, "reading dedupe markers")?;
-            let old: &[u8] = old.as_deref().unwrap_or(&[]);
             let ukey = key2(P_UNMATCHED, source_name, &day.to_key())?;
             let parked_raw = self.get(&ukey, "reading unmatched events")?;
             let mut parked = decode_parked(parked_raw.as_deref().unwrap_or(&[]))
                 .ok_or_else(|| damaged("unmatched events", &ukey))?;
             let mut parked_changed = false;
-            let mut new: Vec<u128> = Vec::new();
-            let mut new_set: HashSet<u128> = HashSet::new();
             for i in members {
                 let e = &ingest.events[i];
-                let seen = if e.once {
-                    let okey = once_key(source_name, e.id)?;
-                    once_new.contains(&okey) || self.get(&okey, "reading once-markers")?.is_some()
-                } else {
-                    contains_hash(old, e.id) || new_set.contains(&e.id)
-                };
-                if seen {
-                    stats.duplicates += 1;
-                    continue;
-                }
                 match &e.owner {
-                    EventOwner::Account(a) => {
-                        if e.once {
-                            let okey = once_key(source_name, e.id)?;
-                            batch.insert(okey.as_slice(), &day.to_key());
-                            once_new.insert(okey);
-                        } else {
-                            new_set.insert(e.id);
-                            new.push(e.id);
-                        }
+                    EventOwner::Account(a) if counts[i] => {
                         *increments
                             .entry((*a, e.source, e.kind))
                             .or_default()
@@ -303,21 +308,17 @@ impl Store {
                         // It may have been parked as unmatched by an earlier
                         // import, before the accounts file knew its actor.
                         parked_changed |= parked.remove(&e.id).is_some();
-                        stats.counted += 1;
                     }
+                    EventOwner::Account(_) => {}
                     EventOwner::Unmatched(actor) => {
-                        // No marker: if a later line (or import) maps this
-                        // event to an account, it is counted then.
-                        if parked.get(&e.id).map(|a| a.as_ref()) != Some(actor.as_ref()) {
+                        let known = before.contains(&(source, e.id))
+                            || counted.get(&source).is_some_and(|c| c.contains(&e.id));
+                        if !known && parked.get(&e.id).map(|a| a.as_ref()) != Some(actor.as_ref()) {
                             parked.insert(e.id, actor.clone());
                             parked_changed = true;
                         }
-                        stats.unmatched += 1;
                     }
                 }
-            }
-            if !new.is_empty() {
-                batch.insert(dkey, merge_hashes(old, new));
             }
             if parked_changed {
                 if parked.is_empty() {
@@ -325,6 +326,24 @@ impl Store {
                 } else {
                     batch.insert(ukey, encode_parked(&parked));
                 }
+            }
+        }
+        for (source, new) in counted {
+            let Some((sorted, leaves)) = known.get(&source) else {
+                continue;
+            };
+            let mut new: Vec<u128> = new.into_iter().collect();
+            new.sort_unstable();
+            for leaf in leaves {
+                let (lo, hi) = (sorted[leaf.ids.start], sorted[leaf.ids.end - 1]);
+                let from = new.partition_point(|h| *h < lo);
+                let to = new.partition_point(|h| *h <= hi);
+                identity::add(
+                    ingest.sources.name(source),
+                    leaf,
+                    &new[from..to],
+                    &mut batch,
+                )?;
             }
         }
         for ((account, source, kind), days) in increments {
@@ -624,10 +643,6 @@ pub(crate) fn damaged(what: &str, key: &[u8]) -> StoreError {
     }
 }
 
-fn once_key(source: &str, id: u128) -> Result<Vec<u8>, StoreError> {
-    key2(P_ONCE, source, &id.to_be_bytes())
-}
-
 fn series_key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, StoreError> {
     channel_key(P_BUCKET, account, source, kind)
 }
@@ -684,43 +699,6 @@ pub(super) fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {
         v.extend_from_slice(&count.to_be_bytes());
     }
     v
-}
-
-/// Binary search in a sorted array of 16-byte big-endian hashes.
-fn contains_hash(sorted: &[u8], h: u128) -> bool {
-    let n = sorted.len() / 16;
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&sorted[mid * 16..mid * 16 + 16]);
-        match u128::from_be_bytes(b).cmp(&h) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return true,
-        }
-    }
-    false
-}
-
-/// Merges new (unsorted, distinct, absent from `old`) hashes into `old`.
-fn merge_hashes(old: &[u8], mut new: Vec<u128>) -> Vec<u8> {
-    new.sort_unstable();
-    let mut out = Vec::with_capacity(old.len() + new.len() * 16);
-    let mut new = new.into_iter().peekable();
-    for c in old.chunks_exact(16) {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(c);
-        let h = u128::from_be_bytes(b);
-        while let Some(n) = new.next_if(|n| *n < h) {
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-        out.extend_from_slice(c);
-    }
-    for n in new {
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-    out
 }
 
 /// Parked (unmatched) events of one (source, day): id hash, actor length

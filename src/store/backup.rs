@@ -14,8 +14,9 @@
 //! | --- | --- | --- |
 //! | `header` | `lull_backup` (format, 1), `schema` (the store's) | first line |
 //! | `series` | `account`, `source`, `kind`, `days` ([[day, count], …]) | an account's daily counts of one channel |
-//! | `seen` | `source`, `day`, `ids` (base64 of sorted 16-byte id hashes) | events already counted, so a re-import counts nothing twice |
-//! | `once` | `source`, `id` (base64 hash), `day` | events counted once whatever their day (e-mail opens) |
+//! | `ids` | `source`, `ids` (base64 of sorted 16-byte id hashes, up to 4,096 a record) | events already counted, so a re-import counts nothing twice |
+//! | `seen` | `source`, `day`, `ids` (as `ids`) | the same, as schema 2 kept it (per day); read, no longer written |
+//! | `once` | `source`, `id` (base64 hash), `day` | the same for one event (schema 2's e-mail opens); read, no longer written |
 //! | `parked` | `source`, `day`, `events` ([[hash, actor], …]) | events of unmatched actors, counted once they are mapped |
 //! | `last_seen` | `account`, `source`, `kind`, `day`, `actor` | who was seen last on a channel |
 //! | `coverage` | `source`, `by` (`poll`/`import`), `first`, `last` | a run of days lull has data for |
@@ -45,9 +46,10 @@ use super::activity::{
 };
 use super::coverage::{self, Origin, Span};
 use super::{
-    ALERTS_LAST_DAY, GENERATION, P_BUCKET, P_COVERAGE_V1, P_CURSOR, P_DEDUPE, P_FEEDBACK, P_LAST,
-    P_NONCE, P_ONCE, P_PEOPLE, P_SNOOZE, P_STALE, P_STATE, P_UNMATCHED, SEP, Store, StoreError,
-    TREE_ACTIVITY, TREE_ALERTS, TREE_MAIL, TREE_OUTBOX, day_key, key_bare, key1, key2, show_key,
+    ALERTS_LAST_DAY, GENERATION, P_BUCKET, P_COVERAGE_V1, P_CURSOR, P_DEDUPE_V2, P_FEEDBACK,
+    P_LAST, P_NONCE, P_ONCE_V2, P_PEOPLE, P_SNOOZE, P_STALE, P_STATE, P_UNMATCHED, SEP, Store,
+    StoreError, TREE_ACTIVITY, TREE_ALERTS, TREE_MAIL, TREE_OUTBOX, day_key, key_bare, key1, key2,
+    show_key,
 };
 use crate::config::StoreConfig;
 use crate::types::Day;
@@ -58,6 +60,11 @@ pub const FORMAT: u32 = 1;
 pub const SUFFIX: &str = ".backup.gz";
 /// Records per restore batch.
 const RESTORE_BATCH: usize = 20_000;
+/// Counted ids per `ids` record.
+const IDS_PER_RECORD: usize = 4096;
+/// Counted ids a restore gathers before it adds them to the store's leaves
+/// (16 bytes each: 64 MiB).
+const RESTORE_IDS: usize = 4 << 20;
 
 /// One line of a backup.
 #[derive(Debug, Serialize)]
@@ -65,6 +72,7 @@ const RESTORE_BATCH: usize = 20_000;
 pub enum Record {
     Header(Header),
     Series(Series),
+    Ids(Ids),
     Seen(Seen),
     Once(Once),
     Parked(Parked),
@@ -125,6 +133,7 @@ macro_rules! records {
 records! {
     Header { lull_backup: u32, schema: u32 }
     Series { account: String, source: String, kind: String, days: Vec<(i32, u64)> }
+    Ids { source: String, ids: String }
     Seen { source: String, day: i32, ids: String }
     Once { source: String, id: String, day: i32 }
     Parked { source: String, day: i32, events: Vec<(String, String)> }
@@ -206,11 +215,23 @@ pub(super) fn dump(
     };
     // Version 1 kept coverage per day, with flags: 1 poll, 2 import.
     let mut v1_days: std::collections::BTreeMap<(String, Origin), Vec<Span>> = Default::default();
+    // Counted ids, re-cut into records of a fixed size whatever the leaves
+    // (so a backup of a restored store is the same file).
+    let mut ids = IdRecords::default();
     for r in t.activity.iter() {
         let (k, v) = r.map_err(read)?;
         let Some(&prefix) = k.first() else {
             continue; // the generation
         };
+        if prefix == super::identity::P_IDENTITY && schema >= 3 {
+            let (source, lo) = super::identity::decode_key(&k)
+                .ok_or_else(|| damaged(super::identity::WHAT, &k))?;
+            let hashes = super::identity::decode(lo, &v)
+                .ok_or_else(|| damaged(super::identity::WHAT, &k))?;
+            ids.push(source, &hashes, &mut totals, &mut emit)?;
+            continue;
+        }
+        ids.flush(&mut totals, &mut emit)?;
         let rec = match prefix {
             P_BUCKET => {
                 let ((account, source, kind), days) = decode_series_key(&k)
@@ -224,7 +245,7 @@ pub(super) fn dump(
                     days: days.into_iter().map(|(d, c)| (d.0, c)).collect(),
                 })
             }
-            P_DEDUPE => {
+            P_DEDUPE_V2 if schema <= 2 => {
                 let (source, rest) = name_and_rest("dedupe markers", &k)?;
                 if v.len() % 16 != 0 {
                     return Err(damaged("dedupe markers", &k));
@@ -235,7 +256,7 @@ pub(super) fn dump(
                     ids: B64.encode(&v),
                 })
             }
-            P_ONCE => {
+            P_ONCE_V2 if schema <= 2 => {
                 let (source, rest) = name_and_rest("a once-marker", &k)?;
                 if rest.len() != 16 {
                     return Err(damaged("a once-marker", &k));
@@ -328,6 +349,7 @@ pub(super) fn dump(
         totals.records += 1;
         emit(rec)?;
     }
+    ids.flush(&mut totals, &mut emit)?;
     for ((source, by), days) in v1_days {
         for s in coverage::merge(days) {
             totals.records += 1;
@@ -403,6 +425,52 @@ pub(super) fn dump(
         }))?;
     }
     Ok(totals)
+}
+
+/// Counted ids on their way into `ids` records.
+#[derive(Default)]
+struct IdRecords {
+    source: String,
+    hashes: Vec<u8>,
+}
+
+impl IdRecords {
+    fn push(
+        &mut self,
+        source: &str,
+        hashes: &[u128],
+        totals: &mut Totals,
+        emit: &mut impl FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if source != self.source {
+            self.flush(totals, emit)?;
+            self.source = source.to_string();
+        }
+        for h in hashes {
+            self.hashes.extend_from_slice(&h.to_be_bytes());
+            if self.hashes.len() == IDS_PER_RECORD * 16 {
+                self.flush(totals, emit)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        totals: &mut Totals,
+        emit: &mut impl FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.hashes.is_empty() {
+            return Ok(());
+        }
+        totals.records += 1;
+        let ids = B64.encode(&self.hashes);
+        self.hashes.clear();
+        emit(Record::Ids(Ids {
+            source: self.source.clone(),
+            ids,
+        }))
+    }
 }
 
 /// Writes records as a backup file's lines, hashing what it writes.
@@ -510,6 +578,9 @@ pub(super) struct Restorer {
     store: Store,
     batches: [sled::Batch; 4],
     pending: usize,
+    /// Counted ids per source, not yet in the store's leaves.
+    ids: std::collections::BTreeMap<String, Vec<u128>>,
+    pending_ids: usize,
     pub totals: Totals,
 }
 
@@ -531,6 +602,8 @@ impl Restorer {
             store: Store::open_with(cfg, super::Create::Yes)?,
             batches: Default::default(),
             pending: 0,
+            ids: Default::default(),
+            pending_ids: 0,
             totals: Totals::default(),
         })
     }
@@ -553,24 +626,10 @@ impl Restorer {
                     encode_series(&map),
                 )
             }
-            Record::Seen(Seen { source, day, ids }) => {
-                let v = B64.decode(ids).map_err(|_| bad("seen"))?;
-                let sorted = v.len() % 16 == 0
-                    && v.chunks_exact(16)
-                        .zip(v.chunks_exact(16).skip(1))
-                        .all(|(a, b)| a < b);
-                if !sorted {
-                    return Err(bad("seen"));
-                }
-                (A, key2(P_DEDUPE, &source, &Day(day).to_key())?, v)
-            }
-            Record::Once(Once { source, id, day }) => {
-                let id = B64.decode(id).map_err(|_| bad("once"))?;
-                if id.len() != 16 {
-                    return Err(bad("once"));
-                }
-                (A, key2(P_ONCE, &source, &id)?, Day(day).to_key().to_vec())
-            }
+            Record::Ids(Ids { source, ids }) => return self.add_ids(source, &ids, "ids"),
+            // Schema 2 kept ids per day; they go where every id goes now.
+            Record::Seen(Seen { source, ids, .. }) => return self.add_ids(source, &ids, "seen"),
+            Record::Once(Once { source, id, .. }) => return self.add_ids(source, &id, "once"),
             Record::Parked(Parked {
                 source,
                 day,
@@ -700,6 +759,49 @@ impl Restorer {
         Ok(())
     }
 
+    /// Takes base64 id hashes of `source` (a record of type `what`).
+    fn add_ids(&mut self, source: String, b64: &str, what: &str) -> Result<(), StoreError> {
+        let bad = || StoreError::Backup(format!("a `{what}` record is not valid"));
+        let v = B64.decode(b64).map_err(|_| bad())?;
+        if v.len() % 16 != 0 {
+            return Err(bad());
+        }
+        super::check_name(&source)?;
+        let list = self.ids.entry(source).or_default();
+        for c in v.chunks_exact(16) {
+            list.push(u128::from_be_bytes(c.try_into().map_err(|_| bad())?));
+        }
+        self.totals.records += 1;
+        self.pending_ids += v.len() / 16;
+        if self.pending_ids >= RESTORE_IDS {
+            self.apply_ids()?;
+        }
+        Ok(())
+    }
+
+    /// Adds the gathered ids to the store's leaves.
+    fn apply_ids(&mut self) -> Result<(), StoreError> {
+        let tree: &sled::Tree = &self.store.activity;
+        for (source, mut ids) in std::mem::take(&mut self.ids) {
+            ids.sort_unstable();
+            ids.dedup();
+            let leaves = super::identity::leaves(tree, &source, &ids)?;
+            let mut batch = sled::Batch::default();
+            for leaf in &leaves {
+                let new: Vec<u128> = ids[leaf.ids.clone()]
+                    .iter()
+                    .copied()
+                    .filter(|h| !leaf.knows(*h))
+                    .collect();
+                super::identity::add(&source, leaf, &new, &mut batch)?;
+            }
+            tree.apply_batch(batch)
+                .map_err(|e| self.store.fail("restoring", e))?;
+        }
+        self.pending_ids = 0;
+        Ok(())
+    }
+
     fn apply(&mut self) -> Result<(), StoreError> {
         let s = &self.store;
         let trees: [&sled::Tree; 4] = [&s.activity, &s.alerts, &s.outbox, &s.mail];
@@ -715,6 +817,7 @@ impl Restorer {
     /// makes it all durable; returns the closed store's totals.
     pub(super) fn finish(mut self) -> Result<Totals, StoreError> {
         self.apply()?;
+        self.apply_ids()?;
         let mut w = self.store.begin(0)?;
         let trees: [(&'static str, &sled::Tree); 4] = [
             (TREE_ACTIVITY, &self.store.activity),

@@ -53,11 +53,12 @@ pub(super) fn finish_interrupted(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Upgrades the version-1 store at `cfg.path` (not open) to the current
-/// layout, after writing a backup of it to `cfg.backup_dir`.
-pub(super) fn upgrade_v1(cfg: &StoreConfig) -> Result<(), StoreError> {
+/// Upgrades the store at `cfg.path` (not open), written with the layout of
+/// schema version `from`, to the current layout, after writing a backup of
+/// it to `cfg.backup_dir`.
+pub(super) fn upgrade(cfg: &StoreConfig, from: u32) -> Result<(), StoreError> {
     let path = &cfg.path;
-    tracing::warn!(store = %path.display(), "upgrading a store from schema version 1 to {}", super::SCHEMA_VERSION);
+    tracing::warn!(store = %path.display(), "upgrading a store from schema version {from} to {}", super::SCHEMA_VERSION);
     let db = sled::Config::new()
         .path(path)
         .cache_capacity(cfg.cache_bytes)
@@ -83,9 +84,10 @@ pub(super) fn upgrade_v1(cfg: &StoreConfig) -> Result<(), StoreError> {
             cfg.backup_dir.display()
         ))
     })?;
-    let file = cfg
-        .backup_dir
-        .join(backup::file_name(chrono::Utc::now(), "-schema1"));
+    let file = cfg.backup_dir.join(backup::file_name(
+        chrono::Utc::now(),
+        &format!("-schema{from}"),
+    ));
     let mut failure = None;
     super::files::write_atomically(&file, |w| {
         let run = || -> Result<(), StoreError> {
@@ -93,8 +95,8 @@ pub(super) fn upgrade_v1(cfg: &StoreConfig) -> Result<(), StoreError> {
             let gz = flate2::GzBuilder::new()
                 .mtime(0)
                 .write(w, flate2::Compression::fast());
-            let mut lines = LineWriter::new(gz, 1).map_err(io)?;
-            backup::dump(&trees, 1, |r| lines.record(&r).map_err(io))?;
+            let mut lines = LineWriter::new(gz, from).map_err(io)?;
+            backup::dump(&trees, from, |r| lines.record(&r).map_err(io))?;
             lines.end().map_err(io)?.finish().map_err(io)?;
             Ok(())
         };
@@ -109,7 +111,7 @@ pub(super) fn upgrade_v1(cfg: &StoreConfig) -> Result<(), StoreError> {
             .take()
             .unwrap_or_else(|| StoreError::Backup(format!("writing {}: {e}", file.display())))
     })?;
-    tracing::info!(backup = %file.display(), "backup of the version-1 store written");
+    tracing::info!(backup = %file.display(), "backup of the version-{from} store written");
 
     // Then the new store beside it.
     let new = sibling(path, "migrating");
@@ -119,7 +121,7 @@ pub(super) fn upgrade_v1(cfg: &StoreConfig) -> Result<(), StoreError> {
         ..cfg.clone()
     };
     let mut r = Restorer::new(&ncfg)?;
-    backup::dump(&trees, 1, |rec| r.add(rec))?;
+    backup::dump(&trees, from, |rec| r.add(rec))?;
     let totals = r.finish()?;
     drop((activity, alerts, outbox, mail));
     super::close(db, path);

@@ -9,12 +9,11 @@
 //!
 //! | prefix | key | value | what |
 //! | --- | --- | --- | --- |
-//! | `d` | source · day | sorted 128-bit id hashes | dedupe markers: these (source, id) were counted |
+//! | `i` | source · lo (16 bytes) | sorted 128-bit id hashes from lo on | the ids counted, by hash range, whatever their day ([`identity`]) |
 //! | `b` | account · source · kind | sorted (day, count) pairs | an account's daily series for one channel |
 //! | `R` | source · origin · first day | last day | coverage: runs of days lull has data for ([`coverage`]) |
 //! | `k` | source | bytes | a source's cursor (where its next poll starts) |
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
-//! | `o` | source · id hash | day (4 bytes) | markers of events counted once *whatever their day* |
 //! | `l` | account · source · kind | day · actor | who was seen last on the channel (for the alert e-mail) |
 //! | `h` | account · source · kind | each person and their active days | who was active on the channel ([`people`]) |
 //!
@@ -33,12 +32,12 @@
 //! each write to it increases, in the same atomic write (see the seal,
 //! below).
 //!
-//! Markers and counts are grouped into few large values on purpose: sled
+//! Ids and counts are grouped into few large values on purpose: sled
 //! manages about 70,000 random-key inserts a second on this class of
 //! machine, so one key per event could never import a million events a
-//! second, while a batch touches only as many values as it has distinct
-//! (source, day) and (account, channel) pairs. An event's id is kept as its
-//! 128-bit xxh3 hash (a collision among 10^12 ids has odds below 10^-14).
+//! second, while a batch touches only as many values as it has id leaves
+//! and (account, channel) pairs. An event's id is kept as its 128-bit xxh3
+//! hash (a collision among 10^12 ids has odds below 10^-14).
 //!
 //! # Durability
 //!
@@ -61,6 +60,7 @@ mod alerts;
 pub mod backup;
 pub mod coverage;
 pub mod files;
+mod identity;
 mod migrate;
 pub mod people;
 
@@ -79,9 +79,10 @@ use crate::config::StoreConfig;
 use crate::types::Day;
 
 /// Bumped whenever the on-disk layout changes incompatibly. Version 1 kept
-/// coverage as one key per source and day; version 2 keeps runs of days.
+/// coverage as one key per source and day; version 2 keeps runs of days;
+/// version 3 keeps counted ids by (source, id) instead of (source, day).
 /// Opening an older store upgrades it ([`migrate`]).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const TREE_ACTIVITY: &str = "activity";
 const TREE_META: &str = "meta";
@@ -96,11 +97,13 @@ const GENERATION: &[u8] = b"";
 const SEP: u8 = 0;
 
 // Key spaces of the `activity` tree (see the table above).
-const P_DEDUPE: u8 = b'd';
+/// Version 2's dedupe markers: source · day → sorted id hashes.
+const P_DEDUPE_V2: u8 = b'd';
 const P_BUCKET: u8 = b'b';
 const P_CURSOR: u8 = b'k';
 const P_UNMATCHED: u8 = b'u';
-const P_ONCE: u8 = b'o';
+/// Version 2's once-markers: source · id hash → day.
+const P_ONCE_V2: u8 = b'o';
 const P_LAST: u8 = b'l';
 /// People per channel (see [`people`]).
 const P_PEOPLE: u8 = b'h';
@@ -317,10 +320,10 @@ impl Store {
         };
         match version {
             Some(SCHEMA_VERSION) => {}
-            Some(1) => {
+            Some(from @ (1 | 2)) => {
                 drop((meta, activity));
                 close(db, path);
-                migrate::upgrade_v1(cfg)?;
+                migrate::upgrade(cfg, from)?;
                 return Store::open_with(cfg, create);
             }
             Some(found) => {
