@@ -99,12 +99,13 @@ impl MailRecord {
                 // A send that was under way when lull stopped.
                 p.unknown_outcomes + u32::from(p.status == Status::Sending)
             }),
-            error: previous.and_then(|p| match p.status {
+            // A notice that cannot be read says so until delivery records it.
+            error: o.broken.clone().or_else(|| previous.and_then(|p| match p.status {
                 Status::Sending => Some(
                     "lull stopped while sending it: the relay may have accepted it (outcome unknown); it is sent again with the same Message-ID".into(),
                 ),
                 _ => p.error,
-            }),
+            })),
         }
     }
 }

@@ -586,7 +586,9 @@ impl Store {
                     .get(..4)
                     .and_then(day_key)
                     .ok_or_else(|| damaged("who was seen last", &key))?;
-                Ok(Some((day, String::from_utf8_lossy(&v[4..]).into_owned())))
+                let actor =
+                    std::str::from_utf8(&v[4..]).map_err(|_| damaged("who was seen last", &key))?;
+                Ok(Some((day, actor.to_string())))
             }
         }
     }
@@ -680,15 +682,16 @@ pub(super) fn decode_series(v: &[u8]) -> Option<BTreeMap<Day, u64>> {
     if v.len() % SERIES_ENTRY != 0 {
         return None;
     }
-    let out = v
-        .chunks_exact(SERIES_ENTRY)
-        .map(|c| {
-            let day = Day::from_key([c[0], c[1], c[2], c[3]]);
-            let mut n = [0u8; 8];
-            n.copy_from_slice(&c[4..]);
-            (day, u64::from_be_bytes(n))
-        })
-        .collect();
+    let mut out = BTreeMap::new();
+    let mut previous = None;
+    for c in v.chunks_exact(SERIES_ENTRY) {
+        let day = day_key(&c[..4])?;
+        if previous.is_some_and(|p| p >= day) {
+            return None;
+        }
+        previous = Some(day);
+        out.insert(day, u64::from_be_bytes(c[4..].try_into().ok()?));
+    }
     Some(out)
 }
 

@@ -757,8 +757,16 @@ fn now_ms() -> u64 {
 }
 
 /// A day from its 4-byte key form (`None` if the slice is not 4 bytes).
+/// The days a stored value may hold (1900-01-01 to 2999-12-31): what lull
+/// writes is far inside, so a day outside is a damaged value.
+const STORED_DAYS: std::ops::RangeInclusive<i32> = -25_567..=376_199;
+
+/// A day from its 4 key bytes, if they are one.
 fn day_key(bytes: &[u8]) -> Option<Day> {
-    <[u8; 4]>::try_from(bytes).ok().map(Day::from_key)
+    <[u8; 4]>::try_from(bytes)
+        .ok()
+        .map(Day::from_key)
+        .filter(|d| STORED_DAYS.contains(&d.0))
 }
 
 fn check_name(s: &str) -> Result<&[u8], StoreError> {
