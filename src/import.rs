@@ -344,7 +344,17 @@ fn parse_line<'a>(
     } = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
     let source = checked("source", source.ok_or("missing `source`")?)?;
     let kind = match kind {
-        Some(k) => checked("kind", k)?,
+        Some(k) => {
+            let k = checked("kind", k)?;
+            // A channel is shown as `source:kind` (`mail:open/delivered`
+            // for a rate): the kind is what follows the last `:`.
+            if k.contains([':', '/']) {
+                return Err(format!(
+                    "`kind` = {k:?} may not contain `:` or `/` (channels are named source:kind)"
+                ));
+            }
+            k
+        }
         None => Cow::Borrowed(DEFAULT_KIND),
     };
     let count = match count {
@@ -576,6 +586,10 @@ mod tests {
                 .contains("NUL")
         );
         assert!(err(r#"{"account":"nope","actor":"a@acme.com","source":"f","at":"2026-01-01T00:00:00Z","id":"1"}"#).contains("unknown account `nope`"));
+        assert!(
+            err(r#"{"account":"acme","source":"f","at":"2026-01-01T00:00:00Z","id":"1","kind":"a:b"}"#)
+                .contains("may not contain `:`")
+        );
         assert!(err("\u{feff}garbage").starts_with("bad JSON"));
         assert!(
             err(r#"{"account":"acme","source":"f","at":"0001-01-01T00:00:00Z","id":"1"}"#)

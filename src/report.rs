@@ -118,7 +118,12 @@ pub fn render(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0} / {:.1}</td><td>{}</td><td>{}</td></tr>",
                 n.date,
                 n.notice.as_str(),
-                esc(&n.channels.join(", ")),
+                esc(&n
+                    .channels
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")),
                 n.observed,
                 n.expected,
                 n.silent_since.map_or_else(|| "-".into(), |d| d.to_string()),

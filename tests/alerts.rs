@@ -703,3 +703,37 @@ fn the_watch_list_is_one_weekly_digest_per_csm_capped_and_ranked() {
     );
     assert!(!text.contains("drop6"), "{text}");
 }
+
+#[test]
+fn a_source_whose_name_has_a_colon_is_named_whole_in_the_alert() {
+    let smtp = Smtp::start(&[]);
+    let mut all: Vec<Acct<'_>> = STEADY
+        .iter()
+        .map(|id| Acct(id, id, "team@vendor.example", None, false))
+        .collect();
+    all.push(Acct("acme", "Acme Corp", "jane@vendor.example", None, true));
+    let accounts = accounts_toml(&all).replace("{ forum = [", "{ \"eu:forum\" = [");
+    let h = Home::with(&smtp_config(smtp.port, ""), &accounts);
+    let events = history(&all).replace(r#""source": "forum""#, r#""source": "eu:forum""#);
+    let f = h.file("events.jsonl", &events);
+    let out = h.run(&["import", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = detect(&h, TODAY, &[]);
+    assert!(stderr(&out).contains("1 sent"), "{}", stderr(&out));
+    let mails = smtp.mails();
+    let text = s(&mails[0]["text"]);
+    for want in [
+        "forum posts (eu:forum): 0 in the last 28 days",
+        &format!(
+            "Last activity seen: {} by acme_user (forum posts (eu:forum))",
+            day(TODAY - 60)
+        ),
+    ] {
+        assert!(text.contains(want), "text lacks {want:?}:\n{text}");
+    }
+    let accounts = stdout(&h.run(&["accounts", "--json", "--at", &day(TODAY).to_string()]));
+    assert!(
+        accounts.contains(r#""channel": "eu:forum:post""#),
+        "{accounts}"
+    );
+}

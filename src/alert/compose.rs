@@ -14,7 +14,9 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use crate::console::tokens::{AccountLinks, Links};
-use crate::detect::{ChannelReport, Notice, NoticeKind, STALE_SOURCE, StaleNotice};
+use crate::detect::{
+    Channel, ChannelKind, ChannelReport, Notice, NoticeKind, STALE_SOURCE, StaleNotice,
+};
 use crate::store::QueuedNotice;
 use crate::types::Day;
 
@@ -284,30 +286,29 @@ struct HtmlBody<'a> {
     stale: &'a [StaleView],
 }
 
-/// "forum posts in `forum`" for a channel named `forum:post`.
-pub(crate) fn channel_label(channel: &str) -> String {
-    let (source, kind) = channel.split_once(':').unwrap_or(("", channel));
-    let what = match kind {
-        "post" => "forum posts".to_string(),
-        "ticket" => "support tickets".to_string(),
-        "comment" => "ticket comments".to_string(),
-        "conversation" => "ticket replies".to_string(),
-        "activity" => "activity".to_string(),
-        k if k.contains('/') => {
-            let (num, den) = k.split_once('/').unwrap_or((k, ""));
-            if num == "open" && den == "delivered" {
+/// "forum posts (forum)" for the channel `forum:post`.
+pub(crate) fn channel_label(channel: &Channel) -> String {
+    let what = match &channel.kind {
+        ChannelKind::Count(k) => match k.as_str() {
+            "post" => "forum posts".to_string(),
+            "ticket" => "support tickets".to_string(),
+            "comment" => "ticket comments".to_string(),
+            "conversation" => "ticket replies".to_string(),
+            "activity" => "activity".to_string(),
+            k => format!("{k} events"),
+        },
+        ChannelKind::Rate {
+            numerator,
+            denominator,
+        } => {
+            if numerator.as_str() == "open" && denominator.as_str() == "delivered" {
                 "e-mails opened".to_string()
             } else {
-                format!("{num} per {den}")
+                format!("{numerator} per {denominator}")
             }
         }
-        k => format!("{k} events"),
     };
-    if source.is_empty() {
-        what
-    } else {
-        format!("{what} ({source})")
-    }
+    format!("{what} ({})", channel.source)
 }
 
 /// How unusual, in words: the chance of seeing this little activity if
@@ -559,11 +560,11 @@ mod tests {
         assert_eq!(names3, "A, B and C");
         assert_eq!(names(&["A", "B", "C", "D", "E"]), "A, B, C and 2 more");
         assert_eq!(one_line("Evil\r\nBcc: x@y"), "Evil  Bcc: x@y");
-        assert_eq!(channel_label("forum:post"), "forum posts (forum)");
-        assert_eq!(
-            channel_label("mail:open/delivered"),
-            "e-mails opened (mail)"
-        );
+        let label = |name: &str| channel_label(&Channel::parse(name).unwrap());
+        assert_eq!(label("forum:post"), "forum posts (forum)");
+        assert_eq!(label("mail:open/delivered"), "e-mails opened (mail)");
+        // A source name with a colon keeps it.
+        assert_eq!(label("eu:forum:post"), "forum posts (eu:forum)");
         assert!(odds_in_words(0.0001, 42).contains("less than once in 1,000 42-day periods"));
         assert!(odds_in_words(0.05, 42).contains("about once in 20 "));
     }

@@ -323,14 +323,13 @@ impl App {
             .into_iter()
             .enumerate()
             .map(|(i, mut report)| {
-                let (source, kind) = report
-                    .channel
-                    .split_once(':')
-                    .unwrap_or((&report.channel, ""));
-                let kind = kind.split('/').next().unwrap_or(kind).to_string();
                 report.last_seen_by = self
                     .store
-                    .last_seen(account.id.as_str(), source, &kind)
+                    .last_seen(
+                        account.id.as_str(),
+                        report.channel.source.as_str(),
+                        report.channel.own_kind().as_str(),
+                    )
                     .ok()
                     .flatten()
                     .filter(|(d, _)| Some(*d) == report.last_activity)

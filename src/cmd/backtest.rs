@@ -184,7 +184,11 @@ fn text(b: &Backtest) -> String {
                 n.notice.as_str().to_string(),
                 n.account.to_string(),
                 n.csm.clone(),
-                n.channels.join(","),
+                n.channels
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 format!("{:.0}/{:.1}", n.observed, n.expected),
                 n.silent_since.map_or_else(|| "-".into(), |d| d.to_string()),
             ]

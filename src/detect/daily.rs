@@ -49,10 +49,14 @@ pub struct Snooze {
 
 /// Who was seen on the channel's last active day, if the store knows.
 fn last_seen_by(store: &Store, account: &str, r: &super::ChannelReport) -> Option<String> {
-    let (source, kind) = r.channel.split_once(':')?;
     // A rate channel (`open/delivered`): who opened.
-    let kind = kind.split('/').next()?;
-    let (day, actor) = store.last_seen(account, source, kind).ok()??;
+    let (day, actor) = store
+        .last_seen(
+            account,
+            r.channel.source.as_str(),
+            r.channel.own_kind().as_str(),
+        )
+        .ok()??;
     (Some(day) == r.last_activity).then_some(actor)
 }
 

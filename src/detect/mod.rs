@@ -51,14 +51,35 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// `forum:post`, or `mail:open/delivered` for a rate.
+    /// `forum:post`, or `mail:open/delivered` for a rate: the name output
+    /// shows (and the outbox keeps).
     pub fn name(&self) -> String {
+        self.to_string()
+    }
+
+    /// A channel from its name. The kind is what follows the *last* `:`
+    /// (kinds hold no `:` or `/`; a source name may: `eu:forum:post`).
+    pub fn parse(name: &str) -> Option<Channel> {
+        let (source, kind) = name.rsplit_once(':')?;
+        let kind = match kind.split_once('/') {
+            None => ChannelKind::Count(Kind::from(kind)),
+            Some((n, d)) => ChannelKind::Rate {
+                numerator: Kind::from(n),
+                denominator: Kind::from(d),
+            },
+        };
+        (!source.is_empty()).then(|| Channel {
+            source: SourceName::from(source),
+            kind,
+        })
+    }
+
+    /// The kind whose events are the customer's own (the numerator of a
+    /// rate): who was seen last is looked up under it.
+    pub fn own_kind(&self) -> &Kind {
         match &self.kind {
-            ChannelKind::Count(k) => format!("{}:{}", self.source, k),
-            ChannelKind::Rate {
-                numerator,
-                denominator,
-            } => format!("{}:{}/{}", self.source, numerator, denominator),
+            ChannelKind::Count(k) => k,
+            ChannelKind::Rate { numerator, .. } => numerator,
         }
     }
 
@@ -68,6 +89,33 @@ impl Channel {
             ChannelKind::Count(k) => k.as_str(),
             ChannelKind::Rate { numerator, .. } => numerator.as_str(),
         }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            ChannelKind::Count(k) => write!(f, "{}:{}", self.source, k),
+            ChannelKind::Rate {
+                numerator,
+                denominator,
+            } => write!(f, "{}:{}/{}", self.source, numerator, denominator),
+        }
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Channel, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Channel::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!("{name:?} is not a channel (source:kind)"))
+        })
     }
 }
 
@@ -107,7 +155,8 @@ impl AccountHistory {
 /// One channel's judgement, with where the silence began.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelReport {
-    pub channel: String,
+    #[schema(value_type = String, example = "forum:post")]
+    pub channel: Channel,
     #[serde(flatten)]
     pub judgement: Judgement,
     /// Start of the longest span ending today in which activity stayed at
@@ -145,7 +194,8 @@ pub struct Notice {
     pub date: Day,
     pub notice: NoticeKind,
     /// The channels that are silent (for `recovered`: the ones judged).
-    pub channels: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub channels: Vec<Channel>,
     /// Expected and observed events over those channels' recent windows.
     pub expected: f64,
     pub observed: f64,
@@ -821,7 +871,7 @@ impl<'a> Detector<'a> {
                 let cov = c.cov.map(|i| &self.coverage[i].1);
                 let interesting = matches!(j.status, ChannelStatus::Silent | ChannelStatus::Low);
                 ChannelReport {
-                    channel: c.channel.name(),
+                    channel: c.channel.clone(),
                     judgement: j.clone(),
                     quiet_since: interesting
                         .then(|| quiet_since(c, cov, j, d, t))
