@@ -402,7 +402,7 @@ fn account_page(
                         "went quiet ({})",
                         n.channels
                             .iter()
-                            .map(|c| channel_label(c))
+                            .map(channel_label)
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
