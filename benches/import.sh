@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark `lull import` and `lull export` on a generated workload.
 #
-#   benches/import.sh [EVENTS] [ACCOUNTS]      (defaults: 1000000 10000)
+#   benches/import.sh [EVENTS] [ACCOUNTS] [ORDER]   (defaults: 1000000 10000 random;
+#                                                   ORDER random or time)
 #
 # Prints wall time, events/s and peak RSS for a first import (dedupe on),
 # a second import of the same file (every event a duplicate), and export.
@@ -9,15 +10,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
 accounts=${2:-10000}
-out=bench-out/import-$events
+order=${3:-random}
+out=bench-out/import-$events-$order
 cargo build --release --quiet
 if [ ! -f "$out/events.jsonl" ]; then
-  python3 benches/gen_events.py "$out" --events "$events" --accounts "$accounts"
+  python3 benches/gen_events.py "$out" --events "$events" --accounts "$accounts" --order "$order"
 fi
 rm -rf "$out/data"
 lull="$PWD/target/release/lull --config $out/lull.toml"
 size=$(du -h "$out/events.jsonl" | cut -f1)
-echo "workload: $events events ($size), $accounts accounts"
+echo "workload: $events events ($size, $order order), $accounts accounts"
 
 measure() { # label, command...
   local label=$1; shift

@@ -62,9 +62,9 @@ pub const SUFFIX: &str = ".backup.gz";
 const RESTORE_BATCH: usize = 20_000;
 /// Counted ids per `ids` record.
 const IDS_PER_RECORD: usize = 4096;
-/// Counted ids a restore gathers before it adds them to the store's leaves
-/// (16 bytes each: 64 MiB).
-const RESTORE_IDS: usize = 4 << 20;
+/// A restore sorts counted ids in this many hash ranges per source, one
+/// spill file each, so its memory is a range's share of a source's ids.
+const ID_RANGES: usize = 64;
 
 /// One line of a backup.
 #[derive(Debug, Serialize)]
@@ -578,10 +578,101 @@ pub(super) struct Restorer {
     store: Store,
     batches: [sled::Batch; 4],
     pending: usize,
-    /// Counted ids per source, not yet in the store's leaves.
-    ids: std::collections::BTreeMap<String, Vec<u128>>,
-    pending_ids: usize,
+    /// Counted ids on their way to the store's leaves.
+    ids: IdSpill,
     pub totals: Totals,
+}
+
+/// Counted ids of a restore, spilled to files by source and hash range
+/// beside the new store, then sorted one range at a time and written as
+/// leaves in order: memory stays a range's worth and nothing is rewritten,
+/// whatever order the ids come in (a version-2 store has them by day).
+struct IdSpill {
+    dir: PathBuf,
+    /// Source name → its number in file names.
+    sources: std::collections::BTreeMap<String, usize>,
+    files: std::collections::HashMap<(usize, usize), std::io::BufWriter<std::fs::File>>,
+}
+
+impl IdSpill {
+    fn new(dir: PathBuf) -> Result<IdSpill, StoreError> {
+        remove_dir(&dir)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Backup(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(IdSpill {
+            dir,
+            sources: Default::default(),
+            files: Default::default(),
+        })
+    }
+
+    fn io(&self, e: std::io::Error) -> StoreError {
+        StoreError::Backup(format!(
+            "sorting the ids of counted events in {}: {e}",
+            self.dir.display()
+        ))
+    }
+
+    fn path(&self, source: usize, range: usize) -> PathBuf {
+        self.dir.join(format!("{source}-{range}"))
+    }
+
+    fn add(&mut self, source: &str, ids: &[u8]) -> Result<(), StoreError> {
+        let next = self.sources.len();
+        let s = *self.sources.entry(source.to_string()).or_insert(next);
+        for c in ids.chunks_exact(16) {
+            let range = (c[0] as usize * ID_RANGES) >> 8;
+            let f = match self.files.entry((s, range)) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.dir.join(format!("{s}-{range}")))
+                        .map_err(|e| StoreError::Backup(format!("spilling ids: {e}")))?;
+                    v.insert(std::io::BufWriter::with_capacity(1 << 16, file))
+                }
+            };
+            f.write_all(c)
+                .map_err(|e| StoreError::Backup(format!("spilling ids: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Writes every spilled id into `tree`'s leaves, range by range.
+    fn finish(mut self, store: &Store) -> Result<(), StoreError> {
+        for (_, mut f) in self.files.drain() {
+            f.flush()
+                .map_err(|e| StoreError::Backup(format!("spilling ids: {e}")))?;
+        }
+        for (source, &s) in &self.sources {
+            let mut first = true;
+            for range in 0..ID_RANGES {
+                let path = self.path(s, range);
+                let bytes = match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(self.io(e)),
+                };
+                let mut ids: Vec<u128> = bytes
+                    .chunks_exact(16)
+                    .map(|c| u128::from_be_bytes(c.try_into().unwrap_or([0; 16])))
+                    .collect();
+                drop(bytes);
+                ids.sort_unstable();
+                ids.dedup();
+                let mut batch = sled::Batch::default();
+                super::identity::append(source, &ids, first, &mut batch)?;
+                first = false;
+                store
+                    .activity
+                    .apply_batch(batch)
+                    .map_err(|e| store.fail("restoring", e))?;
+                std::fs::remove_file(&path).map_err(|e| self.io(e))?;
+            }
+        }
+        remove_dir(&self.dir)
+    }
 }
 
 const A: usize = 0;
@@ -602,8 +693,7 @@ impl Restorer {
             store: Store::open_with(cfg, super::Create::Yes)?,
             batches: Default::default(),
             pending: 0,
-            ids: Default::default(),
-            pending_ids: 0,
+            ids: IdSpill::new(sibling(&cfg.path, "ids"))?,
             totals: Totals::default(),
         })
     }
@@ -767,38 +857,8 @@ impl Restorer {
             return Err(bad());
         }
         super::check_name(&source)?;
-        let list = self.ids.entry(source).or_default();
-        for c in v.chunks_exact(16) {
-            list.push(u128::from_be_bytes(c.try_into().map_err(|_| bad())?));
-        }
+        self.ids.add(&source, &v)?;
         self.totals.records += 1;
-        self.pending_ids += v.len() / 16;
-        if self.pending_ids >= RESTORE_IDS {
-            self.apply_ids()?;
-        }
-        Ok(())
-    }
-
-    /// Adds the gathered ids to the store's leaves.
-    fn apply_ids(&mut self) -> Result<(), StoreError> {
-        let tree: &sled::Tree = &self.store.activity;
-        for (source, mut ids) in std::mem::take(&mut self.ids) {
-            ids.sort_unstable();
-            ids.dedup();
-            let leaves = super::identity::leaves(tree, &source, &ids)?;
-            let mut batch = sled::Batch::default();
-            for leaf in &leaves {
-                let new: Vec<u128> = ids[leaf.ids.clone()]
-                    .iter()
-                    .copied()
-                    .filter(|h| !leaf.knows(*h))
-                    .collect();
-                super::identity::add(&source, leaf, &new, &mut batch)?;
-            }
-            tree.apply_batch(batch)
-                .map_err(|e| self.store.fail("restoring", e))?;
-        }
-        self.pending_ids = 0;
         Ok(())
     }
 
@@ -817,7 +877,7 @@ impl Restorer {
     /// makes it all durable; returns the closed store's totals.
     pub(super) fn finish(mut self) -> Result<Totals, StoreError> {
         self.apply()?;
-        self.apply_ids()?;
+        self.ids.finish(&self.store)?;
         let mut w = self.store.begin(0)?;
         let trees: [(&'static str, &sled::Tree); 4] = [
             (TREE_ACTIVITY, &self.store.activity),

@@ -188,6 +188,23 @@ pub(super) fn add(
     Ok(())
 }
 
+/// Writes the leaves of `source` for `sorted` (ascending, distinct), a
+/// hash range no leaf of the store holds yet and above every id written
+/// before: a fresh store being restored, range by range. `first` is
+/// whether these are the source's first ids (its first leaf starts at 0).
+pub(super) fn append(
+    source: &str,
+    sorted: &[u128],
+    first: bool,
+    batch: &mut sled::Batch,
+) -> Result<(), StoreError> {
+    for (n, chunk) in sorted.chunks(SPLIT).enumerate() {
+        let lo = if first && n == 0 { 0 } else { chunk[0] };
+        batch.insert(key(source, lo)?, encode(chunk));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
