@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Registry;
-use crate::detect::{DetectConfig, Detector, Notice, NoticeKind, Weekly, timeline_for, watch};
+use crate::detect::{
+    AccountHistory, DetectConfig, Detector, Notice, NoticeKind, Weekly, timeline_for, watch,
+};
 use crate::store::{Store, StoreError};
 use crate::types::Day;
 
@@ -38,6 +40,14 @@ impl Backtest {
     }
 }
 
+/// What one account's replay found.
+#[derive(Default)]
+struct Replayed {
+    notices: Vec<Notice>,
+    candidates: Vec<Notice>,
+    weekly: Option<(String, Weekly)>,
+}
+
 /// Replays `from..=to`. `progress` is called with the number of accounts
 /// done so far.
 pub fn run(
@@ -50,32 +60,84 @@ pub fn run(
 ) -> Result<Backtest, StoreError> {
     let (history, timeline) = timeline_for(store, config, Day(i32::MIN / 2), to)?;
     let detector = Detector::load(store, registry, config, timeline)?;
+    // One account's replay, on any thread: its notices, its watch-list
+    // candidates, and its weekly activity when it was named.
+    let replay = |h: AccountHistory| -> Replayed {
+        let mut out = Replayed::default();
+        detector.replay(&h, Default::default(), history, to, from, |n| {
+            if n.notice == NoticeKind::Watch {
+                out.candidates.push(n);
+            } else {
+                out.notices.push(n);
+            }
+        });
+        let alerted = out
+            .notices
+            .iter()
+            .any(|n| n.notice != NoticeKind::Recovered);
+        if alerted || !out.candidates.is_empty() {
+            let account = registry.get(h.account);
+            out.weekly = Some((
+                account.id.to_string(),
+                detector.weekly(&h, from.plus(-182), to),
+            ));
+        }
+        out
+    };
+    // Accounts are read in store order on this thread and replayed on
+    // every core; results are put back in reading order, so the outcome
+    // is the same as one thread's.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut results: Vec<(usize, Replayed)> = Vec::with_capacity(registry.len());
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<(usize, AccountHistory)>(workers * 4);
+    let queue = std::sync::Mutex::new(queue);
+    let (done_tx, done) = std::sync::mpsc::channel::<(usize, Replayed)>();
+    std::thread::scope(|scope| -> Result<(), StoreError> {
+        for _ in 0..workers {
+            let (queue, done_tx, replay) = (&queue, done_tx.clone(), &replay);
+            scope.spawn(move || {
+                loop {
+                    let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((seq, h)) = job else { break };
+                    if done_tx.send((seq, replay(h))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut seq = 0;
+        let read = detector.for_each_account(store, |h| {
+            // A send fails only when every worker is gone: then nothing
+            // more can be judged, and the results below come up short.
+            let _ = jobs.send((seq, h));
+            seq += 1;
+            results.extend(done.try_iter());
+            progress(results.len());
+        });
+        drop(jobs);
+        read?;
+        for r in done.iter() {
+            results.push(r);
+            progress(results.len());
+        }
+        if results.len() != seq {
+            return Err(StoreError::Backup(format!(
+                "the backtest judged {} of {seq} accounts (a worker stopped)",
+                results.len()
+            )));
+        }
+        Ok(())
+    })?;
+    results.sort_unstable_by_key(|(seq, _)| *seq);
     let mut notices = Vec::new();
     let mut candidates = Vec::new();
     let mut weekly = BTreeMap::new();
-    let mut done = 0;
-    detector.for_each_account(store, |h| {
-        let before = (notices.len(), candidates.len());
-        detector.replay(&h, Default::default(), history, to, from, |n| {
-            if n.notice == NoticeKind::Watch {
-                candidates.push(n);
-            } else {
-                notices.push(n);
-            }
-        });
-        let alerted = notices[before.0..]
-            .iter()
-            .any(|n| n.notice != NoticeKind::Recovered);
-        if alerted || candidates.len() > before.1 {
-            let account = registry.get(h.account);
-            weekly.insert(
-                account.id.to_string(),
-                detector.weekly(&h, from.plus(-182), to),
-            );
-        }
-        done += 1;
-        progress(done);
-    })?;
+    for (_, r) in results {
+        notices.extend(r.notices);
+        candidates.extend(r.candidates);
+        weekly.extend(r.weekly);
+    }
     // The digest's cap ties a CSM's accounts together: applied to every
     // digest day's candidates in date order, as daily runs do.
     let listed = watch::select(candidates, &mut Default::default(), &config.watch);

@@ -328,7 +328,7 @@ impl Inputs {
             coverage.insert(source, days);
         }
         let mut totals: HashMap<(SourceName, Kind), Vec<f64>> = HashMap::new();
-        for s in store.series() {
+        for s in store.series_from(Some(timeline.first)) {
             let s = s?;
             if registry.by_id(s.account.as_str()).is_none() {
                 continue;
@@ -433,7 +433,7 @@ impl<'a> Detector<'a> {
             }
         };
         let mut current: Option<(usize, Vec<Series>)> = None;
-        for s in store.series() {
+        for s in store.series_from(Some(self.timeline.first)) {
             let s = s?;
             let Some(idx) = self.registry.by_id(s.account.as_str()) else {
                 continue;
@@ -471,7 +471,7 @@ impl<'a> Detector<'a> {
         let first_activity = series
             .iter()
             .filter(|s| self.config.is_activity_for(s.kind.as_str(), t))
-            .filter_map(|s| s.entries.first().map(|e| e.0))
+            .filter_map(|s| s.first)
             .min();
         let mut by_source: BTreeMap<SourceName, BTreeMap<Kind, Vec<(Day, u64)>>> = BTreeMap::new();
         for s in series {

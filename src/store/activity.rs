@@ -206,6 +206,9 @@ pub struct Series {
     pub account: AccountId,
     pub source: SourceName,
     pub kind: Kind,
+    /// The first day with a count, also when `entries` were read from a
+    /// later day on ([`Store::series_from`]).
+    pub first: Option<Day>,
     pub entries: Vec<(Day, u64)>,
 }
 
@@ -474,6 +477,7 @@ impl Store {
                 account,
                 source,
                 kind,
+                first: days.keys().next().copied(),
                 entries: days.into_iter().collect(),
             });
         }
@@ -483,14 +487,25 @@ impl Store {
     /// Every channel series (account, source, kind) with its sparse
     /// (day, count) entries in day order; ordered by account.
     pub fn series(&self) -> impl Iterator<Item = Result<Series, StoreError>> + '_ {
-        self.activity.scan_prefix([P_BUCKET]).map(|r| match r {
+        self.series_from(None)
+    }
+
+    /// Every channel series with only its entries from `from` on (all when
+    /// `None`), and the day its first entry of all has in `first`: what a
+    /// judgement of recent days needs, without decoding years before.
+    pub fn series_from(
+        &self,
+        from: Option<Day>,
+    ) -> impl Iterator<Item = Result<Series, StoreError>> + '_ {
+        self.activity.scan_prefix([P_BUCKET]).map(move |r| match r {
             Err(e) => Err(self.fail("reading series", e)),
-            Ok((k, v)) => match decode_series_key(&k).zip(decode_series(&v)) {
-                Some(((account, source, kind), days)) => Ok(Series {
+            Ok((k, v)) => match decode_series_key(&k).zip(decode_series_from(&v, from)) {
+                Some(((account, source, kind), (first, entries))) => Ok(Series {
                     account,
                     source,
                     kind,
-                    entries: days.into_iter().collect(),
+                    first,
+                    entries,
                 }),
                 None => Err(damaged("an account's daily series", &k)),
             },
@@ -693,6 +708,47 @@ pub(super) fn decode_series(v: &[u8]) -> Option<BTreeMap<Day, u64>> {
         out.insert(day, u64::from_be_bytes(c[4..].try_into().ok()?));
     }
     Some(out)
+}
+
+/// (day, count) pairs in day order.
+type Entries = Vec<(Day, u64)>;
+
+/// A series value's first day and its entries from `from` on (entries are
+/// in day order: the first one read is found by binary search), checked
+/// as [`decode_series`] checks them.
+fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entries)> {
+    if v.len() % SERIES_ENTRY != 0 {
+        return None;
+    }
+    let n = v.len() / SERIES_ENTRY;
+    let day_at = |i: usize| day_key(&v[i * SERIES_ENTRY..i * SERIES_ENTRY + 4]);
+    let first = if n == 0 { None } else { Some(day_at(0)?) };
+    let start = match from {
+        None => 0,
+        Some(f) => {
+            let (mut lo, mut hi) = (0, n);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if day_at(mid)? < f {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        }
+    };
+    let mut out = Vec::with_capacity(n - start);
+    let mut previous = None;
+    for c in v[start * SERIES_ENTRY..].chunks_exact(SERIES_ENTRY) {
+        let day = day_key(&c[..4])?;
+        if previous.is_some_and(|p| p >= day) {
+            return None;
+        }
+        previous = Some(day);
+        out.push((day, u64::from_be_bytes(c[4..].try_into().ok()?)));
+    }
+    Some((first, out))
 }
 
 pub(super) fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {

@@ -58,8 +58,10 @@ use crate::types::Day;
 pub const FORMAT: u32 = 1;
 /// Backup files end so; scheduled ones are named `lull-<UTC time>`.
 pub const SUFFIX: &str = ".backup.gz";
-/// Records per restore batch.
-const RESTORE_BATCH: usize = 20_000;
+/// Bytes of keys and values per restore batch: an account's series and
+/// people can be kilobytes each, and sled holds a batch several times over
+/// while it applies it.
+const RESTORE_BATCH_BYTES: usize = 4 << 20;
 /// Counted ids per `ids` record.
 const IDS_PER_RECORD: usize = 4096;
 /// A restore sorts counted ids in this many hash ranges per source, one
@@ -577,6 +579,7 @@ impl Store {
 pub(super) struct Restorer {
     store: Store,
     batches: [sled::Batch; 4],
+    /// Bytes in `batches`.
     pending: usize,
     /// Counted ids on their way to the store's leaves.
     ids: IdSpill,
@@ -840,10 +843,10 @@ impl Restorer {
                 (M, message_id.into_bytes(), record.get().as_bytes().to_vec())
             }
         };
+        self.pending += key.len() + value.len();
         self.batches[tree].insert(key, value);
         self.totals.records += 1;
-        self.pending += 1;
-        if self.pending >= RESTORE_BATCH {
+        if self.pending >= RESTORE_BATCH_BYTES {
             self.apply()?;
         }
         Ok(())
