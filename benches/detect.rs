@@ -19,7 +19,7 @@ use std::time::Instant;
 use lull::accounts::Registry;
 use lull::config::{IdentityConfig, StoreConfig};
 use lull::detect::{DetectConfig, judge_day};
-use lull::store::{Ingest, Owner, Store};
+use lull::store::Store;
 use lull::types::Day;
 
 const DAYS: i32 = 730;
@@ -176,7 +176,15 @@ impl Rng {
 
 /// Accounts with a forum, a support portal and a newsletter; one in
 /// twenty dwindles to one person, then goes quiet in the last quarter.
+/// Builds the store through the bulk-load path ([`lull::store::backup::load`],
+/// what a restore and an upgrade use): generated records, not commits.
+/// The data is what 730 days of polls would have stored; commits of
+/// whole histories at once would rewrite the id leaves over and over.
 fn build(d: &Path, accounts: usize) {
+    use base64::Engine as _;
+    use lull::store::backup::{self, Coverage, Ids, People, Record, Series};
+    use std::collections::BTreeMap;
+
     std::fs::create_dir_all(d).expect("bench dir");
     let mut toml = String::new();
     for a in 0..accounts {
@@ -186,90 +194,92 @@ fn build(d: &Path, accounts: usize) {
         ));
     }
     std::fs::write(d.join("accounts.toml"), toml).expect("accounts");
-    let (store, _) = open(accounts);
     let first = last_day().plus(-(DAYS - 1));
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut ingest = Ingest::default();
-    for a in 0..accounts {
-        let id = format!("a{a}");
-        let activity = 0.2 + (rng.next() % 100) as f64 / 100.0; // posts per day
-        let quits = a % 20 == 0;
-        for i in 0..DAYS {
-            let day = first.plus(i);
-            let scale = if quits && i > DAYS - 90 { 0.05 } else { 1.0 };
-            let team = if quits && i > DAYS - 200 {
-                1
-            } else {
-                people_of(a)
+    let cfg = StoreConfig {
+        path: d.join("lull.db"),
+        cache_bytes: 64 << 20,
+        min_free_bytes: 0,
+        backup_dir: d.join("backups"),
+    };
+    let b64 = |ids: &[u128]| {
+        let bytes: Vec<u8> = ids.iter().flat_map(|h| h.to_be_bytes()).collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    backup::load(&cfg, |add| {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for a in 0..accounts {
+            let id = format!("a{a}");
+            let activity = 0.2 + (rng.next() % 100) as f64 / 100.0; // posts per day
+            let quits = a % 20 == 0;
+            // (source, kind) -> day -> count; (source, kind) -> person -> days.
+            let mut series: BTreeMap<(&str, &str), BTreeMap<i32, u64>> = BTreeMap::new();
+            let mut people: BTreeMap<(&str, &str), BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+            let mut ids: BTreeMap<&str, Vec<u128>> = BTreeMap::new();
+            let mut event = |source: &'static str, kind: &'static str, ev: String, day: Day, n: u64, who: Option<&str>| {
+                *series.entry((source, kind)).or_default().entry(day.0).or_default() += n;
+                ids.entry(source).or_default().push(lull::store::id_hash(&ev));
+                if let Some(p) = who {
+                    let days = people.entry((source, kind)).or_default().entry(p.to_string()).or_default();
+                    if days.last() != Some(&day.0) {
+                        days.push(day.0);
+                    }
+                }
             };
-            let person = format!("person{}.{a}", rng.next() % team);
-            if rng.chance((activity * scale).min(0.9)) {
-                let n = 1 + rng.next() % 3;
-                ingest
-                    .add(
-                        "forum",
-                        &format!("p{a}-{i}"),
-                        Owner::Account(&id),
-                        "post",
-                        day,
-                        n,
-                    )
-                    .expect("add");
-                ingest.seen_by(&id, "forum", "post", day, &person);
-            }
-            if rng.chance(0.15 * scale) {
-                ingest
-                    .add(
-                        "support",
-                        &format!("t{a}-{i}"),
-                        Owner::Account(&id),
-                        "ticket",
-                        day,
-                        1,
-                    )
-                    .expect("add");
-                ingest.seen_by(&id, "support", "ticket", day, &person);
-            }
-            if i % 7 == 1 {
-                ingest
-                    .add(
-                        "mail",
-                        &format!("d{a}-{i}"),
-                        Owner::Account(&id),
-                        "delivered",
-                        day,
-                        2,
-                    )
-                    .expect("add");
-                if rng.chance(0.6 * scale) {
-                    ingest
-                        .add(
-                            "mail",
-                            &format!("o{a}-{i}"),
-                            Owner::Account(&id),
-                            "open",
-                            day,
-                            1,
-                        )
-                        .expect("add");
-                    ingest.seen_by(&id, "mail", "open", day, &person);
+            for i in 0..DAYS {
+                let day = first.plus(i);
+                let scale = if quits && i > DAYS - 90 { 0.05 } else { 1.0 };
+                let team = if quits && i > DAYS - 200 {
+                    1
+                } else {
+                    people_of(a)
+                };
+                let person = format!("person{}.{a}", rng.next() % team);
+                if rng.chance((activity * scale).min(0.9)) {
+                    let n = 1 + rng.next() % 3;
+                    event("forum", "post", format!("p{a}-{i}"), day, n, Some(&person));
+                }
+                if rng.chance(0.15 * scale) {
+                    event("support", "ticket", format!("t{a}-{i}"), day, 1, Some(&person));
+                }
+                if i % 7 == 1 {
+                    event("mail", "delivered", format!("d{a}-{i}"), day, 2, None);
+                    if rng.chance(0.6 * scale) {
+                        event("mail", "open", format!("o{a}-{i}"), day, 1, Some(&person));
+                    }
                 }
             }
+            for ((source, kind), days) in series {
+                add(Record::Series(Series {
+                    account: id.clone(),
+                    source: source.into(),
+                    kind: kind.into(),
+                    days: days.into_iter().collect(),
+                }))?;
+            }
+            for ((source, kind), people) in people {
+                add(Record::People(People {
+                    account: id.clone(),
+                    source: source.into(),
+                    kind: kind.into(),
+                    people,
+                }))?;
+            }
+            for (source, ids) in ids {
+                add(Record::Ids(Ids {
+                    source: source.into(),
+                    ids: b64(&ids),
+                }))?;
+            }
         }
-        if ingest.len() > 500_000 {
-            store.commit(&ingest).expect("commit");
-            ingest = Ingest::default();
+        for source in ["forum", "support", "mail"] {
+            add(Record::Coverage(Coverage {
+                source: source.into(),
+                by: lull::store::Origin::Import,
+                first: first.0,
+                last: first.plus(DAYS - 1).0,
+            }))?;
         }
-    }
-    for source in ["forum", "support", "mail"] {
-        ingest.coverage.push((
-            source.into(),
-            lull::store::Span {
-                first,
-                last: first.plus(DAYS - 1),
-            },
-            lull::store::Origin::Import,
-        ));
-    }
-    store.commit(&ingest).expect("commit");
+        Ok(())
+    })
+    .expect("build the store");
 }

@@ -972,6 +972,19 @@ pub fn read(
 /// beside it first, renamed into place only when every record is in and
 /// synced. The store path must not hold a store.
 pub fn restore(cfg: &StoreConfig, file: &Path) -> Result<Totals, StoreError> {
+    let input = std::fs::File::open(file)
+        .map_err(|e| StoreError::Backup(format!("cannot open {}: {e}", file.display())))?;
+    load(cfg, |add| read(input, &file.display().to_string(), add))
+}
+
+/// Builds a new store at `cfg.path` from records that `records` hands to
+/// the function it is given (a backup's, or generated ones: the bulk-load
+/// path, whose cost does not grow with the store). Like [`restore`], into
+/// a folder beside it first, renamed into place when complete.
+pub fn load(
+    cfg: &StoreConfig,
+    records: impl FnOnce(&mut dyn FnMut(Record) -> Result<(), StoreError>) -> Result<(), StoreError>,
+) -> Result<Totals, StoreError> {
     match super::files::inspect(&cfg.path)? {
         super::files::Found::Nothing => {}
         super::files::Found::Store => {
@@ -981,8 +994,6 @@ pub fn restore(cfg: &StoreConfig, file: &Path) -> Result<Totals, StoreError> {
             )));
         }
     }
-    let input = std::fs::File::open(file)
-        .map_err(|e| StoreError::Backup(format!("cannot open {}: {e}", file.display())))?;
     let temp = sibling(&cfg.path, "restoring");
     remove_dir(&temp)?;
     let tcfg = StoreConfig {
@@ -990,7 +1001,7 @@ pub fn restore(cfg: &StoreConfig, file: &Path) -> Result<Totals, StoreError> {
         ..cfg.clone()
     };
     let mut r = Restorer::new(&tcfg)?;
-    read(input, &file.display().to_string(), |rec| r.add(rec))?;
+    records(&mut |rec| r.add(rec))?;
     let totals = r.finish()?;
     // An empty folder may stand where the store goes.
     if cfg.path.exists() {

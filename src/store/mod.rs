@@ -73,6 +73,7 @@ use std::time::Duration;
 pub use activity::{Bucket, Committed, Ingest, Owner, Series, UnmatchedActor};
 pub use alerts::{QueuedNotice, SavedStates};
 pub use coverage::{Origin, Span};
+pub use identity::hash as id_hash;
 pub use people::{ChannelPeople, People};
 
 use crate::config::StoreConfig;
