@@ -215,11 +215,26 @@ fn build(d: &Path, accounts: usize) {
             let mut series: BTreeMap<(&str, &str), BTreeMap<i32, u64>> = BTreeMap::new();
             let mut people: BTreeMap<(&str, &str), BTreeMap<String, Vec<i32>>> = BTreeMap::new();
             let mut ids: BTreeMap<&str, Vec<u128>> = BTreeMap::new();
-            let mut event = |source: &'static str, kind: &'static str, ev: String, day: Day, n: u64, who: Option<&str>| {
-                *series.entry((source, kind)).or_default().entry(day.0).or_default() += n;
-                ids.entry(source).or_default().push(lull::store::id_hash(&ev));
+            let mut event = |source: &'static str,
+                             kind: &'static str,
+                             ev: String,
+                             day: Day,
+                             n: u64,
+                             who: Option<&str>| {
+                *series
+                    .entry((source, kind))
+                    .or_default()
+                    .entry(day.0)
+                    .or_default() += n;
+                ids.entry(source)
+                    .or_default()
+                    .push(lull::store::id_hash(&ev));
                 if let Some(p) = who {
-                    let days = people.entry((source, kind)).or_default().entry(p.to_string()).or_default();
+                    let days = people
+                        .entry((source, kind))
+                        .or_default()
+                        .entry(p.to_string())
+                        .or_default();
                     if days.last() != Some(&day.0) {
                         days.push(day.0);
                     }
@@ -239,7 +254,14 @@ fn build(d: &Path, accounts: usize) {
                     event("forum", "post", format!("p{a}-{i}"), day, n, Some(&person));
                 }
                 if rng.chance(0.15 * scale) {
-                    event("support", "ticket", format!("t{a}-{i}"), day, 1, Some(&person));
+                    event(
+                        "support",
+                        "ticket",
+                        format!("t{a}-{i}"),
+                        day,
+                        1,
+                        Some(&person),
+                    );
                 }
                 if i % 7 == 1 {
                     event("mail", "delivered", format!("d{a}-{i}"), day, 2, None);

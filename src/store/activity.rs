@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::coverage::{self, Origin, Span};
 use super::identity;
+use super::people::{get_varint, put_varint};
 use super::{
     P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, Store, StoreError, TREE_ACTIVITY, check_name,
     day_key, key1, key2,
@@ -690,16 +691,77 @@ pub(super) fn decode_series_key(k: &[u8]) -> Option<(AccountId, SourceName, Kind
     Some((AccountId(account), SourceName(source), Kind(kind)))
 }
 
-/// A series value: (day key, count) pairs of 4 + 8 bytes, in day order.
-const SERIES_ENTRY: usize = 12;
-
+/// A series value (schema 3): its first day (zig-zag varint of days since
+/// 1970), then per entry the distance from the previous day (varint, at
+/// least 1; 0 for the first) and the count (varint): about 2 bytes an
+/// active day, where a fixed layout took 12.
 pub(super) fn decode_series(v: &[u8]) -> Option<BTreeMap<Day, u64>> {
-    if v.len() % SERIES_ENTRY != 0 {
+    let (_, entries) = decode_series_from(v, None)?;
+    Some(entries.into_iter().collect())
+}
+
+/// (day, count) pairs in day order.
+type Entries = Vec<(Day, u64)>;
+
+/// A series value's first day and its entries from `from` on (all when
+/// `None`), checked: whole varints, days in order and in range.
+fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entries)> {
+    let mut out = Vec::new();
+    if v.is_empty() {
+        return Some((None, out));
+    }
+    let mut at = 0;
+    let z = get_varint(v, &mut at)?;
+    let start = i32::try_from((z >> 1) as i64 ^ -((z & 1) as i64)).ok()?;
+    let mut day = start;
+    let mut first_entry = true;
+    while at < v.len() {
+        let step = get_varint(v, &mut at)?;
+        if first_entry != (step == 0) {
+            return None;
+        }
+        first_entry = false;
+        day = day.checked_add(i32::try_from(step).ok()?)?;
+        let count = get_varint(v, &mut at)?;
+        let d = day_key(&Day(day).to_key())?;
+        if from.is_none_or(|f| d >= f) {
+            out.push((d, count));
+        }
+    }
+    if first_entry {
+        return None; // a first day and no entry
+    }
+    Some((Some(Day(start)), out))
+}
+
+pub(super) fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(2 + series.len() * 3);
+    let mut previous = None;
+    for (day, count) in series {
+        match previous {
+            None => {
+                let z = ((day.0 as i64) << 1) ^ ((day.0 as i64) >> 63);
+                put_varint(&mut v, z as u64);
+                put_varint(&mut v, 0);
+            }
+            Some(p) => put_varint(&mut v, (day.0 - p) as u64),
+        }
+        put_varint(&mut v, *count);
+        previous = Some(day.0);
+    }
+    v
+}
+
+/// A series value as schema 1 and 2 kept it: (day key, count) pairs of
+/// 4 + 8 bytes, in day order (read by an upgrade).
+pub(super) fn decode_series_v2(v: &[u8]) -> Option<BTreeMap<Day, u64>> {
+    const ENTRY: usize = 12;
+    if v.len() % ENTRY != 0 {
         return None;
     }
     let mut out = BTreeMap::new();
     let mut previous = None;
-    for c in v.chunks_exact(SERIES_ENTRY) {
+    for c in v.chunks_exact(ENTRY) {
         let day = day_key(&c[..4])?;
         if previous.is_some_and(|p| p >= day) {
             return None;
@@ -708,56 +770,6 @@ pub(super) fn decode_series(v: &[u8]) -> Option<BTreeMap<Day, u64>> {
         out.insert(day, u64::from_be_bytes(c[4..].try_into().ok()?));
     }
     Some(out)
-}
-
-/// (day, count) pairs in day order.
-type Entries = Vec<(Day, u64)>;
-
-/// A series value's first day and its entries from `from` on (entries are
-/// in day order: the first one read is found by binary search), checked
-/// as [`decode_series`] checks them.
-fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entries)> {
-    if v.len() % SERIES_ENTRY != 0 {
-        return None;
-    }
-    let n = v.len() / SERIES_ENTRY;
-    let day_at = |i: usize| day_key(&v[i * SERIES_ENTRY..i * SERIES_ENTRY + 4]);
-    let first = if n == 0 { None } else { Some(day_at(0)?) };
-    let start = match from {
-        None => 0,
-        Some(f) => {
-            let (mut lo, mut hi) = (0, n);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if day_at(mid)? < f {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            lo
-        }
-    };
-    let mut out = Vec::with_capacity(n - start);
-    let mut previous = None;
-    for c in v[start * SERIES_ENTRY..].chunks_exact(SERIES_ENTRY) {
-        let day = day_key(&c[..4])?;
-        if previous.is_some_and(|p| p >= day) {
-            return None;
-        }
-        previous = Some(day);
-        out.push((day, u64::from_be_bytes(c[4..].try_into().ok()?)));
-    }
-    Some((first, out))
-}
-
-pub(super) fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {
-    let mut v = Vec::with_capacity(series.len() * SERIES_ENTRY);
-    for (day, count) in series {
-        v.extend_from_slice(&day.to_key());
-        v.extend_from_slice(&count.to_be_bytes());
-    }
-    v
 }
 
 /// Parked (unmatched) events of one (source, day): id hash, actor length
@@ -787,4 +799,35 @@ pub(super) fn encode_parked(parked: &HashMap<u128, Box<str>>) -> Vec<u8> {
         v.extend_from_slice(bytes);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_values_round_trip_and_damage_is_refused() {
+        let series: BTreeMap<Day, u64> = [
+            (Day(-25_000), 1),
+            (Day(0), 3),
+            (Day(20_500), u64::MAX),
+            (Day(20_501), 7),
+        ]
+        .into_iter()
+        .collect();
+        let v = encode_series(&series);
+        assert!(v.len() < 25, "{} bytes", v.len());
+        assert_eq!(decode_series(&v), Some(series.clone()));
+        let (first, from) = decode_series_from(&v, Some(Day(1))).unwrap();
+        assert_eq!(first, Some(Day(-25_000)));
+        assert_eq!(from, vec![(Day(20_500), u64::MAX), (Day(20_501), 7)]);
+        assert_eq!(decode_series(&[]), Some(BTreeMap::new()));
+        // Cut short, a day repeated (a distance of 0), a first day alone.
+        assert_eq!(decode_series(&v[..v.len() - 1]), None);
+        let mut repeated = v.clone();
+        repeated.extend_from_slice(&[0, 1]);
+        assert_eq!(decode_series(&repeated), None);
+        assert_eq!(decode_series(&v[..1]), None);
+        assert_eq!(decode_series(b"\x01\xffnot"), None);
+    }
 }

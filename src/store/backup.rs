@@ -236,8 +236,13 @@ pub(super) fn dump(
         ids.flush(&mut totals, &mut emit)?;
         let rec = match prefix {
             P_BUCKET => {
+                let days = if schema <= 2 {
+                    super::activity::decode_series_v2(&v)
+                } else {
+                    decode_series(&v)
+                };
                 let ((account, source, kind), days) = decode_series_key(&k)
-                    .zip(decode_series(&v))
+                    .zip(days)
                     .ok_or_else(|| damaged("an account's daily series", &k))?;
                 totals.events += days.values().sum::<u64>();
                 Record::Series(Series {

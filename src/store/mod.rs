@@ -10,7 +10,7 @@
 //! | prefix | key | value | what |
 //! | --- | --- | --- | --- |
 //! | `i` | source · lo (16 bytes) | sorted 128-bit id hashes from lo on | the ids counted, by hash range, whatever their day ([`identity`]) |
-//! | `b` | account · source · kind | sorted (day, count) pairs | an account's daily series for one channel |
+//! | `b` | account · source · kind | (day, count) pairs, varint-packed | an account's daily series for one channel |
 //! | `R` | source · origin · first day | last day | coverage: runs of days lull has data for ([`coverage`]) |
 //! | `k` | source | bytes | a source's cursor (where its next poll starts) |
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |

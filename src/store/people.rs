@@ -55,7 +55,7 @@ pub(super) fn key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, St
     channel_key(P_PEOPLE, account, source, kind)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -63,7 +63,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(v: &[u8], at: &mut usize) -> Option<u64> {
+pub(super) fn get_varint(v: &[u8], at: &mut usize) -> Option<u64> {
     let mut x = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *v.get(*at)?;
