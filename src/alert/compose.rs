@@ -14,9 +14,7 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use crate::console::tokens::{AccountLinks, Links};
-use crate::detect::{
-    Channel, ChannelKind, ChannelReport, Notice, NoticeKind, STALE_SOURCE, StaleNotice,
-};
+use crate::detect::{Channel, ChannelKind, ChannelReport, Notice, NoticeKind, Queued};
 use crate::store::QueuedNotice;
 use crate::types::Day;
 
@@ -45,39 +43,10 @@ pub struct Outgoing {
     pub broken: Option<String>,
 }
 
-/// A decoded notice.
-#[derive(Debug, Clone)]
-enum Item {
-    Account(Box<Notice>),
-    Stale(StaleNotice),
-}
+/// A decoded notice ([`Queued`] owns the outbox's format).
+type Item = Queued;
 
-impl Item {
-    fn decode(q: &QueuedNotice) -> Result<Item, String> {
-        let err = |e: serde_json::Error| {
-            format!(
-                "outbox entry {} {} {} cannot be read: {e}",
-                q.day, q.account, q.kind
-            )
-        };
-        if q.kind == STALE_SOURCE {
-            serde_json::from_slice(&q.body)
-                .map(Item::Stale)
-                .map_err(err)
-        } else {
-            serde_json::from_slice(&q.body)
-                .map(|n| Item::Account(Box::new(n)))
-                .map_err(err)
-        }
-    }
-
-    fn queued_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        match self {
-            Item::Account(n) => n.queued_at,
-            Item::Stale(s) => s.queued_at,
-        }
-    }
-
+impl Queued {
     fn to(&self) -> &str {
         match self {
             Item::Account(n) => &n.csm,
@@ -111,7 +80,7 @@ pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
     type Decoded = (QueuedNotice, Result<Item, String>);
     let mut groups: BTreeMap<(Day, String), Vec<Decoded>> = BTreeMap::new();
     for q in queued {
-        let item = Item::decode(&q);
+        let item = Queued::decode(&q);
         let to = match &item {
             Ok(i) => i.to().trim().to_lowercase(),
             // Undecodable: a message of its own, recorded as failed.

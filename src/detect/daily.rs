@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::Queued;
 use super::{
     AccountJudgement, DetectConfig, Detector, Memory, Notice, NoticeKind, timeline_for, watch,
 };
@@ -229,39 +230,33 @@ impl DayRun {
                 states.push((a.account.clone(), bytes));
             }
         }
-        let mut queued: Vec<QueuedNotice> = self
+        let mut outgoing: Vec<Queued> = self
             .notices
             .iter()
             .map(|n| {
                 let mut n = n.clone();
                 n.queued_at = Some(now);
-                QueuedNotice {
-                    day: n.date,
-                    account: n.account.clone(),
-                    kind: n.notice.as_str().to_string(),
-                    body: serde_json::to_vec(&n).unwrap_or_default(),
-                }
+                Queued::Account(Box::new(n))
             })
             .collect();
         let mut stale_changes: Vec<(SourceName, Option<Day>)> = Vec::new();
         for (source, last) in self.newly_stale() {
             stale_changes.push((source.clone(), Some(*last)));
             if let Some(to) = ops {
-                let notice = StaleNotice {
+                outgoing.push(Queued::Stale(StaleNotice {
                     source: source.clone(),
                     date: self.day,
                     last_data: *last,
                     to: to.to_string(),
                     queued_at: Some(now),
-                };
-                queued.push(QueuedNotice {
-                    day: self.day,
-                    account: AccountId(source.to_string()),
-                    kind: STALE_SOURCE.to_string(),
-                    body: serde_json::to_vec(&notice).unwrap_or_default(),
-                });
+                }));
             }
         }
+        let queued = outgoing
+            .iter()
+            .map(Queued::entry)
+            .collect::<Result<Vec<QueuedNotice>, _>>()
+            .map_err(|e| StoreError::Backup(format!("encoding a notice for the outbox: {e}")))?;
         for source in self.reported_stale.keys() {
             if !self.stale.contains_key(source) {
                 stale_changes.push((source.clone(), None));

@@ -11,6 +11,7 @@
 mod daily;
 mod history;
 mod judge;
+mod outbox;
 pub mod params;
 mod quiet;
 mod state;
@@ -25,6 +26,7 @@ pub use daily::{CHART_WEEKS, DayRun, STALE_SOURCE, Snooze, StaleNotice, judge_da
 pub use history::Timeline;
 use history::{Prefix, accumulate, dense};
 pub use judge::{ChannelStatus, Judgement};
+pub use outbox::Queued;
 pub use params::{DetectConfig, Thresholds, WatchConfig};
 use quiet::AccountActivity;
 pub use quiet::{Breadth, Quiet};

@@ -91,6 +91,13 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
+    pub const ALL: [NoticeKind; 4] = [
+        NoticeKind::Silent,
+        NoticeKind::Reminder,
+        NoticeKind::Recovered,
+        NoticeKind::Watch,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NoticeKind::Silent => "silent",
