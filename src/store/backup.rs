@@ -388,7 +388,7 @@ pub(super) fn dump(
                 last_data: day_of("a stale-source marker", &k, &v)?,
             }),
             Some(&P_FEEDBACK) => {
-                let (account, day, kind) = super::alerts::decode_feedback_key(&k)
+                let (account, day, kind) = super::snoozes::decode_feedback_key(&k)
                     .ok_or_else(|| damaged("feedback", &k))?;
                 Record::Feedback(Feedback {
                     account: account.0,
@@ -816,7 +816,7 @@ impl Restorer {
                 feedback,
             }) => (
                 L,
-                super::alerts::feedback_key(&account, Day(day), &kind)?,
+                super::snoozes::feedback_key(&account, Day(day), &kind)?,
                 feedback.get().as_bytes().to_vec(),
             ),
             Record::Nonce(Nonce { id, until }) => {

@@ -1,9 +1,17 @@
 //! The store: every count lull trusts lives here, in sled.
 //!
+//! One module per concern: [`activity`] (what ingests write and its reads)
+//! with [`identity`] (which events were counted) and [`coverage`];
+//! [`people`]; `state` (detection state, stale sources, the atomic record
+//! of a detection day); `outbox` (notices waiting, and the mail log);
+//! `snoozes` (snoozes, feedback, used links); [`backup`] and `migrate`
+//! (the schema: backups, restores, upgrades); [`files`] (the seal and
+//! the store's folder).
+//!
 //! # Layout
 //!
 //! sled's `Batch` is atomic (also across a crash) within one tree, and
-//! counting exactly once needs the dedupe marker and the count increment to
+//! counting exactly once needs the event's id and the count increment to
 //! commit together. So everything an ingest writes lives in one tree,
 //! `activity`, split into key spaces by a one-byte prefix:
 //!
@@ -56,13 +64,15 @@
 //! under a running lull.
 
 mod activity;
-mod alerts;
 pub mod backup;
 pub mod coverage;
 pub mod files;
 mod identity;
 mod migrate;
+mod outbox;
 pub mod people;
+mod snoozes;
+mod state;
 
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
@@ -71,10 +81,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use activity::{Bucket, Committed, Ingest, Owner, Series, UnmatchedActor};
-pub use alerts::{QueuedNotice, SavedStates};
 pub use coverage::{Origin, Span};
 pub use identity::hash as id_hash;
+pub use outbox::QueuedNotice;
 pub use people::{ChannelPeople, People};
+pub use snoozes::FeedbackEntry;
+pub use state::SavedStates;
 
 use crate::config::StoreConfig;
 use crate::types::Day;

@@ -1,0 +1,130 @@
+//! The outbox (notices waiting for delivery, tree `outbox`) and the mail
+//! log (what became of each message, tree `mail`). What a notice holds is
+//! the detector's ([`crate::detect::Queued`]); here it is kept by key.
+
+use std::convert::Infallible;
+
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+
+use super::activity::damaged;
+use super::state::transaction_err;
+use super::{GENERATION, SEP, Store, StoreError, TREE_MAIL, TREE_OUTBOX, check_name, day_key};
+use crate::types::{AccountId, Day};
+
+/// A notice waiting in the outbox for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedNotice {
+    pub day: Day,
+    pub account: AccountId,
+    /// `silent`, `reminder`, `recovered` or `stale_source`.
+    pub kind: String,
+    /// The notice as the detector wrote it (JSON).
+    pub body: Vec<u8>,
+}
+
+impl QueuedNotice {
+    /// The outbox key: day · account · 0 · kind.
+    pub(super) fn key(&self) -> Result<Vec<u8>, StoreError> {
+        let mut k = self.day.to_key().to_vec();
+        k.extend_from_slice(check_name(self.account.as_str())?);
+        k.push(SEP);
+        k.extend_from_slice(check_name(&self.kind)?);
+        Ok(k)
+    }
+
+    /// The notice stored under an outbox key.
+    pub(super) fn decode(k: &[u8], v: &[u8]) -> Result<QueuedNotice, StoreError> {
+        let parsed = (|| {
+            let day = day_key(k.get(..4)?)?;
+            let rest = k.get(4..)?;
+            let sep = rest.iter().position(|&b| b == SEP)?;
+            let account = std::str::from_utf8(&rest[..sep]).ok()?;
+            let kind = std::str::from_utf8(&rest[sep + 1..]).ok()?;
+            Some(QueuedNotice {
+                day,
+                account: AccountId(account.to_string()),
+                kind: kind.to_string(),
+                body: v.to_vec(),
+            })
+        })();
+        parsed.ok_or_else(|| damaged("an outbox entry", k))
+    }
+}
+
+impl Store {
+    /// Queued notices, oldest day first.
+    pub fn queued(&self) -> Result<Vec<QueuedNotice>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.outbox.iter() {
+            let (k, v) = r.map_err(|e| self.fail("reading the outbox", e))?;
+            if k.as_ref() == GENERATION {
+                continue;
+            }
+            out.push(QueuedNotice::decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Records what became of one message, atomically: the record under
+    /// its Message-ID in `mail`, and its notices out of the outbox (none
+    /// while it is only being retried). Durable before returning: called
+    /// right after the SMTP server accepted, this is the whole window in
+    /// which a crash could send the message again.
+    pub fn record_mail(
+        &self,
+        message_id: &str,
+        record: &[u8],
+        done: &[QueuedNotice],
+    ) -> Result<(), StoreError> {
+        if message_id.is_empty() {
+            return Err(StoreError::Backup(
+                "a delivery record needs a Message-ID".into(),
+            ));
+        }
+        let mut w = self.begin(record.len() as u64)?;
+        let keys = done
+            .iter()
+            .map(QueuedNotice::key)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mail_gen = w.bump(TREE_MAIL).1;
+        let outbox_gen = (!keys.is_empty()).then(|| w.bump(TREE_OUTBOX).1);
+        (&*self.outbox, &*self.mail)
+            .transaction(|(outbox, mail)| {
+                for k in &keys {
+                    outbox.remove(k.as_slice())?;
+                }
+                if let Some(g) = &outbox_gen {
+                    outbox.insert(GENERATION, g)?;
+                }
+                mail.insert(message_id.as_bytes(), record)?;
+                mail.insert(GENERATION, &mail_gen)?;
+                Ok::<(), ConflictableTransactionError<Infallible>>(())
+            })
+            .map_err(transaction_err(self, "recording a delivery"))?;
+        w.finish()
+    }
+
+    /// Every delivery record: (Message-ID, record).
+    pub fn mail(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.mail.iter() {
+            let (k, v) = r.map_err(|e| self.fail("reading the delivery record", e))?;
+            if k.as_ref() == GENERATION {
+                continue;
+            }
+            let id = std::str::from_utf8(&k).map_err(|_| damaged("a delivery record", &k))?;
+            out.push((id.to_string(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The delivery record of one message.
+    pub fn mail_record(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .mail
+            .get(message_id.as_bytes())
+            .map_err(|e| self.fail("reading the delivery record", e))?
+            .map(|v| v.to_vec()))
+    }
+}
