@@ -77,7 +77,20 @@ fn open(home: &Home) -> Arc<App> {
     let config = lull::config::Config::load(&path).expect("config");
     let registry =
         lull::accounts::Registry::load(&config.accounts_file, &config.identity).expect("accounts");
-    let store = lull::store::Store::open(&config.store).expect("store");
+    // Other tests of this binary spawn `lull` processes: a fork that
+    // happens while this thread holds the store's file open (the lock
+    // probe, then sled) carries a copy of the locked descriptor until its
+    // exec closes it, so a lock taken in that instant fails. Try again.
+    let mut tries = 0;
+    let store = loop {
+        match lull::store::Store::open(&config.store) {
+            Err(lull::store::StoreError::Locked { .. }) if tries < 40 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other.expect("store"),
+        }
+    };
     let noon = day(TODAY)
         .date()
         .and_hms_opt(12, 0, 0)
