@@ -686,13 +686,28 @@ impl Drop for Store {
 }
 
 /// Closes sled and waits (briefly) until its background flusher let go of
-/// the store's lock, so the store can be opened again at once.
+/// the store's lock, so the store can be opened again at once. sled writes
+/// a snapshot as it closes; on a full disk that fails half-way, and the
+/// unfinished file is removed here rather than left for the next open.
 fn close(db: sled::Db, path: &Path) {
     let _ = db.flush();
     drop(db);
     for _ in 0..200 {
         match files::Probe::take(path) {
-            Ok(_) => return,
+            Ok(probe) => {
+                if let Some(p) = probe {
+                    match p.tidy(path) {
+                        Ok(removed) if !removed.is_empty() => {
+                            tracing::debug!(store = %path.display(), ?removed, "removed an unfinished snapshot sled left as it closed (a full disk?)");
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(store = %path.display(), error = %e, "could not tidy the store after closing it");
+                        }
+                    }
+                }
+                return;
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
