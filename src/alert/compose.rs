@@ -38,19 +38,18 @@ pub struct Outgoing {
     /// When the first of its notices was queued.
     pub queued_at: Option<chrono::DateTime<chrono::Utc>>,
     pub notices: Vec<QueuedNotice>,
-    items: Vec<Item>,
+    items: Vec<Queued>,
     /// Why the notices cannot be composed (an undecodable outbox entry).
     pub broken: Option<String>,
 }
 
-/// A decoded notice ([`Queued`] owns the outbox's format).
-type Item = Queued;
-
+/// What compose needs of a decoded notice ([`Queued`] owns the outbox's
+/// format).
 impl Queued {
     fn to(&self) -> &str {
         match self {
-            Item::Account(n) => &n.csm,
-            Item::Stale(s) => &s.to,
+            Queued::Account(n) => &n.csm,
+            Queued::Stale(s) => &s.to,
         }
     }
 
@@ -58,7 +57,7 @@ impl Queued {
     /// (strongest evidence first), sources; by name.
     fn order(&self) -> (u8, u32, String) {
         match self {
-            Item::Account(n) => (
+            Queued::Account(n) => (
                 match n.notice {
                     NoticeKind::Silent => 0,
                     NoticeKind::Reminder => 1,
@@ -68,7 +67,7 @@ impl Queued {
                 n.rank.unwrap_or(0),
                 n.name.to_lowercase(),
             ),
-            Item::Stale(s) => (4, 0, s.source.to_string()),
+            Queued::Stale(s) => (4, 0, s.source.to_string()),
         }
     }
 }
@@ -77,7 +76,7 @@ impl Queued {
 /// Cheap (nothing is rendered), and deterministic: the same outbox always
 /// gives the same messages with the same Message-IDs.
 pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
-    type Decoded = (QueuedNotice, Result<Item, String>);
+    type Decoded = (QueuedNotice, Result<Queued, String>);
     let mut groups: BTreeMap<(Day, String), Vec<Decoded>> = BTreeMap::new();
     for q in queued {
         let item = Queued::decode(&q);
@@ -94,7 +93,7 @@ pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
         .map(|((day, to), mut entries)| {
             entries.sort_by_key(|(q, i)| {
                 (
-                    i.as_ref().map(Item::order).unwrap_or_default(),
+                    i.as_ref().map(Queued::order).unwrap_or_default(),
                     q.account.to_string(),
                 )
             });
@@ -103,7 +102,7 @@ pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
                 .filter_map(|(_, i)| i.as_ref().err().cloned())
                 .next();
             let notices: Vec<QueuedNotice> = entries.iter().map(|(q, _)| q.clone()).collect();
-            let items: Vec<Item> = entries.into_iter().filter_map(|(_, i)| i.ok()).collect();
+            let items: Vec<Queued> = entries.into_iter().filter_map(|(_, i)| i.ok()).collect();
             let to = items.first().map_or(to, |i| i.to().trim().to_string());
             let mut h = xxhash_rust::xxh3::Xxh3::new();
             h.update(to.to_lowercase().as_bytes());
@@ -119,7 +118,7 @@ pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
                 subject: subject(&items),
                 accounts: notices.iter().map(|q| q.account.to_string()).collect(),
                 kinds: notices.iter().map(|q| q.kind.clone()).collect(),
-                queued_at: items.iter().filter_map(Item::queued_at).min(),
+                queued_at: items.iter().filter_map(Queued::queued_at).min(),
                 to,
                 notices,
                 items,
@@ -152,7 +151,7 @@ fn names(list: &[&str]) -> String {
 }
 
 /// "Acme Corp went quiet", "3 accounts went quiet: A, B and C", ...
-fn subject(items: &[Item]) -> String {
+fn subject(items: &[Queued]) -> String {
     let mut quiet = Vec::new();
     let mut still = Vec::new();
     let mut back = Vec::new();
@@ -160,13 +159,13 @@ fn subject(items: &[Item]) -> String {
     let mut sources = Vec::new();
     for i in items {
         match i {
-            Item::Account(n) => match n.notice {
+            Queued::Account(n) => match n.notice {
                 NoticeKind::Silent => quiet.push(n.name.as_str()),
                 NoticeKind::Reminder => still.push(n.name.as_str()),
                 NoticeKind::Recovered => back.push(n.name.as_str()),
                 NoticeKind::Watch => watch.push(n.name.as_str()),
             },
-            Item::Stale(s) => sources.push(s.source.as_str()),
+            Queued::Stale(s) => sources.push(s.source.as_str()),
         }
     }
     let mut parts = Vec::new();
@@ -437,7 +436,7 @@ impl Outgoing {
         let mut charts = Vec::new();
         for (i, item) in self.items.iter().enumerate() {
             match item {
-                Item::Account(n) => {
+                Queued::Account(n) => {
                     let mut v = account_view(n, i);
                     v.links = links.map(|l| {
                         l.for_notice(n.account.as_str(), n.date, n.notice.as_str(), &self.to, now)
@@ -453,7 +452,7 @@ impl Outgoing {
                     }
                     accounts.push(v);
                 }
-                Item::Stale(s) => stale.push(StaleView {
+                Queued::Stale(s) => stale.push(StaleView {
                     source: s.source.to_string(),
                     last_data: s.last_data.to_string(),
                     days: s.date.0 - s.last_data.0,

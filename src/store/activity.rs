@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::coverage::{self, Origin, Span};
 use super::identity;
-use super::people::{get_varint, put_varint};
+use super::varint::{get_day, get_varint, put_day, put_varint};
 use super::{
     P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, Store, StoreError, TREE_ACTIVITY, check_name,
     day_key, key1, key2,
@@ -255,7 +255,7 @@ impl Store {
         for (source, mut sorted) in ids {
             sorted.sort_unstable();
             sorted.dedup();
-            let leaves = identity::leaves(&self.activity, ingest.sources.name(source), &sorted)?;
+            let leaves = identity::leaves(self, ingest.sources.name(source), &sorted)?;
             for leaf in &leaves {
                 for &h in &sorted[leaf.ids.clone()] {
                     if leaf.knows(h) {
@@ -691,8 +691,8 @@ pub(super) fn decode_series_key(k: &[u8]) -> Option<(AccountId, SourceName, Kind
     Some((AccountId(account), SourceName(source), Kind(kind)))
 }
 
-/// A series value (schema 3): its first day (zig-zag varint of days since
-/// 1970), then per entry the distance from the previous day (varint, at
+/// A series value (schema 3): its first day (a zig-zag varint of days
+/// since 1970, [`put_day`]), then per entry the distance from the previous day (varint, at
 /// least 1; 0 for the first) and the count (varint): about 2 bytes an
 /// active day, where a fixed layout took 12.
 pub(super) fn decode_series(v: &[u8]) -> Option<BTreeMap<Day, u64>> {
@@ -711,8 +711,7 @@ fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entri
         return Some((None, out));
     }
     let mut at = 0;
-    let z = get_varint(v, &mut at)?;
-    let start = i32::try_from((z >> 1) as i64 ^ -((z & 1) as i64)).ok()?;
+    let start = get_day(v, &mut at)?.0;
     let mut day = start;
     let mut first_entry = true;
     while at < v.len() {
@@ -740,8 +739,7 @@ pub(super) fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {
     for (day, count) in series {
         match previous {
             None => {
-                let z = ((day.0 as i64) << 1) ^ ((day.0 as i64) >> 63);
-                put_varint(&mut v, z as u64);
+                put_day(&mut v, *day);
                 put_varint(&mut v, 0);
             }
             Some(p) => put_varint(&mut v, (day.0 - p) as u64),

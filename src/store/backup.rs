@@ -614,15 +614,16 @@ impl IdSpill {
         })
     }
 
-    fn io(&self, e: std::io::Error) -> StoreError {
+    fn io(dir: &Path, e: std::io::Error) -> StoreError {
         StoreError::Backup(format!(
             "sorting the ids of counted events in {}: {e}",
-            self.dir.display()
+            dir.display()
         ))
     }
 
-    fn path(&self, source: usize, range: usize) -> PathBuf {
-        self.dir.join(format!("{source}-{range}"))
+    /// The spill file of a source's (by number) hash range.
+    fn path(dir: &Path, source: usize, range: usize) -> PathBuf {
+        dir.join(format!("{source}-{range}"))
     }
 
     fn add(&mut self, source: &str, ids: &[u8]) -> Result<(), StoreError> {
@@ -636,31 +637,29 @@ impl IdSpill {
                     let file = std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
-                        .open(self.dir.join(format!("{s}-{range}")))
-                        .map_err(|e| StoreError::Backup(format!("spilling ids: {e}")))?;
+                        .open(IdSpill::path(&self.dir, s, range))
+                        .map_err(|e| IdSpill::io(&self.dir, e))?;
                     v.insert(std::io::BufWriter::with_capacity(1 << 16, file))
                 }
             };
-            f.write_all(c)
-                .map_err(|e| StoreError::Backup(format!("spilling ids: {e}")))?;
+            f.write_all(c).map_err(|e| IdSpill::io(&self.dir, e))?;
         }
         Ok(())
     }
 
-    /// Writes every spilled id into `tree`'s leaves, range by range.
+    /// Writes every spilled id into `store`'s leaves, range by range.
     fn finish(mut self, store: &Store) -> Result<(), StoreError> {
         for (_, mut f) in self.files.drain() {
-            f.flush()
-                .map_err(|e| StoreError::Backup(format!("spilling ids: {e}")))?;
+            f.flush().map_err(|e| IdSpill::io(&self.dir, e))?;
         }
         for (source, &s) in &self.sources {
             let mut first = true;
             for range in 0..ID_RANGES {
-                let path = self.path(s, range);
+                let path = IdSpill::path(&self.dir, s, range);
                 let bytes = match std::fs::read(&path) {
                     Ok(b) => b,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(self.io(e)),
+                    Err(e) => return Err(IdSpill::io(&self.dir, e)),
                 };
                 let mut ids: Vec<u128> = bytes
                     .chunks_exact(16)
@@ -676,7 +675,7 @@ impl IdSpill {
                     .activity
                     .apply_batch(batch)
                     .map_err(|e| store.fail("restoring", e))?;
-                std::fs::remove_file(&path).map_err(|e| self.io(e))?;
+                std::fs::remove_file(&path).map_err(|e| IdSpill::io(&self.dir, e))?;
             }
         }
         remove_dir(&self.dir)

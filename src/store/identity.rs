@@ -14,7 +14,7 @@
 
 use std::ops::Bound;
 
-use super::{SEP, StoreError, check_name};
+use super::{SEP, Store, StoreError, check_name};
 
 /// The key space of the leaves in the `activity` tree.
 pub(super) const P_IDENTITY: u8 = b'i';
@@ -53,6 +53,13 @@ pub(super) fn decode_key(k: &[u8]) -> Option<(&str, u128)> {
     let source = std::str::from_utf8(&body[..split]).ok()?;
     let lo = u128::from_be_bytes(body[split + 1..].try_into().ok()?);
     Some((source, lo))
+}
+
+/// A leaf's lo, from its key; a key that is not a leaf's is damage.
+fn lo_of(k: &[u8]) -> Result<u128, StoreError> {
+    decode_key(k)
+        .map(|(_, lo)| lo)
+        .ok_or_else(|| super::activity::damaged(WHAT, k))
 }
 
 /// A leaf's hashes, checked: whole hashes, strictly ascending, all at or
@@ -96,14 +103,12 @@ impl Leaf {
 /// The leaves of `source` that hold the ids `sorted` (ascending, distinct),
 /// in order; a source with none yet gets its empty first leaf.
 pub(super) fn leaves(
-    tree: &sled::Tree,
+    store: &Store,
     source: &str,
     sorted: &[u128],
 ) -> Result<Vec<Leaf>, StoreError> {
-    let read = |e: sled::Error| StoreError::Sled {
-        doing: "reading the ids of counted events",
-        source: e,
-    };
+    let tree = &store.activity;
+    let read = |e: sled::Error| store.fail("reading the ids of counted events", e);
     let first = key(source, 0)?;
     let last = key(source, u128::MAX)?;
     let mut out = Vec::new();
@@ -117,9 +122,7 @@ pub(super) fn leaves(
         let (leaf_key, lo, hashes) = match leaf {
             None => (first.clone(), 0, Vec::new()),
             Some((k, v)) => {
-                let lo = decode_key(&k)
-                    .map(|(_, lo)| lo)
-                    .ok_or_else(|| super::activity::damaged(WHAT, &k))?;
+                let lo = lo_of(&k)?;
                 let hashes = decode(lo, &v).ok_or_else(|| super::activity::damaged(WHAT, &k))?;
                 (k.to_vec(), lo, hashes)
             }
@@ -132,14 +135,7 @@ pub(super) fn leaves(
             .next();
         let next_lo = match next {
             None => None,
-            Some(r) => {
-                let (k, _) = r.map_err(read)?;
-                Some(
-                    decode_key(&k)
-                        .map(|(_, lo)| lo)
-                        .ok_or_else(|| super::activity::damaged(WHAT, &k))?,
-                )
-            }
+            Some(r) => Some(lo_of(&r.map_err(read)?.0)?),
         };
         if hashes.last().zip(next_lo).is_some_and(|(h, n)| *h >= n) {
             return Err(super::activity::damaged(WHAT, &leaf_key));
@@ -209,15 +205,14 @@ pub(super) fn append(
 mod tests {
     use super::*;
 
-    fn tree() -> (tempfile::TempDir, sled::Tree) {
+    fn tree() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let t = db.open_tree("t").unwrap();
-        (dir, t)
+        let s = crate::store::tests::open(dir.path());
+        (dir, s)
     }
 
     /// Adds ids through leaves() and add(), as a commit does.
-    fn put(t: &sled::Tree, ids: &[u128]) -> usize {
+    fn put(t: &Store, ids: &[u128]) -> usize {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -233,7 +228,7 @@ mod tests {
             added += new.len();
             add("s", leaf, &new, &mut batch).unwrap();
         }
-        t.apply_batch(batch).unwrap();
+        t.activity.apply_batch(batch).unwrap();
         added
     }
 
@@ -255,7 +250,11 @@ mod tests {
             assert_eq!(put(&t, &all), 0, "round {round}");
         }
         // Leaves stay small and cover the whole range from 0.
-        let leaves: Vec<_> = t.iter().map(|r| r.unwrap()).collect();
+        let leaves: Vec<_> = t
+            .activity
+            .scan_prefix([P_IDENTITY])
+            .map(|r| r.unwrap())
+            .collect();
         assert!(leaves.len() > 12, "{}", leaves.len());
         assert_eq!(decode_key(&leaves[0].0), Some(("s", 0)));
         assert!(leaves.iter().all(|(_, v)| v.len() / HASH <= MAX_LEAF));
@@ -267,13 +266,15 @@ mod tests {
     fn a_damaged_leaf_is_an_error_naming_it() {
         let (_d, t) = tree();
         put(&t, &[5, 9]);
-        t.insert(key("s", 0).unwrap(), &[1u8, 2, 3][..]).unwrap();
+        t.activity
+            .insert(key("s", 0).unwrap(), &[1u8, 2, 3][..])
+            .unwrap();
         let err = leaves(&t, "s", &[7]).unwrap_err().to_string();
         assert!(err.contains(WHAT) && err.contains("is·"), "{err}");
         // Out of order is damage too.
         let mut v = 9u128.to_be_bytes().to_vec();
         v.extend_from_slice(&5u128.to_be_bytes());
-        t.insert(key("s", 0).unwrap(), v).unwrap();
+        t.activity.insert(key("s", 0).unwrap(), v).unwrap();
         assert!(leaves(&t, "s", &[7]).is_err());
     }
 }

@@ -73,6 +73,7 @@ mod outbox;
 pub mod people;
 mod snoozes;
 mod state;
+mod varint;
 
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};

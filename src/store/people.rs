@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::activity::{channel_key, damaged, decode_series_key};
+use super::varint::{get_day, get_varint, put_day, put_varint};
 use super::{P_PEOPLE, SEP, Store, StoreError, check_name};
 use crate::types::{AccountId, Day, Kind, SourceName};
 
@@ -55,27 +56,6 @@ pub(super) fn key(account: &str, source: &str, kind: &str) -> Result<Vec<u8>, St
     channel_key(P_PEOPLE, account, source, kind)
 }
 
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(super) fn get_varint(v: &[u8], at: &mut usize) -> Option<u64> {
-    let mut x = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *v.get(*at)?;
-        *at += 1;
-        x |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(x);
-        }
-    }
-    None
-}
-
 /// The stored form: person count, then per person: name length, name,
 /// day count, first day (zig-zag), then each next day's distance.
 pub(super) fn encode(people: &People) -> Vec<u8> {
@@ -88,7 +68,7 @@ pub(super) fn encode(people: &People) -> Vec<u8> {
         let mut prev: Option<i32> = None;
         for d in days {
             match prev {
-                None => put_varint(&mut out, ((d.0 << 1) ^ (d.0 >> 31)) as u32 as u64),
+                None => put_day(&mut out, *d),
                 Some(p) => put_varint(&mut out, (d.0 - p) as u64),
             }
             prev = Some(d.0);
@@ -109,13 +89,9 @@ fn walk<'a>(v: &'a [u8], mut f: impl FnMut(&'a str, Day)) -> Option<()> {
         let days = get_varint(v, &mut at)?;
         let mut prev: Option<i32> = None;
         for _ in 0..days {
-            let x = get_varint(v, &mut at)?;
             let d = match prev {
-                None => {
-                    let z = u32::try_from(x).ok()?;
-                    ((z >> 1) as i32) ^ -((z & 1) as i32)
-                }
-                Some(p) => p.checked_add(i32::try_from(x).ok()?)?,
+                None => get_day(v, &mut at)?.0,
+                Some(p) => p.checked_add(i32::try_from(get_varint(v, &mut at)?).ok()?)?,
             };
             f(name, Day(d));
             prev = Some(d);
