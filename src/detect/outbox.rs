@@ -25,12 +25,14 @@ impl Queued {
                 account: n.account.clone(),
                 kind: n.notice.as_str().to_string(),
                 body: serde_json::to_vec(n)?,
+                receiver: None,
             },
             Queued::Stale(s) => QueuedNotice {
                 day: s.date,
                 account: AccountId(s.source.to_string()),
                 kind: STALE_SOURCE.to_string(),
                 body: serde_json::to_vec(s)?,
+                receiver: None,
             },
         })
     }

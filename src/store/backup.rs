@@ -94,10 +94,10 @@ pub enum Record {
 }
 
 macro_rules! records {
-    ($($name:ident { $($field:ident: $ty:ty),* $(,)? })*) => {
+    ($($name:ident { $($(#[$attr:meta])* $field:ident: $ty:ty),* $(,)? })*) => {
         $(
             #[derive(Debug, Serialize, Deserialize)]
-            pub struct $name { $(pub $field: $ty),* }
+            pub struct $name { $($(#[$attr])* pub $field: $ty),* }
         )*
 
         impl Record {
@@ -149,7 +149,14 @@ records! {
     Snooze { account: String, snooze: Box<RawValue> }
     Feedback { account: String, day: i32, kind: String, feedback: Box<RawValue> }
     Nonce { id: String, until: i32 }
-    Outbox { day: i32, account: String, kind: String, notice: Box<RawValue> }
+    Outbox {
+        day: i32,
+        account: String,
+        kind: String,
+        notice: Box<RawValue>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        receiver: Option<String>,
+    }
     Mail { message_id: String, record: Box<RawValue> }
     End { records: u64, xxh3: String }
 }
@@ -418,6 +425,7 @@ pub(super) fn dump(
             account: n.account.0,
             kind: n.kind,
             notice: json("an outbox entry", &k, &v)?,
+            receiver: n.receiver,
         }))?;
     }
     for r in t.mail.iter() {
@@ -831,12 +839,14 @@ impl Restorer {
                 account,
                 kind,
                 notice,
+                receiver,
             }) => {
                 let n = super::QueuedNotice {
                     day: Day(day),
                     account: account.into(),
                     kind,
                     body: Vec::new(),
+                    receiver,
                 };
                 (O, n.key()?, notice.get().as_bytes().to_vec())
             }
@@ -1172,15 +1182,44 @@ mod tests {
         s.record_detection(
             Day(30),
             &[("acme".into(), br#"{"state":"silent"}"#.to_vec())],
-            &[crate::store::QueuedNotice {
-                day: Day(30),
-                account: "acme".into(),
-                kind: "silent".into(),
-                body: br#"{"n":1}"#.to_vec(),
-            }],
+            &[
+                crate::store::QueuedNotice {
+                    day: Day(30),
+                    account: "acme".into(),
+                    kind: "silent".into(),
+                    body: br#"{"n":1}"#.to_vec(),
+                    receiver: None,
+                },
+                crate::store::QueuedNotice {
+                    day: Day(30),
+                    account: "globex".into(),
+                    kind: "silent".into(),
+                    body: br#"{"n":2}"#.to_vec(),
+                    receiver: None,
+                },
+            ],
             &[("mail".into(), Some(Day(12)))],
         )
         .unwrap();
+        // Globex's notice routed to two receivers: two copies replace it,
+        // and routing it again (a pass that raced) adds nothing.
+        let globex = s.queued().unwrap().into_iter().nth(1).unwrap();
+        let routed = vec![(globex, vec!["email".to_string(), "crm".to_string()])];
+        s.dispatch(&routed).unwrap();
+        s.dispatch(&routed).unwrap();
+        let copies = |s: &Store| -> Vec<(String, Option<String>)> {
+            s.queued()
+                .unwrap()
+                .into_iter()
+                .map(|q| (q.account.to_string(), q.receiver))
+                .collect()
+        };
+        let want = vec![
+            ("acme".to_string(), None),
+            ("globex".to_string(), Some("crm".to_string())),
+            ("globex".to_string(), Some("email".to_string())),
+        ];
+        assert_eq!(copies(&s), want);
         s.record_mail("<m1@x>", br#"{"status":"sent"}"#, &[])
             .unwrap();
         let one = dir.path().join("one.backup.gz");
@@ -1195,6 +1234,7 @@ mod tests {
         let two = dir.path().join("two.backup.gz");
         s2.backup_file(&two).unwrap();
         assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+        assert_eq!(copies(&s2), want, "routed copies survive a restore");
         // Restored, it counts nothing twice.
         let mut again = Ingest::default();
         again

@@ -21,16 +21,32 @@ pub struct QueuedNotice {
     pub kind: String,
     /// The notice as the detector wrote it (JSON).
     pub body: Vec<u8>,
+    /// The receiver this copy is for, once delivery has routed the notice
+    /// ([`Store::dispatch`]); `None` while it waits to be routed.
+    pub receiver: Option<String>,
 }
 
 impl QueuedNotice {
-    /// The outbox key: day · account · 0 · kind.
+    /// The outbox key: day · account · 0 · kind, and · 0 · receiver once
+    /// routed.
     pub(super) fn key(&self) -> Result<Vec<u8>, StoreError> {
         let mut k = self.day.to_key().to_vec();
         k.extend_from_slice(check_name(self.account.as_str())?);
         k.push(SEP);
         k.extend_from_slice(check_name(&self.kind)?);
+        if let Some(r) = &self.receiver {
+            k.push(SEP);
+            k.extend_from_slice(check_name(r)?);
+        }
         Ok(k)
+    }
+
+    /// The same notice, routed to `receiver`.
+    pub fn for_receiver(&self, receiver: &str) -> QueuedNotice {
+        QueuedNotice {
+            receiver: Some(receiver.to_string()),
+            ..self.clone()
+        }
     }
 
     /// The notice stored under an outbox key.
@@ -40,17 +56,31 @@ impl QueuedNotice {
             let rest = k.get(4..)?;
             let sep = rest.iter().position(|&b| b == SEP)?;
             let account = std::str::from_utf8(&rest[..sep]).ok()?;
-            let kind = std::str::from_utf8(&rest[sep + 1..]).ok()?;
+            let tail = &rest[sep + 1..];
+            let (kind, receiver) = match tail.iter().position(|&b| b == SEP) {
+                Some(at) => (
+                    &tail[..at],
+                    Some(std::str::from_utf8(&tail[at + 1..]).ok()?.to_string()),
+                ),
+                None => (tail, None),
+            };
+            if account.is_empty() || kind.is_empty() || receiver.as_deref() == Some("") {
+                return None;
+            }
             Some(QueuedNotice {
                 day,
                 account: AccountId(account.to_string()),
-                kind: kind.to_string(),
+                kind: std::str::from_utf8(kind).ok()?.to_string(),
                 body: v.to_vec(),
+                receiver,
             })
         })();
         parsed.ok_or_else(|| damaged("an outbox entry", k))
     }
 }
+
+/// An entry waiting to be routed (its key) and its copies (key, body).
+type Move<'a> = (Vec<u8>, Vec<(Vec<u8>, &'a [u8])>);
 
 impl Store {
     /// Queued notices, oldest day first.
@@ -64,6 +94,51 @@ impl Store {
             out.push(QueuedNotice::decode(&k, &v)?);
         }
         Ok(out)
+    }
+
+    /// Routes notices: each entry waiting to be routed is replaced by one
+    /// copy per receiver (none: it is dropped, a route said so), in one
+    /// flushed transaction, so a notice is routed once and every receiver
+    /// then delivers its copy on its own.
+    pub fn dispatch(&self, routed: &[(QueuedNotice, Vec<String>)]) -> Result<(), StoreError> {
+        if routed.is_empty() {
+            return Ok(());
+        }
+        // Each waiting entry with its copies.
+        let mut moves: Vec<Move<'_>> = Vec::new();
+        let mut bytes = 0u64;
+        for (q, receivers) in routed {
+            if q.receiver.is_some() {
+                continue;
+            }
+            let copies = receivers
+                .iter()
+                .map(|r| {
+                    bytes += q.body.len() as u64;
+                    Ok((q.for_receiver(r).key()?, q.body.as_slice()))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            moves.push((q.key()?, copies));
+        }
+        let mut w = self.begin(bytes)?;
+        let outbox_gen = w.bump(TREE_OUTBOX).1;
+        self.outbox
+            .transaction(|outbox| {
+                for (from, copies) in &moves {
+                    // Routed already (or dropped by a snooze) since it was
+                    // read: routing it again would deliver it twice.
+                    if outbox.remove(from.as_slice())?.is_none() {
+                        continue;
+                    }
+                    for (k, v) in copies {
+                        outbox.insert(k.as_slice(), *v)?;
+                    }
+                }
+                outbox.insert(GENERATION, &outbox_gen)?;
+                Ok::<(), ConflictableTransactionError<Infallible>>(())
+            })
+            .map_err(transaction_err(self, "routing the outbox"))?;
+        w.finish()
     }
 
     /// Records what became of one message, atomically: the record under
