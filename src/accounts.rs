@@ -33,6 +33,8 @@ struct RawAccount {
     emails: Vec<Spanned<String>>,
     #[serde(default)]
     handles: BTreeMap<String, Vec<Spanned<String>>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 impl RawAccount {
@@ -51,6 +53,7 @@ impl RawAccount {
             domains: all(self.domains),
             emails: all(self.emails),
             handles: self.handles.into_iter().map(|(k, v)| (k, all(v))).collect(),
+            labels: self.labels,
         }
     }
 }
@@ -119,6 +122,9 @@ pub struct Account {
     pub domains: Vec<String>,
     pub emails: Vec<String>,
     pub handles: BTreeMap<String, Vec<String>>,
+    /// Free labels (`labels = { region = "eu" }`) that alert routes match.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What an actor turned out to be.
@@ -346,6 +352,7 @@ impl Registry {
                 domains,
                 emails,
                 handles,
+                labels: a.labels,
             });
         }
         reg
