@@ -52,6 +52,10 @@ struct RawConfig {
     backup: crate::limits::RawBackup,
     #[serde(default)]
     console: crate::console::config::RawConsole,
+    #[serde(default)]
+    receiver: Vec<crate::alert::route::RawReceiver>,
+    #[serde(default)]
+    route: Vec<crate::alert::route::RawRoute>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -106,6 +110,8 @@ pub struct Config {
     pub backup: crate::limits::BackupConfig,
     /// The web console and the links in alert e-mails.
     pub console: crate::console::config::ConsoleConfig,
+    /// Where notices go: `[[receiver]]` and `[[route]]`.
+    pub routing: crate::alert::route::Routing,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +215,8 @@ impl Config {
             .smtp
             .and_then(|s| crate::alert::config::RawSmtp::build(s, base, &src, &mut problems));
         let alerts = raw.alerts.build(&src, &mut problems);
+        let routing =
+            crate::alert::route::build(raw.receiver, raw.route, timezone, &src, &mut problems);
         let service = raw.service.build(raw.http, base, &src, &mut problems);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
@@ -237,6 +245,7 @@ impl Config {
             limits,
             backup,
             console,
+            routing,
         })
     }
 }
