@@ -1,11 +1,19 @@
-//! Alert e-mail throughput: decide, render, send and record 1,000 alerts
-//! through a real local SMTP server (aiosmtpd, as in the tests).
+//! Alert throughput: decide, render, send and record 1,000 alerts through
+//! a real local SMTP server (aiosmtpd, as in the tests), or to a local
+//! webhook or Slack-like receiver (the tests' receiver), four in flight.
 //!
-//!   cargo bench --bench alerts -- [ALERTS] [ACCOUNTS_PER_CSM]
+//!   cargo bench --bench alerts -- [ALERTS] [ACCOUNTS_PER_CSM] [email|webhook|slack]
 //!   (defaults: 1000 quiet accounts, 1 per CSM = 1,000 e-mails; with 20
 //!   per CSM the same alerts go out as 50 digests)
 //!
+//! Prints the process's peak RSS (VmHWM) before and after delivery: what
+//! a backlog of ALERTS notices costs while it drains.
+//!
 //! Needs /usr/bin/python3 with aiosmtpd (`apt-get install python3-aiosmtpd`).
+
+#[path = "../tests/common/receiver.rs"]
+#[allow(dead_code)]
+mod receiver;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -13,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use lull::accounts::Registry;
 use lull::alert::config::{SmtpConfig, TlsMode};
+use lull::alert::deliver::{Senders, View};
+use lull::alert::receivers::HttpReceivers;
+use lull::alert::route::{Endpoint, Receiver, ReceiverKind, Route, Routing, SlackTarget};
 use lull::alert::{Mailer, deliver};
 use lull::config::{IdentityConfig, StoreConfig};
 use lull::detect::{DetectConfig, judge_day};
@@ -31,6 +42,12 @@ fn main() {
     let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let alerts = nums.first().copied().unwrap_or(1000);
     let per_csm = nums.get(1).copied().unwrap_or(1).max(1);
+    let target = args
+        .iter()
+        .find(|a| matches!(a.as_str(), "email" | "webhook" | "slack"))
+        .cloned()
+        .unwrap_or_else(|| "email".into());
+    let hooks = receiver::Receiver::start();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let maildir = dir.path().join("maildir");
@@ -131,15 +148,48 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let mut routing = Routing::default();
+    let url = |p: &str| Endpoint::Url(hooks.url(p).parse().expect("url"));
+    let http_kind = match target.as_str() {
+        "webhook" => Some(ReceiverKind::Webhook {
+            endpoint: url("/hook"),
+            secret_env: None,
+        }),
+        "slack" => Some(ReceiverKind::Slack(SlackTarget::Webhook(url("/slack")))),
+        _ => None,
+    };
+    if let Some(kind) = http_kind {
+        routing.receivers.push(Receiver {
+            name: target.clone(),
+            kind,
+            timeout: Duration::from_secs(30),
+            line: 0,
+        });
+        routing.routes.push(Route {
+            receivers: vec![target.clone()],
+            ..Route::default_route()
+        });
+    }
+    let hwm_before = peak_rss_kib();
     let t1 = Instant::now();
     let done = runtime
         .block_on(async {
             let mailer = Mailer::new(&smtp).expect("mailer");
+            let http = HttpReceivers::new(&routing, Default::default()).expect("receivers");
+            let senders = Senders {
+                mailer: Some(&mailer),
+                http: &http,
+                links: None,
+            };
+            let view = View {
+                from: &smtp.from,
+                routing: &routing,
+                registry: Some(&registry),
+            };
             deliver(
                 &store,
-                &mailer,
-                &smtp.from,
-                None,
+                view,
+                &senders,
                 smtp.retry_for,
                 std::future::pending(),
                 &tokio_util::sync::CancellationToken::new(),
@@ -148,6 +198,28 @@ fn main() {
         })
         .expect("deliver");
     let send = t1.elapsed();
+    let hwm_after = peak_rss_kib();
+    if target != "email" {
+        let got = hooks.accepted(if target == "slack" { "/slack" } else { "/hook" });
+        println!(
+            "{target}: {} notices in {} requests sent and recorded: {:.2} s = {:.0} notices/s, {:.0} requests/s; {} failed, {} left",
+            queued,
+            got.len(),
+            send.as_secs_f64(),
+            queued as f64 / send.as_secs_f64(),
+            got.len() as f64 / send.as_secs_f64(),
+            done.failed,
+            done.queued
+        );
+        println!(
+            "peak RSS of the whole process (VmHWM): {:.1} MiB before delivery, {:.1} MiB after",
+            hwm_before as f64 / 1024.0,
+            hwm_after as f64 / 1024.0
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+        return;
+    }
 
     let sizes: Vec<u64> = std::fs::read_dir(maildir.join("new"))
         .expect("maildir")
@@ -178,4 +250,16 @@ fn main() {
         sizes.iter().min().copied().unwrap_or(0) as f64 / 1024.0,
         sizes.iter().max().copied().unwrap_or(0) as f64 / 1024.0
     );
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

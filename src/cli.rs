@@ -40,7 +40,11 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config and accounts files; print every problem with file and line
-    Check,
+    Check {
+        /// Also say where ACCOUNT's alerts would go, tier by tier (its receivers and the route that sends them)
+        #[arg(long, value_name = "ACCOUNT")]
+        route: Option<String>,
+    },
     /// Load activity events from JSON Lines (FILE, or - for stdin)
     Import {
         /// JSON Lines file, or - for standard input

@@ -13,6 +13,9 @@ use askama::Template;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
+use super::route::{
+    EMAIL, GroupKey, MAX_PER_CHAT_MESSAGE, ReceiverKind, Routing, SlackTarget, Subject, Tier,
+};
 use crate::console::tokens::{AccountLinks, Links};
 use crate::detect::{Channel, ChannelKind, ChannelReport, Notice, NoticeKind, Queued};
 use crate::store::QueuedNotice;
@@ -21,14 +24,23 @@ use crate::types::Day;
 /// Accounts named in a digest's subject; the rest are "and N more".
 const SUBJECT_NAMES: usize = 3;
 
-/// One e-mail to send: who, what, and the notices it carries (which leave
-/// the outbox when it is accepted).
+/// One message to send (an e-mail, a chat message, a webhook request):
+/// which receiver, who, what, and the notices it carries (whose copies for
+/// this receiver leave the outbox when it is accepted).
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// Message-ID without the angle brackets: the same for every attempt,
-    /// so a relay or client can tell a repeat from a new alert.
+    /// The message's delivery id: for e-mail its Message-ID without the
+    /// angle brackets, otherwise the idempotency key. The same for every
+    /// attempt, so a receiver can tell a repeat from a new alert.
     pub message_id: String,
+    /// The receiver's name (`email` for the `[smtp]` relay's default).
+    pub receiver: String,
+    /// The route whose grouping and mute windows apply (`None`: the
+    /// default route).
+    pub route: Option<usize>,
     pub day: Day,
+    /// The recipient: an e-mail address, a CSM looked up in Slack, or the
+    /// receiver's channel or endpoint (empty: the receiver's own).
     pub to: String,
     pub subject: String,
     /// Account ids (or source names for stale-source notices).
@@ -38,7 +50,7 @@ pub struct Outgoing {
     /// When the first of its notices was queued.
     pub queued_at: Option<chrono::DateTime<chrono::Utc>>,
     pub notices: Vec<QueuedNotice>,
-    items: Vec<Queued>,
+    pub(crate) items: Vec<Queued>,
     /// Why the notices cannot be composed (an undecodable outbox entry).
     pub broken: Option<String>,
 }
@@ -46,7 +58,7 @@ pub struct Outgoing {
 /// What compose needs of a decoded notice ([`Queued`] owns the outbox's
 /// format).
 impl Queued {
-    fn to(&self) -> &str {
+    pub(crate) fn to(&self) -> &str {
         match self {
             Queued::Account(n) => &n.csm,
             Queued::Stale(s) => &s.to,
@@ -72,60 +84,224 @@ impl Queued {
     }
 }
 
-/// Groups queued notices into e-mails: one per (detection day, recipient).
-/// Cheap (nothing is rendered), and deterministic: the same outbox always
-/// gives the same messages with the same Message-IDs.
-pub fn group(queued: Vec<QueuedNotice>, from: &Mailbox) -> Vec<Outgoing> {
-    type Decoded = (QueuedNotice, Result<Queued, String>);
-    let mut groups: BTreeMap<(Day, String), Vec<Decoded>> = BTreeMap::new();
-    for q in queued {
-        let item = Queued::decode(&q);
-        let to = match &item {
-            Ok(i) => i.to().trim().to_lowercase(),
-            // Undecodable: a message of its own, recorded as failed.
-            Err(_) => format!("(unreadable {} {})", q.account, q.kind),
-        };
-        groups.entry((q.day, to)).or_default().push((q, item));
+/// What routing knows of an outbox entry.
+fn subject_of<'a>(
+    item: &'a Queued,
+    registry: Option<&'a crate::accounts::Registry>,
+) -> Subject<'a> {
+    match item {
+        Queued::Account(n) => Subject {
+            tier: match n.notice {
+                NoticeKind::Silent | NoticeKind::Reminder => Tier::Silent,
+                NoticeKind::Watch => Tier::Watch,
+                NoticeKind::Recovered => Tier::Recovered,
+            },
+            account: n.account.as_str(),
+            csm: &n.csm,
+            segment: n.segment.as_deref(),
+            labels: registry.and_then(|r| r.by_id(n.account.as_str()).map(|i| &r.get(i).labels)),
+        },
+        Queued::Stale(s) => Subject {
+            tier: Tier::StaleSource,
+            account: s.source.as_str(),
+            csm: &s.to,
+            segment: None,
+            labels: None,
+        },
     }
-    let domain = from.email.domain().to_string();
-    groups
-        .into_iter()
-        .map(|((day, to), mut entries)| {
-            entries.sort_by_key(|(q, i)| {
-                (
-                    i.as_ref().map(Queued::order).unwrap_or_default(),
-                    q.account.to_string(),
-                )
-            });
-            let broken = entries
-                .iter()
-                .filter_map(|(_, i)| i.as_ref().err().cloned())
-                .next();
-            let notices: Vec<QueuedNotice> = entries.iter().map(|(q, _)| q.clone()).collect();
-            let items: Vec<Queued> = entries.into_iter().filter_map(|(_, i)| i.ok()).collect();
-            let to = items.first().map_or(to, |i| i.to().trim().to_string());
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            h.update(to.to_lowercase().as_bytes());
-            for q in &notices {
-                h.update(&[0]);
-                h.update(q.account.as_str().as_bytes());
-                h.update(&[0]);
-                h.update(q.kind.as_bytes());
-            }
-            Outgoing {
-                message_id: format!("lull.{day}.{:016x}@{domain}", h.digest()),
-                day,
-                subject: subject(&items),
-                accounts: notices.iter().map(|q| q.account.to_string()).collect(),
-                kinds: notices.iter().map(|q| q.kind.clone()).collect(),
-                queued_at: items.iter().filter_map(Queued::queued_at).min(),
-                to,
-                notices,
-                items,
-                broken,
-            }
+}
+
+/// The receivers each waiting (unrouted) entry goes to.
+pub fn route_entries(
+    queued: &[QueuedNotice],
+    routing: &Routing,
+    registry: Option<&crate::accounts::Registry>,
+) -> Vec<(QueuedNotice, Vec<String>)> {
+    queued
+        .iter()
+        .filter(|q| q.receiver.is_none())
+        .map(|q| {
+            let receivers = match Queued::decode(q) {
+                Ok(item) => routing
+                    .decide(&subject_of(&item, registry))
+                    .to
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .collect(),
+                // Unreadable: to e-mail, where it is recorded as failed
+                // with the reason.
+                Err(_) => vec![EMAIL.to_string()],
+            };
+            (q.clone(), receivers)
         })
         .collect()
+}
+
+/// Groups queued notices into messages, per receiver: one per (detection
+/// day, recipient, the route's `group_by` values); a webhook gets one per
+/// notice, Slack and Teams at most [`MAX_PER_CHAT_MESSAGE`] accounts each.
+/// Entries not routed yet are grouped as routing would send them.
+/// Cheap (nothing is rendered), and deterministic: the same outbox always
+/// gives the same messages with the same ids. For the default `email`
+/// receiver, grouping and Message-IDs are what they were before receivers
+/// existed.
+pub fn group(
+    queued: Vec<QueuedNotice>,
+    from: &Mailbox,
+    routing: &Routing,
+    registry: Option<&crate::accounts::Registry>,
+) -> Vec<Outgoing> {
+    type Decoded = (QueuedNotice, Result<Queued, String>);
+    type Key = (String, Option<usize>, Day, String, Vec<String>);
+    let mut copies = Vec::with_capacity(queued.len());
+    let unrouted = route_entries(&queued, routing, registry);
+    for q in queued {
+        if q.receiver.is_some() {
+            copies.push(q);
+        }
+    }
+    for (q, receivers) in unrouted {
+        copies.extend(receivers.iter().map(|r| q.for_receiver(r)));
+    }
+    let mut groups: BTreeMap<Key, Vec<Decoded>> = BTreeMap::new();
+    for q in copies {
+        let receiver_name = q.receiver.clone().unwrap_or_else(|| EMAIL.to_string());
+        let item = Queued::decode(&q);
+        let kind = routing.receiver(&receiver_name).map(|r| &r.kind);
+        let (route, to, values) = match &item {
+            Ok(i) => {
+                let s = subject_of(i, registry);
+                let route = routing.governing(&s, &receiver_name);
+                let values = routing
+                    .route(route)
+                    .group_by
+                    .iter()
+                    .map(|g| match g {
+                        GroupKey::Csm => s.csm.trim().to_lowercase(),
+                        GroupKey::Segment => s.segment.unwrap_or("").to_string(),
+                        GroupKey::Account => s.account.to_string(),
+                        GroupKey::Tier => s.tier.as_str().to_string(),
+                    })
+                    .collect::<Vec<_>>();
+                let to = match kind {
+                    Some(ReceiverKind::Email { to: Some(fixed) }) => fixed.trim().to_lowercase(),
+                    Some(ReceiverKind::Email { to: None }) | None => i.to().trim().to_lowercase(),
+                    Some(ReceiverKind::Slack(SlackTarget::Bot { .. })) => {
+                        i.to().trim().to_lowercase()
+                    }
+                    Some(_) => String::new(),
+                };
+                let values = match kind {
+                    // One request per notice.
+                    Some(ReceiverKind::Webhook { .. }) => {
+                        vec![q.account.to_string(), q.kind.clone()]
+                    }
+                    _ => values,
+                };
+                (route, to, values)
+            }
+            // Undecodable: a message of its own, recorded as failed.
+            Err(_) => (
+                None,
+                format!("(unreadable {} {})", q.account, q.kind),
+                Vec::new(),
+            ),
+        };
+        groups
+            .entry((receiver_name, route, q.day, to, values))
+            .or_default()
+            .push((q, item));
+    }
+    let domain = from.email.domain().to_string();
+    let mut out = Vec::new();
+    for ((receiver, route, day, to, values), mut entries) in groups {
+        entries.sort_by_key(|(q, i)| {
+            (
+                i.as_ref().map(Queued::order).unwrap_or_default(),
+                q.account.to_string(),
+            )
+        });
+        let kind = routing.receiver(&receiver).map(|r| &r.kind);
+        let chunk = match kind {
+            Some(ReceiverKind::Slack(_) | ReceiverKind::Teams(_)) => MAX_PER_CHAT_MESSAGE,
+            _ => usize::MAX,
+        };
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let tail = if rest.len() > chunk {
+                rest.split_off(chunk)
+            } else {
+                Vec::new()
+            };
+            let part = std::mem::replace(&mut rest, tail);
+            out.push(outgoing(
+                &receiver, route, day, &to, &values, part, kind, &domain,
+            ));
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn outgoing(
+    receiver: &str,
+    route: Option<usize>,
+    day: Day,
+    to: &str,
+    values: &[String],
+    entries: Vec<(QueuedNotice, Result<Queued, String>)>,
+    kind: Option<&ReceiverKind>,
+    domain: &str,
+) -> Outgoing {
+    let broken = entries
+        .iter()
+        .filter_map(|(_, i)| i.as_ref().err().cloned())
+        .next();
+    let notices: Vec<QueuedNotice> = entries.iter().map(|(q, _)| q.clone()).collect();
+    let items: Vec<Queued> = entries.into_iter().filter_map(|(_, i)| i.ok()).collect();
+    let is_email = matches!(kind, Some(ReceiverKind::Email { .. }) | None);
+    let to = match kind {
+        Some(ReceiverKind::Email { to: None }) | None => items
+            .first()
+            .map_or(to.to_string(), |i| i.to().trim().to_string()),
+        _ => to.to_string(),
+    };
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    if receiver != EMAIL {
+        // Another receiver's copy is another message: its own id.
+        h.update(receiver.as_bytes());
+        h.update(&[1]);
+        for v in values {
+            h.update(v.as_bytes());
+            h.update(&[1]);
+        }
+    }
+    h.update(to.to_lowercase().as_bytes());
+    for q in &notices {
+        h.update(&[0]);
+        h.update(q.account.as_str().as_bytes());
+        h.update(&[0]);
+        h.update(q.kind.as_bytes());
+    }
+    let message_id = if is_email {
+        format!("lull.{day}.{:016x}@{domain}", h.digest())
+    } else {
+        format!("lull.{receiver}.{day}.{:016x}", h.digest())
+    };
+    Outgoing {
+        message_id,
+        receiver: receiver.to_string(),
+        route,
+        day,
+        subject: subject(&items),
+        accounts: notices.iter().map(|q| q.account.to_string()).collect(),
+        kinds: notices.iter().map(|q| q.kind.clone()).collect(),
+        queued_at: items.iter().filter_map(Queued::queued_at).min(),
+        to,
+        notices,
+        items,
+        broken,
+    }
 }
 
 /// Control characters (a newline in an account name) never reach a header.
@@ -201,23 +377,23 @@ fn subject(items: &[Queued]) -> String {
 }
 
 /// What the templates show of one account.
-struct AccountView {
-    name: String,
-    id: String,
-    segment: Option<String>,
-    headline: &'static str,
-    class: &'static str,
+pub(crate) struct AccountView {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) segment: Option<String>,
+    pub(crate) headline: &'static str,
+    pub(crate) class: &'static str,
     /// "Quiet since", or for the watch list "Below its usual level since".
-    since_label: &'static str,
-    since: Option<String>,
-    channels: Vec<ChannelView>,
-    chart_cid: Option<String>,
-    last_activity: Option<String>,
-    episode: Option<String>,
+    pub(crate) since_label: &'static str,
+    pub(crate) since: Option<String>,
+    pub(crate) channels: Vec<ChannelView>,
+    pub(crate) chart_cid: Option<String>,
+    pub(crate) last_activity: Option<String>,
+    pub(crate) episode: Option<String>,
     /// "3 of the 8 people usually active in 90 days were active …".
-    people: Option<String>,
+    pub(crate) people: Option<String>,
     /// Open, snooze and feedback links (with `[console] public_url`).
-    links: Option<AccountLinks>,
+    pub(crate) links: Option<AccountLinks>,
 }
 
 /// One channel's evidence in words (the e-mail's and the console's).
@@ -229,10 +405,10 @@ pub(crate) struct ChannelView {
     pub community: Option<String>,
 }
 
-struct StaleView {
-    source: String,
-    last_data: String,
-    days: i32,
+pub(crate) struct StaleView {
+    pub(crate) source: String,
+    pub(crate) last_data: String,
+    pub(crate) days: i32,
 }
 
 #[derive(Template)]
@@ -345,7 +521,7 @@ pub(crate) fn channel_view(r: &ChannelReport) -> ChannelView {
     }
 }
 
-fn account_view(n: &Notice, index: usize) -> AccountView {
+pub(crate) fn account_view(n: &Notice, index: usize) -> AccountView {
     let shown: Vec<&ChannelReport> = n
         .evidence
         .iter()

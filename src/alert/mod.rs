@@ -23,9 +23,12 @@
 //! relay's acceptance and the record, a few milliseconds.
 
 pub mod chart;
+pub mod chat;
 pub mod compose;
 pub mod config;
 pub mod deliver;
+pub mod receivers;
+pub mod route;
 pub mod smtp;
 
 pub use deliver::{Delivered, MailRecord, Status, all, deliver};

@@ -29,12 +29,20 @@ pub enum SendError {
     Unknown(String),
     /// The relay rejected the message for good (5xx).
     Permanent(String),
+    /// The receiver asks to slow down (HTTP 429, or it is failing: 408,
+    /// 5xx): nothing more goes to it until `after` (its `Retry-After`) or
+    /// the next backoff.
+    Throttled {
+        message: String,
+        after: Option<std::time::Duration>,
+    },
 }
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Transient { message, .. }
+            | SendError::Throttled { message, .. }
             | SendError::Permanent(message)
             | SendError::Unknown(message) => f.write_str(message),
         }

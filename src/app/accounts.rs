@@ -353,7 +353,8 @@ impl App {
             }
             None => None,
         };
-        let mail = crate::alert::all(&self.store, &self.sender())?
+        let mail = self
+            .messages()?
             .into_iter()
             .filter(|m| m.accounts.iter().any(|a| a == id))
             .collect();

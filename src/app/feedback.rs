@@ -322,15 +322,13 @@ impl App {
             )));
         }
         let sent = proven
-            || crate::alert::all(&self.store, &self.sender())?
-                .into_iter()
-                .any(|m| {
-                    m.day == req.day
-                        && m.accounts
-                            .iter()
-                            .zip(&m.kinds)
-                            .any(|(a, k)| a == account.as_str() && *k == req.kind)
-                });
+            || self.messages()?.into_iter().any(|m| {
+                m.day == req.day
+                    && m.accounts
+                        .iter()
+                        .zip(&m.kinds)
+                        .any(|(a, k)| a == account.as_str() && *k == req.kind)
+            });
         if !sent {
             return Err(AppError::not_found(format!(
                 "lull sent no `{}` alert about {account} for {} (feedback answers an alert; `lull alerts` lists them)",

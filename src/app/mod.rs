@@ -31,6 +31,8 @@ pub struct Live {
     pub registry: Arc<Registry>,
     pub detect: Arc<DetectConfig>,
     pub alerts: Arc<AlertsConfig>,
+    /// Receivers and routes.
+    pub routing: Arc<crate::alert::route::Routing>,
 }
 
 /// The application: config, live settings, store, clock.
@@ -53,6 +55,8 @@ pub struct App {
     /// One delivery pass at a time: the service's delivery loop and a
     /// "deliver now" must never send the same outbox twice.
     pub delivery: tokio::sync::Mutex<()>,
+    /// Slack user ids of CSMs, looked up once per process.
+    pub slack_users: crate::alert::receivers::SlackUsers,
 }
 
 /// An error a person can act on, with a stable code for scripts.
@@ -145,6 +149,7 @@ impl App {
                 registry: Arc::new(registry),
                 detect: Arc::new(config.detect.clone()),
                 alerts: Arc::new(config.alerts.clone()),
+                routing: Arc::new(config.routing.clone()),
             })),
             config,
             config_path,
@@ -155,6 +160,7 @@ impl App {
             stale: std::sync::atomic::AtomicBool::new(false),
             building: Mutex::new(()),
             delivery: tokio::sync::Mutex::new(()),
+            slack_users: Default::default(),
         }
     }
 
@@ -176,5 +182,31 @@ impl App {
     /// Who alert e-mails come from (also names their Message-IDs).
     pub fn sender(&self) -> lettre::message::Mailbox {
         self.config.alert_sender()
+    }
+
+    /// Every message, per receiver: queued, sent, failed.
+    pub fn messages(&self) -> Result<Vec<crate::alert::MailRecord>, StoreError> {
+        let live = self.live();
+        let from = self.sender();
+        crate::alert::all(&self.store, self.view(&live, &from))
+    }
+
+    /// The messages the outbox holds, per receiver.
+    pub fn pending_messages(&self) -> Result<Vec<crate::alert::MailRecord>, StoreError> {
+        let live = self.live();
+        let from = self.sender();
+        crate::alert::deliver::pending(&self.store, self.view(&live, &from))
+    }
+
+    pub(crate) fn view<'a>(
+        &self,
+        live: &'a Live,
+        from: &'a lettre::message::Mailbox,
+    ) -> crate::alert::deliver::View<'a> {
+        crate::alert::deliver::View {
+            from,
+            routing: &live.routing,
+            registry: Some(&live.registry),
+        }
     }
 }

@@ -138,7 +138,8 @@ pub struct DetectOutcome {
 pub struct DeliverOutcome {
     /// E-mails waiting before the pass.
     pub queued_before: usize,
-    /// False when no `[smtp]` is configured (nothing can be sent).
+    /// False when no `[smtp]` is configured (e-mail cannot be sent; other
+    /// receivers can).
     pub smtp: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<Delivered>,
@@ -269,7 +270,7 @@ impl App {
 
     /// Every alert e-mail: queued, sent, failed.
     pub fn alerts(&self) -> Result<Vec<MailRecord>, AppError> {
-        Ok(crate::alert::all(&self.store, &self.sender())?)
+        Ok(self.messages()?)
     }
 
     /// Daily counts as JSON Lines (the `lull export` format) to `out`.
@@ -604,52 +605,80 @@ impl App {
         halt: &tokio_util::sync::CancellationToken,
     ) -> Result<DeliverOutcome, AppError> {
         let _one = self.delivery.lock().await;
-        let store = self.store.clone();
-        let from = self.sender();
-        let queued_before = tokio::task::spawn_blocking(move || {
-            crate::alert::deliver::pending(&store, &from).map(|p| p.len())
-        })
-        .await
-        .map_err(|e| AppError::new("internal", 500, e.to_string()))??;
-        let Some(smtp) = &self.config.smtp else {
+        let live = self.live();
+        let queued_before = {
+            let store = self.store.clone();
+            let from = self.sender();
+            let live = live.clone();
+            tokio::task::spawn_blocking(move || {
+                let v = crate::alert::deliver::View {
+                    from: &from,
+                    routing: &live.routing,
+                    registry: Some(&live.registry),
+                };
+                crate::alert::deliver::pending(&store, v).map(|p| p.len())
+            })
+            .await
+            .map_err(|e| AppError::new("internal", 500, e.to_string()))??
+        };
+        let smtp = self.config.smtp.is_some();
+        let http_receivers = live
+            .routing
+            .receivers
+            .iter()
+            .any(|r| !matches!(r.kind, crate::alert::route::ReceiverKind::Email { .. }));
+        if !smtp && !http_receivers {
             return Ok(DeliverOutcome {
                 queued_before,
-                smtp: false,
+                smtp,
                 ..DeliverOutcome::default()
             });
-        };
+        }
         if queued_before == 0 {
             return Ok(DeliverOutcome {
                 queued_before,
-                smtp: true,
+                smtp,
                 delivered: Some(Delivered::default()),
                 error: None,
             });
         }
-        let mailer = match Mailer::new(smtp) {
-            Ok(m) => m,
-            Err(e) => {
+        let mailer = match self.config.smtp.as_ref().map(Mailer::new) {
+            None => None,
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) if !http_receivers => {
                 return Ok(DeliverOutcome {
                     queued_before,
-                    smtp: true,
+                    smtp,
                     delivered: None,
                     error: Some(e.to_string()),
                 });
             }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "alert e-mails stay queued; the other receivers deliver");
+                None
+            }
         };
+        let http =
+            crate::alert::receivers::HttpReceivers::new(&live.routing, self.slack_users.clone())
+                .map_err(|e| AppError::new("internal", 500, e))?;
         // One small read of the store (the key is made once).
         let links = match self.links() {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "alert e-mails go without console links");
+                tracing::warn!(error = %e, "alerts go without console links");
                 None
             }
         };
+        let from = self.sender();
+        let senders = crate::alert::deliver::Senders {
+            mailer: mailer.as_ref(),
+            http: &http,
+            links: links.as_ref(),
+        };
         let delivered = crate::alert::deliver(
             &self.store,
-            &mailer,
-            &smtp.from,
-            links.as_ref(),
+            self.view(&live, &from),
+            &senders,
             retry_for,
             stop,
             halt,
@@ -658,7 +687,7 @@ impl App {
         self.invalidate();
         Ok(DeliverOutcome {
             queued_before,
-            smtp: true,
+            smtp,
             delivered: Some(delivered),
             error: None,
         })
@@ -691,6 +720,7 @@ impl App {
             registry: std::sync::Arc::new(registry),
             detect: std::sync::Arc::new(detect),
             alerts: std::sync::Arc::new(new.alerts),
+            routing: std::sync::Arc::new(new.routing),
         });
         Ok(ReloadOutcome {
             accounts,

@@ -13,7 +13,7 @@ pub fn run(b: &Backend, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if records.is_empty() {
-        print_stdout("no alert e-mails yet: nothing queued, sent or failed\n")?;
+        print_stdout("no alerts yet: nothing queued, sent or failed\n")?;
         return Ok(ExitCode::SUCCESS);
     }
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
@@ -39,6 +39,7 @@ pub fn run(b: &Backend, json: bool) -> anyhow::Result<ExitCode> {
             vec![
                 status,
                 r.day.to_string(),
+                r.receiver.clone(),
                 r.to.clone(),
                 r.accounts.join(","),
                 r.kinds.join(","),
@@ -55,6 +56,7 @@ pub fn run(b: &Backend, json: bool) -> anyhow::Result<ExitCode> {
         &[
             "STATUS",
             "DAY",
+            "RECEIVER",
             "TO",
             "ACCOUNTS",
             "KINDS",

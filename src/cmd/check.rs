@@ -33,6 +33,37 @@ fn missing_secrets(config: &Config) -> Vec<Diagnostic> {
             });
         }
     }
+    for r in &config.routing.receivers {
+        use crate::alert::route::{Endpoint, ReceiverKind, SlackTarget};
+        let vars: Vec<&String> = match &r.kind {
+            ReceiverKind::Email { .. } => Vec::new(),
+            ReceiverKind::Slack(SlackTarget::Bot { token_env, .. }) => vec![token_env],
+            ReceiverKind::Slack(SlackTarget::Webhook(e)) | ReceiverKind::Teams(e) => match e {
+                Endpoint::Env(v) => vec![v],
+                Endpoint::Url(_) => Vec::new(),
+            },
+            ReceiverKind::Webhook {
+                endpoint,
+                secret_env,
+            } => {
+                let mut v: Vec<&String> = secret_env.iter().collect();
+                if let Endpoint::Env(e) = endpoint {
+                    v.push(e);
+                }
+                v
+            }
+        };
+        for var in vars {
+            if let Err(e) = Secret::from_env(var) {
+                out.push(Diagnostic {
+                    file: config.file.clone(),
+                    line: r.line,
+                    column: 0,
+                    message: format!("receiver `{}`: {e}", r.name),
+                });
+            }
+        }
+    }
     if let Some(smtp) = &config.smtp {
         if let Some(var) = &smtp.password_env {
             if let Err(e) = Secret::from_env(var) {
@@ -73,6 +104,32 @@ fn warnings(config: &Config) -> Vec<String> {
             ));
         }
     }
+    for r in &config.routing.receivers {
+        if let crate::alert::route::ReceiverKind::Webhook {
+            endpoint: crate::alert::route::Endpoint::Url(u),
+            ..
+        } = &r.kind
+            && u.scheme() == "http"
+            && !loopback(u.host_str().unwrap_or(""))
+        {
+            out.push(format!(
+                "receiver `{}` posts alerts over plain http:// to {}: anyone on the way can read them; use https://",
+                r.name,
+                u.host_str().unwrap_or("")
+            ));
+        }
+    }
+    let routed_to_email = config.routing.routes.is_empty()
+        || config
+            .routing
+            .routes
+            .iter()
+            .any(|r| r.receivers.iter().any(|n| n == crate::alert::route::EMAIL));
+    if config.smtp.is_none() && routed_to_email && !config.routing.routes.is_empty() {
+        out.push(
+            "routes send to `email` but there is no [smtp] table: those alerts stay queued".into(),
+        );
+    }
     if let Some(smtp) = &config.smtp
         && smtp.username.is_some()
         && smtp.tls == crate::alert::config::TlsMode::None
@@ -97,7 +154,74 @@ fn accounts_path_of(config_path: &Path) -> std::path::PathBuf {
     base.join(named.unwrap_or_else(|| crate::config::DEFAULT_ACCOUNTS_FILE.to_string()))
 }
 
-pub fn run(config_path: &Path) -> ExitCode {
+/// Where an account's alerts go, tier by tier.
+fn route_report(config: &Config, registry: &Registry, id: &str) -> Result<String, String> {
+    use crate::alert::route::{Subject, Tier};
+    let idx = registry.by_id(id).ok_or_else(|| {
+        format!(
+            "--route {id}: no account has the id `{id}` in {}",
+            config.accounts_file.display()
+        )
+    })?;
+    let a = registry.get(idx);
+    let mut out = format!(
+        "alerts of {} ({}), CSM {}{}{}:\n",
+        a.id,
+        a.name,
+        a.csm,
+        a.segment
+            .as_ref()
+            .map_or(String::new(), |s| format!(", segment {s}")),
+        if a.labels.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", labels {}",
+                a.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        }
+    );
+    let routing = &config.routing;
+    for tier in [Tier::Silent, Tier::Watch, Tier::Recovered] {
+        let s = Subject {
+            tier,
+            account: a.id.as_str(),
+            csm: &a.csm,
+            segment: a.segment.as_deref(),
+            labels: Some(&a.labels),
+        };
+        let d = routing.decide(&s);
+        let to: Vec<String> =
+            d.to.iter()
+                .map(|(r, i)| {
+                    let route = routing.route(*i);
+                    let kind = routing.receiver(r).map_or("?", |x| x.kind.name());
+                    let mut what = format!("{r} ({kind}, by {}", route.describe(*i));
+                    if !route.mute.is_empty() {
+                        what.push_str(", with mute windows");
+                    }
+                    what.push(')');
+                    what
+                })
+                .collect();
+        out.push_str(&format!(
+            "  {:<10} → {}\n",
+            tier.as_str(),
+            if to.is_empty() {
+                "nowhere (a route drops it)".to_string()
+            } else {
+                to.join(", ")
+            }
+        ));
+    }
+    Ok(out)
+}
+
+pub fn run(config_path: &Path, route: Option<&str>) -> ExitCode {
     // Config, accounts and secrets are checked together: a mistake in one
     // does not hide the mistakes in the others.
     let config = Config::load(config_path);
@@ -193,6 +317,22 @@ pub fn run(config_path: &Path) -> ExitCode {
             if let Some(ops) = &config.alerts.ops_email {
                 println!("  stale sources are told to {ops}");
             }
+            let receivers: Vec<String> = config
+                .routing
+                .receivers
+                .iter()
+                .map(|r| format!("{} ({})", r.name, r.kind.name()))
+                .collect();
+            println!(
+                "  receivers: {}; {} route(s){}",
+                receivers.join(", "),
+                config.routing.routes.len(),
+                if config.routing.routes.is_empty() {
+                    " (everything by e-mail to the account's CSM)"
+                } else {
+                    ""
+                }
+            );
             let b = &config.backup;
             if b.keep == 0 {
                 println!(
@@ -208,6 +348,15 @@ pub fn run(config_path: &Path) -> ExitCode {
             }
             for w in warnings(&config) {
                 println!("warning: {w}");
+            }
+            if let Some(id) = route {
+                match route_report(&config, &registry, id) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => {
+                        println!("{e}");
+                        return ExitCode::from(1);
+                    }
+                }
             }
             ExitCode::SUCCESS
         }

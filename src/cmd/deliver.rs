@@ -9,9 +9,18 @@ use crate::say;
 /// One stderr line about a delivery run.
 pub(crate) fn report(d: &Delivered) {
     let mut line = format!(
-        "alert e-mails: {} sent, {} failed (rejected for good), {} still queued",
+        "alerts: {} sent, {} failed (rejected for good), {} still queued",
         d.sent, d.failed, d.queued
     );
+    if d.held > 0 {
+        line.push_str(&format!(
+            " ({} held by a route's mute window{})",
+            d.held,
+            d.held_until
+                .map(|t| format!(" until {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default()
+        ));
+    }
     if d.queued > 0 {
         if let Some(e) = &d.last_error {
             line.push_str(&format!("; last error: {e}"));
@@ -27,7 +36,7 @@ pub fn run(b: &Backend) -> anyhow::Result<ExitCode> {
         say!("the outbox is empty: nothing to send");
         return Ok(ExitCode::SUCCESS);
     }
-    if !out.smtp {
+    if !out.smtp && out.delivered.is_none() {
         say!(
             "{} e-mail(s) queued, but the config has no [smtp] table: nothing can be sent (see README, \"SMTP\")",
             out.queued_before

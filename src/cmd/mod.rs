@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let server = cli.server.as_deref();
     let backend = |create: bool| Backend::open(server, &config_path, create);
     match cli.command {
-        Command::Check => Ok(check::run(&config_path)),
+        Command::Check { route } => Ok(check::run(&config_path, route.as_deref())),
         Command::Run => crate::service::run(&config_path, cli.log_format),
         Command::Poll { source, json } => poll::run(&config_path, source.as_deref(), json),
         Command::Restore { file, verify } => backup::restore(&config_path, &file, verify),

@@ -762,6 +762,7 @@ pub async fn feedback(
 struct MailRow {
     day: String,
     status: String,
+    receiver: String,
     to: String,
     subject: String,
     accounts: Vec<(String, String)>,
@@ -786,10 +787,18 @@ pub async fn alerts(State(s): State<ConsoleState>, v: Viewer) -> Response {
         Ok(m) => m,
         Err(e) => return error_page(&e),
     };
-    let mine: Vec<_> = mail
-        .into_iter()
-        .filter(|m| v.admin || m.to.eq_ignore_ascii_case(&v.who))
-        .collect();
+    let live = s.app.live();
+    // A CSM sees the messages sent to them and those (to Slack, Teams, a
+    // webhook) about their accounts.
+    let theirs = |m: &crate::alert::MailRecord| {
+        m.to.eq_ignore_ascii_case(&v.who)
+            || m.accounts.iter().any(|a| {
+                live.registry
+                    .by_id(a)
+                    .is_some_and(|i| live.registry.get(i).csm.eq_ignore_ascii_case(&v.who))
+            })
+    };
+    let mine: Vec<_> = mail.into_iter().filter(|m| v.admin || theirs(m)).collect();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for m in &mine {
         *counts
@@ -797,7 +806,6 @@ pub async fn alerts(State(s): State<ConsoleState>, v: Viewer) -> Response {
             .or_default() += 1;
     }
     let total = mine.len();
-    let live = s.app.live();
     let rows = mine
         .into_iter()
         .rev()
@@ -805,6 +813,7 @@ pub async fn alerts(State(s): State<ConsoleState>, v: Viewer) -> Response {
         .map(|m| MailRow {
             day: m.day.to_string(),
             status: format!("{:?}", m.status).to_lowercase(),
+            receiver: m.receiver.clone(),
             to: m.to.clone(),
             subject: m.subject.clone(),
             accounts: m

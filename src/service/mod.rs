@@ -689,7 +689,7 @@ impl Service {
     }
 
     fn refresh_store_gauges(&self) {
-        if let Ok(p) = crate::alert::deliver::pending(self.store(), &self.app.sender()) {
+        if let Ok(p) = self.app.pending_messages() {
             metrics::gauge!(m::OUTBOX).set(p.len() as f64);
         }
         if let Ok(u) = self.store().unmatched() {
@@ -701,8 +701,16 @@ impl Service {
     /// it; wakes when detection queues more (or a "deliver now" wants the
     /// outbox: a pass ends at its next pause and lets go of it).
     async fn delivery_loop(self: Arc<Self>) -> anyhow::Result<()> {
-        if self.config().smtp.is_none() {
-            tracing::info!("no [smtp] configured: alerts stay queued (`lull alerts` lists them)");
+        let http_receivers = self
+            .config()
+            .routing
+            .receivers
+            .iter()
+            .any(|r| !matches!(r.kind, crate::alert::route::ReceiverKind::Email { .. }));
+        if self.config().smtp.is_none() && !http_receivers {
+            tracing::info!(
+                "no [smtp] and no other receiver configured: alerts stay queued (`lull alerts` lists them)"
+            );
             self.cancel.cancelled().await;
             return Ok(());
         }
@@ -740,10 +748,23 @@ impl Service {
                     if self.cancel.is_cancelled() {
                         return Ok(());
                     }
-                    if d.queued > 0 {
+                    if d.queued > d.held + d.blocked {
                         // Woken with mail still queued: go again (after
                         // whoever asked for the outbox had it).
                         tokio::task::yield_now().await;
+                        continue;
+                    }
+                    if let Some(until) = d.held_until {
+                        // Only muted messages are left: go again when the
+                        // first mute window ends (or when woken).
+                        let wait = (until - Utc::now()).to_std().unwrap_or_default()
+                            + Duration::from_secs(1);
+                        tracing::info!(held = d.held, until = %until, "messages held by a mute window");
+                        tokio::select! {
+                            () = self.cancel.cancelled() => return Ok(()),
+                            () = self.wake_delivery.notified() => {}
+                            () = tokio::time::sleep(wait) => {}
+                        }
                         continue;
                     }
                 }

@@ -569,7 +569,7 @@ enum Outcome {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -582,7 +582,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// A transport error with its causes, without the URL (the caller has it).
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
