@@ -2,6 +2,7 @@
 //! accounts file, and a way to run the real binary in it.
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod scenario;
 pub mod service;
 pub mod shapes;
