@@ -728,8 +728,34 @@ fn cpu_time(pid: i32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz.max(1))
 }
 
+/// GET `path` from the service: (status, body bytes).
+fn get_bytes(port: u16, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, raw[head_end + 4..].to_vec())
+}
+
 #[test]
-fn the_service_delivers_to_a_webhook_without_smtp_and_waits_quietly_for_the_rest() {
+fn the_service_delivers_to_chat_and_a_webhook_without_smtp_and_serves_the_chart_link() {
     use common::service::{Running, free_port, service_config};
     let hooks = Receiver::start();
     let port = free_port();
@@ -747,16 +773,19 @@ fn the_service_delivers_to_a_webhook_without_smtp_and_waits_quietly_for_the_rest
         &list,
         &format!(
             "[store]\npath = \"data/lull.db\"\n[accounts]\nfile = \"accounts.toml\"\n{}\
+             [console]\npublic_url = \"http://127.0.0.1:{port}\"\n\
              [[receiver]]\nname = \"crm\"\nkind = \"webhook\"\nurl = \"{}\"\n\
-             [[route]]\nmatch = {{ segment = \"enterprise\" }}\nreceivers = [\"crm\"]\n",
+             [[receiver]]\nname = \"cs-slack\"\nkind = \"slack\"\nurl = \"{}\"\n\
+             [[route]]\nmatch = {{ segment = \"enterprise\" }}\nreceivers = [\"crm\", \"cs-slack\"]\n",
             service_config(port, "0 0 6 * * *", 5),
-            hooks.url("/hook")
+            hooks.url("/hook"),
+            hooks.url("/slack"),
         ),
     );
     detect(&h, TODAY, &["--no-send"]);
     let mut r = Running::start(&h, port, &[]);
     let until = std::time::Instant::now() + Duration::from_secs(20);
-    while hooks.accepted("/hook").is_empty() {
+    while hooks.accepted("/hook").is_empty() || hooks.accepted("/slack").is_empty() {
         assert!(std::time::Instant::now() < until, "{}", r.log());
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -769,6 +798,43 @@ fn the_service_delivers_to_a_webhook_without_smtp_and_waits_quietly_for_the_rest
         used < Duration::from_millis(600),
         "{used:?} of CPU in 3 s idle"
     );
+
+    // The Slack message's chart is a signed link to the console, which
+    // serves it to anyone holding the link (Slack fetches anonymously).
+    let slack = hooks.accepted("/slack");
+    let image = slack[0].json()["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .find(|b| b["type"] == "image")
+        .map(|b| b["image_url"].as_str().unwrap_or_default().to_string())
+        .expect("an image block");
+    let prefix = format!("http://127.0.0.1:{port}");
+    let path = image.strip_prefix(&prefix).expect("on the console's URL");
+    assert!(path.starts_with("/c/chart/"), "{path}");
+    let (status, png) = get_bytes(port, path);
+    assert_eq!(status, 200);
+    assert!(png.starts_with(b"\x89PNG\r\n"), "a PNG");
+    assert!(png.len() > 2000, "{} bytes", png.len());
+    let (status, _) = get_bytes(port, &format!("{path}x"));
+    assert!(
+        (400..500).contains(&status),
+        "a damaged link is refused: {status}"
+    );
+    // An action token is not a chart token.
+    let open = slack[0].json()["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["url"].as_str().unwrap_or_default().to_string())
+        .next()
+        .expect("an open button");
+    let token = open.rsplit('/').next().expect("token");
+    let (status, _) = get_bytes(port, &format!("/c/chart/{token}"));
+    assert!((400..500).contains(&status), "{status}");
+
     r.signal(libc::SIGTERM);
     let (status, _) = r.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{}", r.log());
@@ -776,5 +842,6 @@ fn the_service_delivers_to_a_webhook_without_smtp_and_waits_quietly_for_the_rest
     assert_eq!(hooks.accepted("/hook")[0].json()["account"], "acme");
     let records = alerts_json(&h);
     assert_eq!(records_of(&records, "crm")[0]["status"], "sent");
+    assert_eq!(records_of(&records, "cs-slack")[0]["status"], "sent");
     assert_eq!(records_of(&records, "email")[0]["status"], "queued");
 }

@@ -25,6 +25,8 @@ pub(crate) struct ChatView {
     pub subject: String,
     pub day: String,
     pub(crate) accounts: Vec<AccountView>,
+    /// Per account, its chart's signed link (with a public console URL).
+    pub(crate) charts: Vec<Option<String>>,
     pub(crate) stale: Vec<StaleView>,
 }
 
@@ -34,13 +36,20 @@ impl ChatView {
     pub fn new(subject: &str, day: &str, items: &[Queued], links: Option<&Links>) -> ChatView {
         let now = chrono::Utc::now();
         let mut accounts = Vec::new();
+        let mut charts = Vec::new();
         let mut stale = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match item {
                 Queued::Account(n) => {
                     let mut v = account_view(n, i);
-                    // Charts are e-mail attachments; the console serves
-                    // none without a login, so chat messages go without.
+                    // Chat services fetch images anonymously: the chart
+                    // goes as a signed link to the console, when it has a
+                    // public URL (an e-mail attaches it instead).
+                    charts.push(
+                        links
+                            .filter(|_| v.chart_cid.is_some())
+                            .map(|l| l.chart(n.account.as_str(), n.date, n.silent_since, now)),
+                    );
                     v.chart_cid = None;
                     v.links = links.map(|l| {
                         l.for_notice(n.account.as_str(), n.date, n.notice.as_str(), &n.csm, now)
@@ -58,6 +67,7 @@ impl ChatView {
             subject: subject.to_string(),
             day: day.to_string(),
             accounts,
+            charts,
             stale,
         }
     }
@@ -143,7 +153,7 @@ pub(crate) fn slack_message(v: &ChatView) -> Value {
     ];
     // One account: the header names it already.
     let titled = v.accounts.len() + v.stale.len() > 1;
-    for a in &v.accounts {
+    for (a, chart) in v.accounts.iter().zip(&v.charts) {
         blocks.push(json!({"type": "divider"}));
         if titled {
             blocks.push(json!({
@@ -155,6 +165,13 @@ pub(crate) fn slack_message(v: &ChatView) -> Value {
             "type": "section",
             "text": plain(&account_lines(a), SLACK_TEXT_MAX),
         }));
+        if let Some(url) = chart {
+            blocks.push(json!({
+                "type": "image",
+                "image_url": url,
+                "alt_text": cut(slack_escape(&format!("Weekly activity of {} against its usual level", a.name)), 1900),
+            }));
+        }
         if let Some(l) = &a.links {
             let elements: Vec<Value> = buttons(l)
                 .iter()
@@ -238,7 +255,7 @@ pub(crate) fn teams_message(v: &ChatView) -> Value {
     )];
     let mut actions = Vec::new();
     let titled = v.accounts.len() + v.stale.len() > 1;
-    for a in &v.accounts {
+    for (a, chart) in v.accounts.iter().zip(&v.charts) {
         if titled {
             body.push(text_block(
                 &format!("{} {}", a.name, a.headline),
@@ -264,6 +281,13 @@ pub(crate) fn teams_message(v: &ChatView) -> Value {
             facts.push(json!({"title": "Last activity", "value": markdown_escape(l)}));
         }
         body.push(json!({"type": "FactSet", "facts": facts}));
+        if let Some(url) = chart {
+            body.push(json!({
+                "type": "Image",
+                "url": url,
+                "altText": format!("Weekly activity of {} against its usual level", a.name),
+            }));
+        }
         if let Some(p) = &a.people {
             body.push(text_block(p, json!({"isSubtle": true})));
         }

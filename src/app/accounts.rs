@@ -273,6 +273,31 @@ impl App {
         self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// An account's weekly chart as of `day` (the alert e-mail's, as a
+    /// PNG), marking `since`; for the signed chart links of chat messages.
+    pub fn chart_png(&self, id: &str, day: Day, since: Option<Day>) -> Result<Vec<u8>, AppError> {
+        let live = self.live();
+        let Some(idx) = live.registry.by_id(id) else {
+            return Err(AppError::not_found(format!(
+                "no account `{id}` in the accounts file"
+            )));
+        };
+        let cache = self.cached()?;
+        let detector = Detector::with_inputs(
+            &live.registry,
+            &live.detect,
+            std::borrow::Cow::Borrowed(&*cache.inputs),
+        );
+        let account = &live.registry.get(idx).id;
+        let series = self.store.account_series(account)?;
+        let people = self.store.people_of(account)?;
+        let h = detector.account_history(idx, series, people);
+        let weeks = crate::detect::CHART_WEEKS;
+        let w = detector.weekly(&h, day.plus(1 - 7 * weeks), day);
+        crate::alert::chart::weekly_png(&w, since)
+            .map_err(|e| AppError::new("internal", 500, format!("drawing the chart: {e}")))
+    }
+
     /// One account's page.
     pub fn account(&self, id: &str) -> Result<AccountDetail, AppError> {
         let live = self.live();

@@ -115,6 +115,7 @@ pub fn router(state: ConsoleState) -> Router {
             get(session::login_confirm).post(session::login_finish),
         )
         .route("/c/logout", post(session::logout))
+        .route("/c/chart/{token}", get(pages::chart))
         .route(
             "/c/act/{token}",
             get(pages::action_page).post(pages::action_post),

@@ -992,6 +992,31 @@ fn refused_action(e: TokenError) -> Response {
     }
 }
 
+/// A chart link from a chat message: the account's weekly chart as a PNG.
+/// Read only, and only what the link was signed for.
+pub async fn chart(State(s): State<ConsoleState>, Path(token): Path<String>) -> Response {
+    let now = s.app.clock.now().timestamp();
+    let c = match s
+        .signer
+        .verify::<tokens::ChartClaims>(tokens::CHART, &token, now)
+    {
+        Ok(c) => c,
+        Err(e) => return refused_action(e),
+    };
+    let app = s.app.clone();
+    match blocking(move || app.chart_png(&c.account, c.day, c.since)).await {
+        Ok(png) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "image/png"),
+                (axum::http::header::CACHE_CONTROL, "private, max-age=3600"),
+            ],
+            png,
+        )
+            .into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
 fn claims(s: &ConsoleState, token: &str) -> Result<ActionClaims, TokenError> {
     s.signer
         .verify::<ActionClaims>(tokens::ACTION, token, s.app.clock.now().timestamp())

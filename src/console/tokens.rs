@@ -76,6 +76,19 @@ pub struct ActionClaims {
     pub nonce: String,
 }
 
+/// A chart link's claims: one account's chart as of one day, for chat
+/// messages (Slack and Teams fetch images anonymously). Showing it changes
+/// nothing, so it is not single-use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChartClaims {
+    pub account: String,
+    pub day: Day,
+    /// Where the chart marks the start of the silence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Day>,
+    pub exp: i64,
+}
+
 /// A sign-in link's claims.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginClaims {
@@ -170,6 +183,11 @@ impl Expiring for ActionClaims {
         self.exp
     }
 }
+impl Expiring for ChartClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
 impl Expiring for LoginClaims {
     fn exp(&self) -> i64 {
         self.exp
@@ -191,6 +209,7 @@ pub fn random_token() -> String {
 
 /// Purposes: a token made for one is refused for any other.
 pub const ACTION: &str = "lull-action-v1";
+pub const CHART: &str = "lull-chart-v1";
 pub const LOGIN: &str = "lull-login-v1";
 pub const SESSION: &str = "lull-session-v1";
 
@@ -222,6 +241,30 @@ impl Links {
     }
 
     /// The links of an account's notice (`day`, `kind`) sent to `to`.
+    /// A link to an account's weekly chart as of `day` (a PNG), valid as
+    /// long as the action links.
+    pub fn chart(
+        &self,
+        account: &str,
+        day: Day,
+        since: Option<Day>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        let claims = ChartClaims {
+            account: account.to_string(),
+            day,
+            since,
+            exp: (now + self.valid).timestamp(),
+        };
+        let token = self.signer.sign(CHART, &claims);
+        let mut u = self.base.clone();
+        u.set_path(&format!(
+            "{}/c/chart/{token}",
+            self.base.path().trim_end_matches('/')
+        ));
+        u.to_string()
+    }
+
     pub fn for_notice(
         &self,
         account: &str,
