@@ -6,8 +6,10 @@
 //!   (defaults: 1000 quiet accounts, 1 per CSM = 1,000 e-mails; with 20
 //!   per CSM the same alerts go out as 50 digests)
 //!
-//! Prints the process's peak RSS (VmHWM) before and after delivery: what
-//! a backlog of ALERTS notices costs while it drains.
+//! Detection decides up to 1,000 alerts; a larger ALERTS is a backlog of
+//! copies of those notices for more accounts. Prints the process's RSS
+//! before delivery and its peak while the backlog drains (sampled every
+//! 20 ms).
 //!
 //! Needs /usr/bin/python3 with aiosmtpd (`apt-get install python3-aiosmtpd`).
 
@@ -30,8 +32,9 @@ use lull::detect::{DetectConfig, judge_day};
 use lull::store::{Ingest, Origin, Owner, Span, Store};
 use lull::types::{Day, SourceName};
 
-const DAYS: i32 = 400;
+const DAYS: i32 = 480;
 const STEADY: usize = 50;
+const DECIDED: usize = 1000;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -98,8 +101,14 @@ fn main() {
     let last: Day = "2026-06-30".parse().expect("day");
     let first = last.plus(-DAYS);
     let mut ingest = Ingest::default();
+    // Detection decides at most DECIDED alerts (the community around them
+    // stays larger than the quiet part); a larger backlog is made of
+    // copies of those notices for the other accounts.
     for a in registry.accounts() {
         let quiet = a.id.as_str().starts_with('q');
+        if quiet && a.id.as_str()[1..].parse::<usize>().unwrap_or(0) >= DECIDED {
+            continue;
+        }
         for d in 0..=DAYS {
             if quiet && d > DAYS - 60 {
                 continue;
@@ -129,8 +138,30 @@ fn main() {
 
     let t0 = Instant::now();
     let run = judge_day(&store, &registry, &DetectConfig::default(), last).expect("detect");
-    let queued = run.record(&store, None).expect("record");
+    let mut queued = run.record(&store, None).expect("record");
     let decide = t0.elapsed();
+    let decided = store.queued().expect("outbox");
+    if alerts > decided.len() && !decided.is_empty() {
+        let copies: Vec<_> = (decided.len()..alerts)
+            .map(|i| {
+                let q = &decided[i % decided.len()];
+                let mut n: serde_json::Value = serde_json::from_slice(&q.body).expect("notice");
+                let id = format!("q{i:05}");
+                n["account"] = id.clone().into();
+                n["name"] = format!("Quiet Customer {i}").into();
+                n["csm"] = format!("csm{}@vendor.example", i / per_csm).into();
+                lull::store::QueuedNotice {
+                    account: id.into(),
+                    body: serde_json::to_vec(&n).expect("json"),
+                    ..q.clone()
+                }
+            })
+            .collect();
+        store
+            .record_detection(last, &[], &copies, &[])
+            .expect("backlog");
+        queued += copies.len();
+    }
 
     let smtp = SmtpConfig {
         host: "127.0.0.1".into(),
@@ -170,7 +201,19 @@ fn main() {
             ..Route::default_route()
         });
     }
-    let hwm_before = peak_rss_kib();
+    let rss_before = rss_kib();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let on = sampling.clone();
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(rss_kib());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            max
+        })
+    };
     let t1 = Instant::now();
     let done = runtime
         .block_on(async {
@@ -198,7 +241,8 @@ fn main() {
         })
         .expect("deliver");
     let send = t1.elapsed();
-    let hwm_after = peak_rss_kib();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let rss_peak = sampler.join().unwrap_or(0);
     if target != "email" {
         let got = hooks.accepted(if target == "slack" { "/slack" } else { "/hook" });
         println!(
@@ -212,9 +256,9 @@ fn main() {
             done.queued
         );
         println!(
-            "peak RSS of the whole process (VmHWM): {:.1} MiB before delivery, {:.1} MiB after",
-            hwm_before as f64 / 1024.0,
-            hwm_after as f64 / 1024.0
+            "RSS of the whole process (bench, store, receiver): {:.1} MiB before delivery, peak {:.1} MiB while the backlog drained",
+            rss_before as f64 / 1024.0,
+            rss_peak as f64 / 1024.0
         );
         let _ = server.kill();
         let _ = server.wait();
@@ -244,6 +288,11 @@ fn main() {
         done.queued
     );
     println!(
+        "RSS of the whole process (bench, store): {:.1} MiB before delivery, peak {:.1} MiB while the backlog drained",
+        rss_before as f64 / 1024.0,
+        rss_peak as f64 / 1024.0
+    );
+    println!(
         "received {} messages; size mean {:.1} KiB, min {:.1} KiB, max {:.1} KiB",
         sizes.len(),
         mean / 1024.0,
@@ -252,13 +301,13 @@ fn main() {
     );
 }
 
-/// The process's peak resident set (VmHWM), in KiB.
-fn peak_rss_kib() -> u64 {
+/// The process's resident set now (VmRSS), in KiB.
+fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix("VmRSS:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
