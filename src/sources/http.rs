@@ -239,6 +239,20 @@ pub enum SourceError {
     Other(String),
 }
 
+/// The most a run of 429s widens a source's request spacing.
+const MAX_SLOWDOWN: u32 = 8;
+
+/// A limiter for `per_minute` requests a minute, evenly spaced: a burst of
+/// one, never the whole minute's budget at once (a service that counts
+/// per minute, like Zendesk's 10 incremental exports, sees at most its
+/// rate in any 60-second window). 0: no limiter.
+fn paced(per_minute: u32) -> Option<DefaultDirectRateLimiter> {
+    let n = NonZeroU32::new(per_minute)?;
+    // Rounded up: never faster than the rate.
+    let period = Duration::from_nanos(60_000_000_000u64.div_ceil(u64::from(n.get())));
+    Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+}
+
 /// One source's view of HTTP: the shared client, its own limiter, its
 /// credentials, and a count of the requests it made.
 pub struct Http {
@@ -255,6 +269,9 @@ pub struct Http {
     /// Bytes read by the current poll.
     poll_bytes: AtomicU64,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// After a 429, requests are spaced this many times wider (1 to
+    /// [`MAX_SLOWDOWN`]) for the rest of the poll.
+    slowdown: std::sync::atomic::AtomicU32,
     /// Set when a response said the quota is used up.
     blocked_until: Mutex<Option<Instant>>,
     requests: AtomicU64,
@@ -268,8 +285,7 @@ impl Http {
         base: &Url,
         limits: &Limits,
     ) -> Http {
-        let limiter = NonZeroU32::new(settings.requests_per_minute)
-            .map(|n| RateLimiter::direct(Quota::per_minute(n)));
+        let limiter = paced(settings.requests_per_minute);
         Http {
             client,
             settings,
@@ -281,6 +297,7 @@ impl Http {
             poll_start: AtomicU64::new(0),
             poll_bytes: AtomicU64::new(0),
             limiter,
+            slowdown: std::sync::atomic::AtomicU32::new(1),
             blocked_until: Mutex::new(None),
             requests: AtomicU64::new(0),
         }
@@ -294,6 +311,7 @@ impl Http {
     /// A poll begins: its request budget starts.
     pub fn begin_poll(&self) {
         self.poll_start.store(self.requests(), Ordering::Relaxed);
+        self.slowdown.store(1, Ordering::Relaxed);
         self.poll_bytes.store(0, Ordering::Relaxed);
     }
 
@@ -431,6 +449,9 @@ impl Http {
                     tokio::time::sleep(backoff).await;
                 }
                 Outcome::Status(status, headers, body) => {
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.slow_down();
+                    }
                     let retryable = status.is_server_error()
                         || status == StatusCode::REQUEST_TIMEOUT
                         || status == StatusCode::TOO_MANY_REQUESTS;
@@ -521,8 +542,23 @@ impl Http {
             tokio::time::sleep_until(until).await;
         }
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            // Slowed down: this request takes as many turns as the factor,
+            // so the spacing grows by it.
+            for _ in 0..self.slowdown.load(Ordering::Relaxed).max(1) {
+                l.until_ready().await;
+            }
         }
+    }
+
+    /// A 429: the service's budget is shared or smaller than configured;
+    /// space the rest of this poll's requests twice as wide (up to
+    /// [`MAX_SLOWDOWN`] times).
+    fn slow_down(&self) {
+        let _ = self
+            .slowdown
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some((s * 2).min(MAX_SLOWDOWN))
+            });
     }
 
     /// Reads the rate-limit headers services send (the names vary): when
@@ -650,6 +686,95 @@ mod tests {
             "{r}"
         );
         assert_eq!(redact(&"x".repeat(1000), &[], 10).chars().count(), 11);
+    }
+
+    /// A local server that records when each request arrived (its own
+    /// clock) and answers 429 to the requests whose numbers are in `limit`.
+    async fn clocked(
+        limit: &'static [usize],
+    ) -> (Url, std::sync::Arc<Mutex<Vec<std::time::Instant>>>) {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let st = seen.clone();
+        let app = axum::Router::new().fallback(move || {
+            let st = st.clone();
+            async move {
+                let mut v = st.lock().unwrap();
+                v.push(std::time::Instant::now());
+                if limit.contains(&(v.len() - 1)) {
+                    (axum::http::StatusCode::TOO_MANY_REQUESTS, "slow down")
+                } else {
+                    (axum::http::StatusCode::OK, "{}")
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (Url::parse(&format!("http://{addr}/")).unwrap(), seen)
+    }
+
+    fn http_at(base: &Url, per_minute: u32) -> Http {
+        let settings = crate::sources::config::HttpSettings {
+            requests_per_minute: per_minute,
+            timeout: Duration::from_secs(5),
+            retries: 3,
+        };
+        Http::new(
+            client().unwrap(),
+            settings,
+            Auth::None,
+            base,
+            &Limits::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_limiter_never_exceeds_its_rate_in_any_window_by_the_servers_clock() {
+        // 600 a minute = one every 100 ms: the first requests of a poll
+        // must not go out as a burst of the minute's budget.
+        let (base, seen) = clocked(&[]).await;
+        let http = http_at(&base, 600);
+        for _ in 0..12 {
+            http.get(&base).await.unwrap();
+        }
+        let times = seen.lock().unwrap().clone();
+        assert_eq!(times.len(), 12);
+        // In any window of w, at most w × rate (+1 for the window's edge).
+        for (i, a) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .filter(|t| t.duration_since(*a) < Duration::from_millis(500))
+                .count();
+            assert!(
+                in_window <= 5,
+                "{in_window} requests within 500 ms from #{i}"
+            );
+        }
+        let whole = times[11].duration_since(times[0]);
+        assert!(whole >= Duration::from_millis(1080), "{whole:?}");
+    }
+
+    #[tokio::test]
+    async fn a_429_spaces_the_rest_of_the_poll_wider() {
+        let (base, seen) = clocked(&[2]).await;
+        let http = http_at(&base, 1200); // one every 50 ms
+        http.begin_poll();
+        for _ in 0..5 {
+            http.get(&base).await.unwrap();
+        }
+        let t = seen.lock().unwrap().clone();
+        assert_eq!(t.len(), 6, "the 429 was retried");
+        // After the 429, requests come at least 100 ms apart (twice the
+        // configured spacing); before it, 50 ms.
+        for w in t[3..].windows(2) {
+            assert!(
+                w[1].duration_since(w[0]) >= Duration::from_millis(95),
+                "{t:?}"
+            );
+        }
+        // A new poll starts at the configured pace again.
+        http.begin_poll();
+        assert_eq!(http.slowdown.load(Ordering::Relaxed), 1);
     }
 
     #[test]
