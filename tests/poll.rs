@@ -791,6 +791,136 @@ requests_per_minute = 0
     assert_eq!(reports(&o)["phpbb"]["counted"], 0);
 }
 
+/// An Askbot-shaped question page (constructed after Askbot's templates:
+/// no real capture of one is available to this repo): answers in `.post`,
+/// the author in `.user-info a`, the time in `abbr.timeago[title]`, votes
+/// and karma in the post's text, no element ids.
+/// Answers are (author, minutes ago, votes): within the hour a poll reads
+/// again, so a second poll sees them all again.
+fn askbot_page(
+    now: chrono::DateTime<Utc>,
+    answers: &[(Option<&str>, i64, u32)],
+    next: &str,
+) -> String {
+    let mut body = String::from("<html><body><div id=question>");
+    for (who, minutes_ago, votes) in answers {
+        let t = (now - Duration::minutes(*minutes_ago)).format("%Y-%m-%d %H:%M:%S +0000");
+        let user = who.map_or(String::new(), |w| {
+            format!("<div class=user-info><a href='/users/9/{w}/'>{w}</a> <span class=reputation>{votes}.2k</span></div>")
+        });
+        body.push_str(&format!(
+            "<div class='post answer'><div class=vote-number>{votes}</div><div class=post-body>An answer written {minutes_ago} minutes ago.</div><div class=post-update-info>{user}<abbr class=timeago title='{t}'>{minutes_ago} minutes ago</abbr></div></div>"
+        ));
+    }
+    // The hidden template Askbot keeps for a new answer.
+    body.push_str(
+        "<div class='post answer' style='display:none'><div class=user-info><a></a></div></div>",
+    );
+    body.push_str(&format!(
+        "<div class=paginator><span class=next><a href='{next}'>next</a></span></div></div></body></html>"
+    ));
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_askbot_wiki_posts_count_unknown_a_looping_next_link_ends_and_votes_change_no_ids() {
+    let server = MockServer::start().await;
+    let now = Utc::now();
+    let mount = |votes: u32| {
+        let page1 = askbot_page(
+            now,
+            &[
+                (Some("alice"), 25, votes),
+                (None, 24, 1),
+                (Some("carol"), 23, 2),
+            ],
+            "?page=2",
+        );
+        // The last page's hidden "next" says page=None, which the forum
+        // serves as page 1.
+        let page2 = askbot_page(
+            now,
+            &[(Some("alice"), 38, votes + 7), (Some("bob"), 37, 0)],
+            "?page=None",
+        );
+        (page1, page2)
+    };
+    let (page1, page2) = mount(3);
+    Mock::given(method("GET"))
+        .and(path("/question/7/"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page2))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/question/7/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page1))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    let accounts = format!("{ACCOUNTS}\n{EXTRA_ACCOUNTS}").replace(
+        "handles = { forum = [\"wile_e\"] }",
+        "handles = { forum = [\"wile_e\"], ask = [\"alice\", \"bob\"] }",
+    );
+    let h = Home::with(
+        &format!(
+            "{CONFIG}\n[[source]]\nname = \"ask\"\nkind = \"html\"\nurl = \"{}/question/7/\"\n\
+             post = \".post\"\nauthor = \".user-info a\"\ntime = \"abbr.timeago\"\nnext = \".paginator .next a\"\n\
+             backfill_days = 30\nrequests_per_minute = 0\nmax_pages = 10\n",
+            server.uri()
+        ),
+        &accounts,
+    );
+    let o = lull(&h, &["poll", "--json"], &[]).await;
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let r = &reports(&o)["ask"];
+    // Five answers: alice twice and bob (acme), carol and the wiki answer
+    // unmatched; the hidden template is no answer.
+    assert_eq!(
+        (
+            r["read"].as_u64(),
+            r["counted"].as_u64(),
+            r["unmatched"].as_u64()
+        ),
+        (Some(5), Some(3), Some(2)),
+        "{r}\n{err}"
+    );
+    assert!(err.contains("loop"), "{err}");
+    assert!(!err.contains("raise max_pages"), "{err}");
+    // Three requests: page 1, page 2, and page=None (page 1 again), then
+    // it stopped.
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        3
+    );
+    let unmatched = stdout(&lull(&h, &["accounts", "--unmatched"], &[]).await);
+    assert!(unmatched.contains("(no author shown)"), "{unmatched}");
+
+    // The same answers with new vote counts and karma: nothing new.
+    server.reset().await;
+    let (page1, page2) = mount(40);
+    Mock::given(method("GET"))
+        .and(path("/question/7/"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page2))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/question/7/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page1))
+        .mount(&server)
+        .await;
+    let o = lull(&h, &["poll", "--json"], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &reports(&o)["ask"];
+    assert_eq!(r["read"], 5, "all read again: {r}");
+    assert_eq!(r["counted"], 0, "{r}");
+    assert_eq!(r["duplicates"], 3, "the matched answers, known by id: {r}");
+    assert_eq!(totals(&h)[&key("acme", "ask", "post")], 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_sources_store_nothing_name_the_problem_and_others_still_succeed() {
     let server = MockServer::start().await;

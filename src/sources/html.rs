@@ -133,7 +133,15 @@ pub struct Scraped {
 pub struct Page {
     pub posts: Vec<Scraped>,
     pub next: Option<Url>,
+    /// What was odd on the page and how lull took it (a post without an
+    /// author counted as [`UNKNOWN_AUTHOR`], an empty template skipped).
+    pub notes: Vec<String>,
 }
+
+/// The actor of a post whose page shows no author (Askbot's community-wiki
+/// posts, a deleted user): counted, unmatched, listed by `lull accounts
+/// --unmatched` under this name.
+pub const UNKNOWN_AUTHOR: &str = "(no author shown)";
 
 impl Connector for Html {
     fn poll<'a>(&'a self, cx: &'a PollContext<'a>) -> PollFuture<'a> {
@@ -150,7 +158,11 @@ impl Connector for Html {
             // otherwise (a topic page, oldest first).
             let mut descending = true;
             let mut complete = false;
+            let mut visited = std::collections::HashSet::new();
+            let mut seen_ids = std::collections::HashSet::new();
+            let mut notes: Vec<String> = Vec::new();
             for page_no in 1..=self.max_pages {
+                visited.insert(url.clone());
                 let body = cx.http.get_text(&url).await?;
                 // Parsing is CPU work that grows with the page: off the
                 // async workers, so the service keeps answering.
@@ -182,6 +194,19 @@ impl Connector for Html {
                 {
                     descending = false;
                 }
+                // A page showing only posts this poll already read is the
+                // forum serving an earlier page again under another
+                // address (Askbot's `page=None` is page 1): a loop.
+                if page_no > 1
+                    && !page.posts.is_empty()
+                    && page.posts.iter().all(|p| seen_ids.contains(&p.id))
+                {
+                    tracing::warn!(source = %cx.name, page = %super::http::display_url(&url), "the next-page link led to a page already read under another address; stopping there (a loop, not more pages)");
+                    complete = true;
+                    break;
+                }
+                seen_ids.extend(page.posts.iter().map(|p| p.id.clone()));
+                notes.extend(page.notes);
                 let all_old = !page.posts.is_empty() && page.posts.iter().all(|p| p.at < since);
                 for p in page.posts {
                     oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
@@ -206,8 +231,19 @@ impl Connector for Html {
                         complete = true;
                         break;
                     }
+                    // The next-page link leads back to a page already read
+                    // (Askbot's last page links `page=None`, which the
+                    // forum serves as page 1): every page was read.
+                    Some(next) if visited.contains(&next) => {
+                        tracing::warn!(source = %cx.name, page = %super::http::display_url(&url), next = %super::http::display_url(&next), "the next-page link loops back to a page already read; stopping there (a loop, not more pages)");
+                        complete = true;
+                        break;
+                    }
                     Some(next) => url = next,
                 }
+            }
+            if let Some(first) = notes.first() {
+                tracing::warn!(source = %cx.name, odd_posts = notes.len(), first = %first, "posts the selectors could not read whole; counted or skipped as said");
             }
             let prev_end = prev.as_ref().map(|c| c.covered_to);
             // Read everything down to `since` (or the forum's last page):
@@ -235,8 +271,9 @@ impl Connector for Html {
     }
 }
 
-/// Scrapes one page. A post without an author or a readable time is an
-/// error (a theme change must not look like silence).
+/// Scrapes one page. A post without a readable time is an error (a theme
+/// change must not look like silence); one without an author is counted
+/// as [`UNKNOWN_AUTHOR`] and noted; one with neither is skipped and noted.
 fn parse_page(
     body: &str,
     url: &Url,
@@ -246,39 +283,76 @@ fn parse_page(
 ) -> Result<Page, String> {
     let doc = Document::parse_document(body);
     let mut posts = Vec::new();
+    let mut notes = Vec::new();
     for (i, post) in doc.select(&sel.post).enumerate() {
         let n = i + 1;
-        let author = post
-            .select(&sel.author)
-            .map(text_of)
-            .find(|t| !t.is_empty())
-            .ok_or_else(|| {
+        // An author element that matched but is empty is not a missing
+        // element: the messages say which.
+        let authors: Vec<String> = post.select(&sel.author).map(text_of).collect();
+        let author = authors.iter().find(|t| !t.is_empty()).cloned();
+        let no_author = || {
+            if authors.is_empty() {
                 format!(
-                    "post {n} has no element matching the `author` selector `{}`",
+                    "no element matches the `author` selector `{}`",
                     sel.text.author
                 )
-            })?;
-        let time_el = post.select(&sel.time).next().ok_or_else(|| {
-            format!(
-                "post {n} (by {author}) has no element matching the `time` selector `{}`",
-                sel.text.time
-            )
-        })?;
-        let candidates = [
-            time_el.value().attr("datetime").map(str::to_string),
-            time_el.value().attr("title").map(str::to_string),
-            Some(text_of(time_el)),
-        ];
-        let at = candidates
-            .iter()
-            .flatten()
-            .find_map(|t| super::timefmt::parse(t, tz, now))
-            .ok_or_else(|| {
-                format!(
-                    "post {n} (by {author}): cannot read the time {:?}",
-                    text_of(time_el)
-                )
-            })?;
+            } else {
+                format!("its `author` element (`{}`) is empty", sel.text.author)
+            }
+        };
+        let who = author.clone().unwrap_or_else(|| "no author".into());
+        let time_el = post.select(&sel.time).next();
+        let candidates = time_el.map(|t| {
+            [
+                t.value().attr("datetime").map(str::to_string),
+                t.value().attr("title").map(str::to_string),
+                Some(text_of(t)),
+            ]
+        });
+        let at = candidates.as_ref().and_then(|c| {
+            c.iter()
+                .flatten()
+                .find_map(|t| super::timefmt::parse(t, tz, now))
+        });
+        let Some(at) = at else {
+            if author.is_none() {
+                // Neither author nor time: a hidden template or a widget
+                // the `post` selector also matches, not a post.
+                notes.push(format!(
+                    "post {n} skipped: {} and it has no readable time (a hidden template?)",
+                    no_author()
+                ));
+                continue;
+            }
+            return Err(match time_el {
+                None => format!(
+                    "post {n} (by {who}) has no element matching the `time` selector `{}`",
+                    sel.text.time
+                ),
+                Some(t)
+                    if text_of(t).is_empty()
+                        && ["datetime", "title"]
+                            .iter()
+                            .all(|a| t.value().attr(a).is_none_or(|v| v.trim().is_empty())) =>
+                {
+                    format!(
+                        "post {n} (by {who}): its `time` element (`{}`) is empty",
+                        sel.text.time
+                    )
+                }
+                Some(t) => format!("post {n} (by {who}): cannot read the time {:?}", text_of(t)),
+            });
+        };
+        let author = match author {
+            Some(a) => a,
+            None => {
+                notes.push(format!(
+                    "post {n} counted as {UNKNOWN_AUTHOR:?}: {} (a community-wiki post?)",
+                    no_author()
+                ));
+                UNKNOWN_AUTHOR.to_string()
+            }
+        };
         let id = post_id(post, sel, url, &author, at);
         posts.push(Scraped { id, author, at });
     }
@@ -296,7 +370,7 @@ fn parse_page(
             super::http::display_url(n)
         ));
     }
-    Ok(Page { posts, next })
+    Ok(Page { posts, next, notes })
 }
 
 /// Elements that need no end tag.
@@ -439,7 +513,16 @@ fn post_id(
     if let Some(id) = post.value().attr("id").filter(|s| !s.is_empty()) {
         return format!("#{id}");
     }
-    let text: String = text_of(post).chars().take(500).collect();
+    // Without the words that hold digits: vote counts, karma, "3 days
+    // ago" change while the post stays the same.
+    let text: String = text_of(post)
+        .split(' ')
+        .filter(|w| !w.chars().any(|c| c.is_ascii_digit()))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(500)
+        .collect();
     let h = xxhash_rust::xxh3::xxh3_64(
         format!("{author}\u{1}{}\u{1}{text}", at.timestamp()).as_bytes(),
     );
@@ -523,15 +606,101 @@ mod tests {
         );
     }
 
+    /// Selectors a community manager would write for an Askbot question
+    /// page (its templates: `.post`, `.post-update-info .user-info a`,
+    /// `abbr.timeago[title]`, vote counts in `.vote-number`).
+    fn askbot() -> Html {
+        html(&HtmlSelectors {
+            post: ".post".into(),
+            author: ".user-info a".into(),
+            time: "abbr.timeago".into(),
+            next: ".paginator .next a".into(),
+            link: String::new(),
+        })
+    }
+
+    fn answer(who: Option<&str>, time: Option<&str>, votes: u32, text: &str) -> String {
+        let user = who.map_or(String::new(), |w| {
+            format!("<div class=user-info><a href='/users/1/{w}/'>{w}</a> <span class=reputation>1.{votes}k</span></div>")
+        });
+        let time = time.map_or(String::new(), |t| {
+            format!("<abbr class=timeago title='{t}'>{t}</abbr>")
+        });
+        format!(
+            "<div class='post answer'><div class=vote-number>{votes}</div><div class=post-body>{text}</div><div class=post-update-info>{user}{time}</div></div>"
+        )
+    }
+
     #[test]
-    fn a_post_without_author_is_an_error_that_names_the_selector() {
-        let h = html(&Preset::Phpbb.selectors());
-        let body = "<div class=post id=p1><p class=author><time datetime='2026-01-01T00:00:00Z'></time></p></div>";
-        let url = Url::parse("http://forum.test/").unwrap();
-        let err = parse_page(body, &url, &h.sel, Tz::UTC, Utc::now()).unwrap_err();
+    fn a_post_without_an_author_is_counted_unknown_and_a_bare_template_skipped() {
+        let h = askbot();
+        let url = Url::parse("http://forum.test/question/7/").unwrap();
+        let body = [
+            answer(Some("alice"), Some("2026-01-02 10:00:00 +0000"), 3, "Use the export."),
+            // A community-wiki answer: no user block at all.
+            answer(None, Some("2026-01-03 10:00:00 +0000"), 1, "Wiki steps."),
+            // A hidden template for new answers: empty author, no time.
+            "<div class='post answer' style='display:none'><div class=user-info><a></a></div></div>".to_string(),
+        ]
+        .concat();
+        let page = parse_page(&body, &url, &h.sel, Tz::UTC, Utc::now()).unwrap();
+        let who: Vec<&str> = page.posts.iter().map(|p| p.author.as_str()).collect();
+        assert_eq!(who, ["alice", UNKNOWN_AUTHOR]);
+        assert_eq!(page.notes.len(), 2, "{:?}", page.notes);
         assert!(
-            err.contains("post 1 has no element matching the `author` selector"),
+            page.notes[0].contains("post 2 counted as")
+                && page.notes[0].contains("no element matches the `author` selector"),
+            "{:?}",
+            page.notes
+        );
+        assert!(
+            page.notes[1].contains("post 3 skipped")
+                && page.notes[1].contains("its `author` element (`.user-info a`) is empty"),
+            "{:?}",
+            page.notes
+        );
+        // An author with an empty time element: an error that says so.
+        let body = answer(Some("bob"), Some(""), 0, "x");
+        let err = parse_page(&body, &url, &h.sel, Tz::UTC, Utc::now()).unwrap_err();
+        assert!(
+            err.contains("post 1 (by bob): its `time` element (`abbr.timeago`) is empty"),
             "{err}"
         );
+        let body = answer(Some("bob"), None, 0, "x");
+        let err = parse_page(&body, &url, &h.sel, Tz::UTC, Utc::now()).unwrap_err();
+        assert!(
+            err.contains("post 1 (by bob) has no element matching the `time` selector"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_posts_id_does_not_change_with_its_votes_or_karma() {
+        let h = askbot();
+        let url = Url::parse("http://forum.test/question/7/").unwrap();
+        let at = "2026-01-02 10:00:00 +0000";
+        let id = |votes| {
+            let page = parse_page(
+                &answer(Some("alice"), Some(at), votes, "Use the export."),
+                &url,
+                &h.sel,
+                Tz::UTC,
+                Utc::now(),
+            )
+            .unwrap();
+            page.posts[0].id.clone()
+        };
+        assert_eq!(id(3), id(4));
+        assert_eq!(id(3), id(120));
+        // Another text is another post.
+        let other = parse_page(
+            &answer(Some("alice"), Some(at), 3, "Another answer."),
+            &url,
+            &h.sel,
+            Tz::UTC,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_ne!(id(3), other.posts[0].id);
     }
 }
