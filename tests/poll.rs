@@ -194,6 +194,143 @@ requests_per_minute = 0
     assert_eq!(reports(&third)["forum"]["counted"], 0);
 }
 
+/// Posts over the last 80 days, ids `ids`, by the usual users.
+fn spread_posts(forum: &Forum, ids: impl Iterator<Item = u64>, total: u64) {
+    for id in ids {
+        let at = (Utc::now() - Duration::minutes(((total - id) * 80 * 24 * 60 / total) as i64 + 5))
+            .to_rfc3339();
+        let user = USERS[(id % 5) as usize];
+        forum.add(shapes::discourse_post(
+            id,
+            user,
+            &at,
+            1 + id / 40,
+            user == "mod_mia",
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discourse_before_2024_reads_past_an_empty_window_and_a_long_gap_is_not_called_covered() {
+    // 415 visible posts, ids 1..=475 without 201..=260: a window of 50
+    // ids comes back empty in the middle of the stream.
+    let server = MockServer::start().await;
+    let forum = Forum::default();
+    forum
+        .windowed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    spread_posts(&forum, (1..=200).chain(261..=475), 475);
+    Mock::given(method("GET"))
+        .and(path("/posts.json"))
+        .respond_with(forum.clone())
+        .mount(&server)
+        .await;
+    let h = home(&format!(
+        "[[source]]\nname = \"forum\"\nkind = \"discourse\"\nurl = \"{}\"\nrequests_per_minute = 0\n",
+        server.uri()
+    ));
+    let o = lull(&h, &["poll", "--json"], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &reports(&o)["forum"];
+    assert_eq!(
+        r["read"].as_u64().unwrap_or(0) + r["staff"].as_u64().unwrap_or(0),
+        415,
+        "every visible post: {r}"
+    );
+    let backfill_start = (Utc::now() - Duration::days(90)).date_naive().to_string();
+    assert_eq!(r["covered"][0], backfill_start.as_str(), "{r}");
+
+    // A run of 2,100 invisible ids: lull stops looking and covers only
+    // down to the oldest post it read.
+    let server = MockServer::start().await;
+    let forum = Forum::default();
+    forum
+        .windowed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    spread_posts(&forum, (1..=100).chain(2201..=2300), 2300);
+    Mock::given(method("GET"))
+        .and(path("/posts.json"))
+        .respond_with(forum.clone())
+        .mount(&server)
+        .await;
+    let h = home(&format!(
+        "[[source]]\nname = \"forum\"\nkind = \"discourse\"\nurl = \"{}\"\nrequests_per_minute = 0\n",
+        server.uri()
+    ));
+    let o = lull(&h, &["poll", "--json"], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &reports(&o)["forum"];
+    assert_eq!(
+        r["read"].as_u64().unwrap_or(0) + r["staff"].as_u64().unwrap_or(0),
+        100,
+        "{r}"
+    );
+    let oldest_read = forum.posts.lock().unwrap()[100]["created_at"]
+        .as_str()
+        .unwrap_or_default()[..10]
+        .to_string();
+    assert!(
+        r["covered"][0].as_str() >= Some(oldest_read.as_str()),
+        "{r} vs {oldest_read}"
+    );
+    assert!(stderr(&o).contains("stay uncovered"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discourse_with_a_non_admin_key_counts_by_name_and_a_renamed_user_keeps_matching() {
+    let server = MockServer::start().await;
+    let forum = Forum::default();
+    let now = Utc::now();
+    let post = |id: u64, name: &str, hours: i64| {
+        let mut p = shapes::discourse_post(
+            id,
+            name,
+            &(now - Duration::hours(hours)).to_rfc3339(),
+            1,
+            false,
+        );
+        p["user_id"] = json!(77);
+        p
+    };
+    forum.add(post(1, "wile_e", 50));
+    forum.add(post(2, "wile_e", 40));
+    Mock::given(method("GET"))
+        .and(path("/posts.json"))
+        .respond_with(forum.clone())
+        .mount(&server)
+        .await;
+    // A moderator's (not an admin's) key: the user list is forbidden.
+    Mock::given(method("GET"))
+        .and(path("/admin/users/list/active.json"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_string(r#"{"errors":["You are not permitted to view the requested resource."],"error_type":"invalid_access"}"#),
+        )
+        .mount(&server)
+        .await;
+    let h = home(&format!(
+        "[[source]]\nname = \"forum\"\nkind = \"discourse\"\nurl = \"{}\"\napi_key_env = \"LULL_TEST_DISCOURSE_KEY\"\napi_username = \"mod\"\nrequests_per_minute = 0\n",
+        server.uri()
+    ));
+    let env = [("LULL_TEST_DISCOURSE_KEY", "mod-key-123")];
+    let o = lull(&h, &["poll", "--json"], &env).await;
+    let err = stderr(&o);
+    assert!(o.status.success(), "the poll does not fail: {err}");
+    assert!(err.contains("needs an admin's key"), "{err}");
+    assert_eq!(reports(&o)["forum"]["counted"], 2, "{}", stdout(&o));
+    // Wile renames himself; the accounts file still says wile_e.
+    forum.add(post(3, "road_runner_fan", 2));
+    let o = lull(&h, &["poll", "--json"], &env).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &reports(&o)["forum"];
+    assert_eq!(
+        (r["counted"].as_u64(), r["unmatched"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(totals(&h)[&key("acme", "forum", "post")], 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freshdesk_real_payloads_count_tickets_once_and_not_agent_replies() {
     let server = MockServer::start().await;

@@ -22,6 +22,18 @@ use super::{
 /// Admin user-list pages read at most per poll while looking for the
 /// e-mail addresses of new posters (100 users a page).
 const MAX_USER_PAGES: u32 = 50;
+/// Discourse before mid-2024 answers `before=ID` with the posts whose ids
+/// are in the 50 ids below ID: a run of 50 ids the key cannot see
+/// (private messages, a deleted spam wave) comes back as an empty page in
+/// the middle of the stream.
+const ID_WINDOW: u64 = 50;
+/// Empty windows in a row read before lull gives up looking further down
+/// (2,000 invisible ids); what lies below is then not covered.
+const MAX_EMPTY_WINDOWS: u32 = 40;
+/// A poster the admin user list did not show is looked up again after
+/// this long (a new account appears in the list late; a suspended one
+/// comes back).
+const RETRY_MISSING_DAYS: i64 = 7;
 
 pub struct Discourse {
     base: Url,
@@ -39,9 +51,17 @@ struct Cursor {
     /// The highest post id stored: the next poll stops there.
     last_post_id: u64,
     covered_to: Option<DateTime<Utc>>,
-    /// user name → e-mail address (None: looked up, the forum has none).
+    /// user name → e-mail address (`None` in cursors of earlier versions:
+    /// looked up and not found, when is not known, so looked up again).
     #[serde(default)]
     emails: BTreeMap<String, Option<String>>,
+    /// user name → when the user list last did not show it.
+    #[serde(default)]
+    missing: BTreeMap<String, DateTime<Utc>>,
+    /// user id → the first user name lull saw for it: a renamed user keeps
+    /// matching the handle the accounts file has.
+    #[serde(default)]
+    names: BTreeMap<u64, String>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +73,8 @@ struct LatestPosts {
 struct Post {
     id: u64,
     username: String,
+    #[serde(default)]
+    user_id: Option<u64>,
     created_at: String,
     /// 1 regular, 2 moderator action, 3 small action, 4 whisper.
     #[serde(default = "regular")]
@@ -87,6 +109,11 @@ impl Connector for Discourse {
             let mut posts: Vec<(Post, DateTime<Utc>)> = Vec::new();
             let mut before: Option<u64> = None;
             let mut max_id = prev.last_post_id;
+            let mut empty_windows = 0;
+            // Read down to where the last poll stopped (or the backfill
+            // start); false when a run of empty windows made lull stop.
+            let mut complete = true;
+            let mut oldest: Option<DateTime<Utc>> = None;
             loop {
                 let mut url = endpoint(&self.base, "posts.json");
                 if let Some(b) = before {
@@ -94,8 +121,23 @@ impl Connector for Discourse {
                 }
                 let (page, _) = cx.http.get_json::<LatestPosts>(&url).await?;
                 if page.latest_posts.is_empty() {
-                    break;
+                    match before {
+                        // Older ids remain above what is stored: an empty
+                        // window of an older Discourse, not the end.
+                        Some(b) if b > prev.last_post_id.saturating_add(1) && b > 1 => {
+                            empty_windows += 1;
+                            if empty_windows > MAX_EMPTY_WINDOWS {
+                                tracing::warn!(source = %cx.name, before = b, "{MAX_EMPTY_WINDOWS} empty pages in a row below post {}: stopping; the days before the oldest post read stay uncovered", b + ID_WINDOW * u64::from(MAX_EMPTY_WINDOWS));
+                                complete = false;
+                                break;
+                            }
+                            before = Some(b.saturating_sub(ID_WINDOW).max(1));
+                            continue;
+                        }
+                        _ => break,
+                    }
                 }
+                empty_windows = 0;
                 let mut done = false;
                 let mut min_id = u64::MAX;
                 for p in page.latest_posts {
@@ -106,6 +148,7 @@ impl Connector for Discourse {
                         done = true;
                         continue;
                     }
+                    oldest = Some(oldest.map_or(at, |o: DateTime<Utc>| o.min(at)));
                     posts.push((p, at));
                 }
                 // `before` must fall, or a misbehaving server loops us.
@@ -114,15 +157,28 @@ impl Connector for Discourse {
                 }
                 before = Some(min_id);
             }
-            let mut emails = prev.emails;
+            // Found addresses are kept; misses of earlier versions (None,
+            // time unknown) are asked again.
+            let mut emails: BTreeMap<String, Option<String>> = prev
+                .emails
+                .into_iter()
+                .filter(|(_, e)| e.is_some())
+                .collect();
+            let retry_before = cx.now - chrono::Duration::days(RETRY_MISSING_DAYS);
+            let mut missing: BTreeMap<String, DateTime<Utc>> = prev
+                .missing
+                .into_iter()
+                .filter(|(_, when)| *when > retry_before)
+                .collect();
+            let mut names = prev.names;
             if self.user_emails {
                 let wanted: BTreeSet<&str> = posts
                     .iter()
                     .map(|(p, _)| p.username.as_str())
-                    .filter(|u| !emails.contains_key(*u))
+                    .filter(|u| !emails.contains_key(*u) && !missing.contains_key(*u))
                     .collect();
                 if !wanted.is_empty() {
-                    look_up_emails(self, cx, wanted, &mut emails).await?;
+                    look_up_emails(self, cx, wanted, &mut emails, &mut missing).await?;
                 }
             }
             for (p, at) in posts {
@@ -134,6 +190,14 @@ impl Connector for Discourse {
                     continue;
                 }
                 let mut actors = vec![p.username.clone()];
+                // Renamed since lull first saw this user: the old name is
+                // the one an accounts file may list.
+                if let Some(uid) = p.user_id {
+                    let first = names.entry(uid).or_insert_with(|| p.username.clone());
+                    if !first.eq_ignore_ascii_case(&p.username) {
+                        actors.push(first.clone());
+                    }
+                }
                 if let Some(Some(e)) = emails.get(&p.username) {
                     actors.push(e.clone());
                 }
@@ -145,11 +209,19 @@ impl Connector for Discourse {
                     once: false,
                 });
             }
-            out.covered = Some((prev.covered_to.unwrap_or(cx.backfill_start), cx.now));
+            let from = prev.covered_to.unwrap_or(cx.backfill_start);
+            out.covered = if complete {
+                Some((from, cx.now))
+            } else {
+                // Read down to the oldest post seen, not further.
+                Some((oldest.map_or(cx.now, |o| o.max(from)), cx.now))
+            };
             out.cursor = cursor_bytes(&Cursor {
                 last_post_id: max_id,
                 covered_to: Some(cx.now),
                 emails,
+                missing,
+                names,
             });
             Ok(out)
         })
@@ -157,34 +229,52 @@ impl Connector for Discourse {
 }
 
 /// Pages through the admin user list (most recently seen first, so new
-/// posters come early) until every wanted user name is found.
+/// posters come early) until every wanted user name is found. A key that
+/// may not list users (not an admin's) costs the addresses, not the poll.
 async fn look_up_emails(
     d: &Discourse,
     cx: &PollContext<'_>,
     mut wanted: BTreeSet<&str>,
     emails: &mut BTreeMap<String, Option<String>>,
+    missing: &mut BTreeMap<String, DateTime<Utc>>,
 ) -> Result<(), SourceError> {
     for page in 1..=MAX_USER_PAGES {
         let mut url = endpoint(&d.base, "admin/users/list/active.json");
         url.query_pairs_mut()
             .append_pair("show_emails", "true")
             .append_pair("page", &page.to_string());
-        let (users, _) = cx.http.get_json::<Vec<AdminUser>>(&url).await?;
+        let users = match cx.http.get_json::<Vec<AdminUser>>(&url).await {
+            Ok((users, _)) => users,
+            Err(SourceError::Status {
+                status: 403 | 404, ..
+            }) => {
+                tracing::warn!(source = %cx.name, "this API key may not list users' e-mail addresses (it needs an admin's key): posters map by user name only; set `user_emails = false` to stop asking");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if users.is_empty() {
             break;
         }
         for u in users {
             wanted.remove(u.username.as_str());
-            emails.insert(u.username, u.email);
+            match u.email {
+                Some(e) => {
+                    emails.insert(u.username, Some(e));
+                }
+                None => {
+                    missing.insert(u.username, cx.now);
+                }
+            }
         }
         if wanted.is_empty() {
             break;
         }
     }
-    // Users the list does not show (suspended, anonymised) are not asked
-    // for again on every poll.
+    // Users the list does not show (new, suspended, anonymised) are asked
+    // for again after RETRY_MISSING_DAYS, not on every poll.
     for u in wanted {
-        emails.entry(u.to_string()).or_insert(None);
+        missing.insert(u.to_string(), cx.now);
     }
     Ok(())
 }

@@ -85,6 +85,9 @@ pub struct Forum {
     /// Posts in id order.
     pub posts: Arc<Mutex<Vec<Value>>>,
     pub requests: Arc<AtomicU64>,
+    /// Discourse before mid-2024: `before=ID` lists only the posts whose
+    /// ids are among the 50 below ID (an empty page where none is visible).
+    pub windowed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Discourse's page size for `/posts.json`.
@@ -106,7 +109,11 @@ impl Forum {
             None => posts.len(),
             Some(b) => posts.partition_point(|p| p["id"].as_u64().unwrap_or(0) < b),
         };
-        let start = end.saturating_sub(DISCOURSE_PAGE);
+        let mut start = end.saturating_sub(DISCOURSE_PAGE);
+        if let (Some(b), true) = (before, self.windowed.load(Ordering::SeqCst)) {
+            let low = b.saturating_sub(DISCOURSE_PAGE as u64);
+            start = posts.partition_point(|p| p["id"].as_u64().unwrap_or(0) < low);
+        }
         let page: Vec<&Value> = posts[start..end].iter().rev().collect();
         serde_json::to_vec(&json!({ "latest_posts": page })).unwrap()
     }
