@@ -663,6 +663,75 @@ requests_per_minute = 0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailchimp_does_not_download_a_campaign_it_read_again_only_the_activity_since() {
+    let server = MockServer::start().await;
+    let sent = (Utc::now() - Duration::days(3)).to_rfc3339();
+    let opened = (Utc::now() - Duration::days(2)).to_rfc3339();
+    Mock::given(method("GET"))
+        .and(path("/3.0/campaigns"))
+        .respond_with(json_body(&json!({
+            "campaigns": [{"id": "c1", "send_time": sent}], "total_items": 1
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/reports/c1/sent-to"))
+        .respond_with(json_body(&json!({
+            "sent_to": [{"email_address": "owner@example.com", "status": "sent"}],
+            "total_items": 1
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/reports/c1/email-activity"))
+        .respond_with(json_body(&json!({
+            "emails": [{"email_address": "owner@example.com",
+                        "activity": [{"action": "open", "timestamp": opened}]}],
+            "total_items": 1
+        })))
+        .mount(&server)
+        .await;
+    let h = home(&format!(
+        "[[source]]\nname = \"news\"\nkind = \"mailchimp\"\nurl = \"{}\"\napi_key_env = \"LULL_TEST_MAILCHIMP_KEY\"\nrequests_per_minute = 0\n",
+        server.uri()
+    ));
+    let env = [("LULL_TEST_MAILCHIMP_KEY", "mc-key-us10")];
+    for _ in 0..2 {
+        let o = lull(&h, &["poll", "--json"], &env).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let t = totals(&h);
+    assert_eq!(
+        t.get(&key("example", "news", "delivered")),
+        Some(&1),
+        "{t:?}"
+    );
+    assert_eq!(t.get(&key("example", "news", "open")), Some(&1), "{t:?}");
+    let reqs = server.received_requests().await.unwrap_or_default();
+    let to = |p: &str| {
+        reqs.iter()
+            .filter(|r| r.url.path() == p)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        to("/3.0/reports/c1/sent-to").len(),
+        1,
+        "recipients read once"
+    );
+    let activity = to("/3.0/reports/c1/email-activity");
+    assert_eq!(activity.len(), 2);
+    assert!(!activity[0].url.query().unwrap_or("").contains("since="));
+    let since = activity[1]
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "since")
+        .map(|(_, v)| v.to_string())
+        .expect("the second poll asks only for activity since the first");
+    let since = chrono::DateTime::parse_from_rfc3339(&since).expect("ISO 8601");
+    assert!(since > Utc::now() - Duration::hours(2), "{since}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zendesk_export_resumes_from_its_cursor_and_dedupes_repeated_tickets() {
     let server = MockServer::start().await;
     let now = Utc::now();

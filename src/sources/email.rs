@@ -23,6 +23,8 @@ pub const MACHINE_OPEN: &str = "machine_open";
 pub struct Engagement {
     machine_open: chrono::Duration,
     delivered: HashMap<(String, String), DateTime<Utc>>,
+    /// Send times of messages whose deliveries are not read this poll.
+    sent: HashMap<String, DateTime<Utc>>,
     opens: HashMap<(String, String), FirstOpens>,
 }
 
@@ -39,6 +41,7 @@ impl Engagement {
             machine_open: chrono::Duration::from_std(machine_open)
                 .unwrap_or(chrono::Duration::seconds(5)),
             delivered: HashMap::new(),
+            sent: HashMap::new(),
             opens: HashMap::new(),
         }
     }
@@ -50,6 +53,12 @@ impl Engagement {
         *e = (*e).min(at);
     }
 
+    /// `message` went out at `at` (to recipients whose deliveries are not
+    /// read again): opens right after it are a machine's.
+    pub fn sent(&mut self, message: &str, at: DateTime<Utc>) {
+        self.sent.insert(message.to_string(), at);
+    }
+
     /// `recipient` opened `message` at `at`; `bot` when the provider says
     /// a machine did.
     pub fn opened(&mut self, message: &str, recipient: &str, at: DateTime<Utc>, bot: bool) {
@@ -58,6 +67,7 @@ impl Engagement {
             || self
                 .delivered
                 .get(&key)
+                .or_else(|| self.sent.get(message))
                 .is_some_and(|d| at >= *d && at - *d <= self.machine_open);
         let e = self.opens.entry(key).or_default();
         let slot = if machine {
