@@ -430,10 +430,39 @@ requests_per_minute = 0
         "{}",
         h.export()
     );
-    // Polling the same window again counts nothing twice.
+    // Polling the same window again counts nothing twice, without
+    // `include=requester` (an API credit a page) and without looking up
+    // a requester or a company lull has met.
+    let first: Vec<wiremock::Request> = server.received_requests().await.unwrap_or_default();
     let again = lull(&h, &["poll", "--json"], &env).await;
     assert_eq!(reports(&again)["helpdesk"]["counted"], 0);
     assert_eq!(totals(&h), t);
+    let all = server.received_requests().await.unwrap_or_default();
+    let later = &all[first.len()..];
+    let tickets: Vec<_> = later
+        .iter()
+        .filter(|r| r.url.path() == "/api/v2/tickets")
+        .collect();
+    assert!(!tickets.is_empty());
+    assert!(
+        first
+            .iter()
+            .any(|r| r.url.query().unwrap_or("").contains("include=requester")),
+        "the first poll includes requesters"
+    );
+    assert!(
+        tickets
+            .iter()
+            .all(|r| !r.url.query().unwrap_or("").contains("include")),
+        "{tickets:?}"
+    );
+    assert!(
+        later
+            .iter()
+            .all(|r| !r.url.path().starts_with("/api/v2/contacts")
+                && !r.url.path().starts_with("/api/v2/companies")),
+        "{later:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,11 @@
 //! Like Zendesk, a ticket counts once, on the day it was created, if it
 //! was created after lull started reading. Requesters map by e-mail, then
 //! by their company's domains.
+//!
+//! `include=requester` costs an API credit per page; it is asked for only
+//! on the first poll (a backfill meets many requesters at once). Later
+//! polls look up the few requesters lull has not met (one credit each),
+//! and the cursor remembers contacts and companies' domains.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -25,6 +30,8 @@ use super::{
 const PAGE: u32 = 100;
 /// Freshdesk refuses pages beyond this.
 const MAX_PAGE: u32 = 300;
+/// Contacts remembered in the cursor (the most recently met are kept).
+const MAX_REMEMBERED: usize = 20_000;
 
 pub struct Freshdesk {
     base: Url,
@@ -46,6 +53,21 @@ struct Cursor {
     /// The newest `updated_at` read: the next poll asks from here.
     updated_since: DateTime<Utc>,
     covered_to: DateTime<Utc>,
+    /// Requesters met: contact id → (e-mail, company id), and when.
+    #[serde(default)]
+    contacts: HashMap<u64, Remembered>,
+    /// Companies' domains.
+    #[serde(default)]
+    companies: HashMap<u64, Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Remembered {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    company_id: Option<u64>,
+    seen: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]
@@ -118,7 +140,7 @@ impl Connector for Freshdesk {
             let mut newest = since;
             'windows: loop {
                 let mut page_no = 1;
-                let mut url = self.tickets_url(since, page_no);
+                let mut url = self.tickets_url(since, page_no, prev.is_none());
                 loop {
                     let (page, headers): (Vec<Ticket>, HeaderMap) = cx.http.get_json(&url).await?;
                     for t in page {
@@ -143,7 +165,23 @@ impl Connector for Freshdesk {
                     }
                 }
             }
-            let mut contacts: HashMap<u64, Contact> = HashMap::new();
+            let remembered = prev
+                .as_ref()
+                .map(|c| c.contacts.clone())
+                .unwrap_or_default();
+            let mut contacts: HashMap<u64, Contact> = remembered
+                .iter()
+                .map(|(id, r)| {
+                    (
+                        *id,
+                        Contact {
+                            email: r.email.clone(),
+                            company_id: r.company_id,
+                        },
+                    )
+                })
+                .collect();
+            let mut met: HashMap<u64, Remembered> = remembered;
             let mut out = Harvest::default();
             let mut pending: Vec<Pending> = Vec::new();
             let url = endpoint(&self.base, "api/v2/tickets");
@@ -161,6 +199,10 @@ impl Connector for Freshdesk {
                         known: t.requester.clone(),
                         company: t.company_id,
                     });
+                    // An included requester is remembered like a looked-up one.
+                    if let (Some(u), Some(c)) = (t.requester_id, &t.requester) {
+                        contacts.entry(u).or_insert_with(|| c.clone());
+                    }
                 }
                 if self.conversations {
                     for c in self.conversations(cx, t.id).await? {
@@ -183,7 +225,10 @@ impl Connector for Freshdesk {
                     }
                 }
             }
-            let mut companies: HashMap<u64, Vec<String>> = HashMap::new();
+            let mut companies: HashMap<u64, Vec<String>> = prev
+                .as_ref()
+                .map(|c| c.companies.clone())
+                .unwrap_or_default();
             for Pending {
                 id,
                 kind,
@@ -198,6 +243,16 @@ impl Connector for Freshdesk {
                     (_, Some(u)) => Some(self.contact(cx, u, &mut contacts).await?),
                     _ => None,
                 };
+                if let (Some(u), Some(c)) = (user, &contact) {
+                    met.insert(
+                        u,
+                        Remembered {
+                            email: c.email.clone(),
+                            company_id: c.company_id,
+                            seen: cx.now,
+                        },
+                    );
+                }
                 let company = company.or_else(|| contact.as_ref().and_then(|c| c.company_id));
                 if let Some(cid) = company
                     && let Entry::Vacant(slot) = companies.entry(cid)
@@ -226,10 +281,20 @@ impl Connector for Freshdesk {
                 prev.as_ref().map(|c| c.covered_to).unwrap_or(origin),
                 cx.now,
             ));
+            if met.len() > MAX_REMEMBERED {
+                let mut by_age: Vec<(u64, DateTime<Utc>)> =
+                    met.iter().map(|(id, r)| (*id, r.seen)).collect();
+                by_age.sort_by_key(|(_, seen)| std::cmp::Reverse(*seen));
+                for (id, _) in by_age.into_iter().skip(MAX_REMEMBERED) {
+                    met.remove(&id);
+                }
+            }
             out.cursor = cursor_bytes(&Cursor {
                 origin,
                 updated_since: newest,
                 covered_to: cx.now,
+                contacts: met,
+                companies,
             });
             Ok(out)
         })
@@ -237,7 +302,7 @@ impl Connector for Freshdesk {
 }
 
 impl Freshdesk {
-    fn tickets_url(&self, since: DateTime<Utc>, page: u32) -> Url {
+    fn tickets_url(&self, since: DateTime<Utc>, page: u32, include_requester: bool) -> Url {
         let mut url = endpoint(&self.base, "api/v2/tickets");
         url.query_pairs_mut()
             .append_pair(
@@ -245,8 +310,11 @@ impl Freshdesk {
                 &since.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             )
             .append_pair("order_by", "updated_at")
-            .append_pair("order_type", "asc")
-            .append_pair("include", "requester")
+            .append_pair("order_type", "asc");
+        if include_requester {
+            url.query_pairs_mut().append_pair("include", "requester");
+        }
+        url.query_pairs_mut()
             .append_pair("per_page", &PAGE.to_string())
             .append_pair("page", &page.to_string());
         url
