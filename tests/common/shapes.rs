@@ -9,6 +9,14 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use wiremock::{Request, Respond, ResponseTemplate};
 
+/// A stable user id for a user name.
+pub fn user_id(username: &str) -> u64 {
+    username.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1099511628211)
+    }) % 1_000_000
+        + 2
+}
+
 /// One post as Discourse's `/posts.json` lists it (`latest_posts[]`).
 pub fn discourse_post(
     id: u64,
@@ -62,7 +70,8 @@ pub fn discourse_post(
         "moderator": staff,
         "admin": staff,
         "staff": staff,
-        "user_id": id % 997 + 2,
+        // One id per user, as Discourse has it (lull follows renames by it).
+        "user_id": user_id(username),
         "hidden": false,
         "trust_level": 1,
         "deleted_at": null,
