@@ -328,11 +328,7 @@ async fn deliver_to(
             Some(ReceiverKind::Email { .. })
         );
     loop {
-        let mine: Vec<QueuedNotice> = store
-            .queued()?
-            .into_iter()
-            .filter(|q| q.receiver.as_deref() == Some(receiver))
-            .collect();
+        let mine: Vec<QueuedNotice> = store.queued_for(receiver)?;
         let messages = group(mine, v.from, v.routing, v.registry);
         if messages.is_empty() {
             total.queued = 0;

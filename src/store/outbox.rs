@@ -96,6 +96,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The copies routed to `receiver`, oldest day first; the others'
+    /// bodies are not read into memory.
+    pub fn queued_for(&self, receiver: &str) -> Result<Vec<QueuedNotice>, StoreError> {
+        let mut suffix = vec![SEP];
+        suffix.extend_from_slice(receiver.as_bytes());
+        let mut out = Vec::new();
+        for r in self.outbox.iter() {
+            let (k, v) = r.map_err(|e| self.fail("reading the outbox", e))?;
+            if k.as_ref() == GENERATION || !k.ends_with(&suffix) {
+                continue;
+            }
+            let q = QueuedNotice::decode(&k, &v)?;
+            if q.receiver.as_deref() == Some(receiver) {
+                out.push(q);
+            }
+        }
+        Ok(out)
+    }
+
     /// Routes notices: each entry waiting to be routed is replaced by one
     /// copy per receiver (none: it is dropped, a route said so), in one
     /// flushed transaction, so a notice is routed once and every receiver
