@@ -210,16 +210,16 @@ fn spread_posts(forum: &Forum, ids: impl Iterator<Item = u64>, total: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discourse_before_2024_reads_past_an_empty_window_and_a_long_gap_is_not_called_covered() {
-    // 415 visible posts, ids 1..=475 without 201..=260: a window of 50
-    // ids comes back empty in the middle of the stream.
+/// A first poll of a Discourse before mid-2024 (windowed `before=`) whose
+/// visible posts have the ids `ids` (of `total`): the forum and the
+/// poll's report and stderr.
+async fn poll_windowed(ids: impl Iterator<Item = u64>, total: u64) -> (Forum, Value, String) {
     let server = MockServer::start().await;
     let forum = Forum::default();
     forum
         .windowed
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    spread_posts(&forum, (1..=200).chain(261..=475), 475);
+    spread_posts(&forum, ids, total);
     Mock::given(method("GET"))
         .and(path("/posts.json"))
         .respond_with(forum.clone())
@@ -231,40 +231,28 @@ async fn discourse_before_2024_reads_past_an_empty_window_and_a_long_gap_is_not_
     ));
     let o = lull(&h, &["poll", "--json"], &[]).await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let r = &reports(&o)["forum"];
-    assert_eq!(
-        r["read"].as_u64().unwrap_or(0) + r["staff"].as_u64().unwrap_or(0),
-        415,
-        "every visible post: {r}"
-    );
+    let report = reports(&o)["forum"].clone();
+    (forum, report, stderr(&o))
+}
+
+/// Posts seen: read (matched or not) and left out as staff's.
+fn seen(r: &Value) -> u64 {
+    r["read"].as_u64().unwrap_or(0) + r["staff"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discourse_before_2024_reads_past_an_empty_window_and_a_long_gap_is_not_called_covered() {
+    // 415 visible posts, ids 1..=475 without 201..=260: a window of 50
+    // ids comes back empty in the middle of the stream.
+    let (_, r, _) = poll_windowed((1..=200).chain(261..=475), 475).await;
+    assert_eq!(seen(&r), 415, "every visible post: {r}");
     let backfill_start = (Utc::now() - Duration::days(90)).date_naive().to_string();
     assert_eq!(r["covered"][0], backfill_start.as_str(), "{r}");
 
     // A run of 2,100 invisible ids: lull stops looking and covers only
     // down to the oldest post it read.
-    let server = MockServer::start().await;
-    let forum = Forum::default();
-    forum
-        .windowed
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    spread_posts(&forum, (1..=100).chain(2201..=2300), 2300);
-    Mock::given(method("GET"))
-        .and(path("/posts.json"))
-        .respond_with(forum.clone())
-        .mount(&server)
-        .await;
-    let h = home(&format!(
-        "[[source]]\nname = \"forum\"\nkind = \"discourse\"\nurl = \"{}\"\nrequests_per_minute = 0\n",
-        server.uri()
-    ));
-    let o = lull(&h, &["poll", "--json"], &[]).await;
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r = &reports(&o)["forum"];
-    assert_eq!(
-        r["read"].as_u64().unwrap_or(0) + r["staff"].as_u64().unwrap_or(0),
-        100,
-        "{r}"
-    );
+    let (forum, r, err) = poll_windowed((1..=100).chain(2201..=2300), 2300).await;
+    assert_eq!(seen(&r), 100, "{r}");
     let oldest_read = forum.posts.lock().unwrap()[100]["created_at"]
         .as_str()
         .unwrap_or_default()[..10]
@@ -273,7 +261,7 @@ async fn discourse_before_2024_reads_past_an_empty_window_and_a_long_gap_is_not_
         r["covered"][0].as_str() >= Some(oldest_read.as_str()),
         "{r} vs {oldest_read}"
     );
-    assert!(stderr(&o).contains("stay uncovered"), "{}", stderr(&o));
+    assert!(err.contains("stay uncovered"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

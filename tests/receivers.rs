@@ -47,6 +47,20 @@ fn config(smtp_port: u16, retry: u64, extra: &str) -> String {
 
 /// A receiver's records (`lull alerts --json` leaves `receiver` out for
 /// e-mail, as before receivers existed).
+/// Acme (enterprise) and Globex (no segment), both gone quiet.
+fn acme_and_globex() -> [Acct<'static>; 2] {
+    [
+        Acct(
+            "acme",
+            "Acme Corp",
+            "jane@vendor.example",
+            Some("enterprise"),
+            true,
+        ),
+        Acct("globex", "Globex", "sam@vendor.example", None, true),
+    ]
+}
+
 fn records_of<'a>(records: &'a [Value], receiver: &str) -> Vec<&'a Value> {
     records
         .iter()
@@ -90,16 +104,7 @@ fn slack_text(hit: &common::receiver::Hit) -> String {
 fn a_notice_routed_to_email_slack_and_a_webhook_arrives_once_at_each() {
     let smtp = Smtp::start(&[]);
     let hooks = Receiver::start();
-    let list = [
-        Acct(
-            "acme",
-            "Acme Corp",
-            "jane@vendor.example",
-            Some("enterprise"),
-            true,
-        ),
-        Acct("globex", "Globex", "sam@vendor.example", None, true),
-    ];
+    let list = acme_and_globex();
     let h = setup(
         &list,
         &config(
@@ -759,16 +764,7 @@ fn the_service_delivers_to_chat_and_a_webhook_without_smtp_and_serves_the_chart_
     use common::service::{Running, free_port, service_config};
     let hooks = Receiver::start();
     let port = free_port();
-    let list = [
-        Acct(
-            "acme",
-            "Acme Corp",
-            "jane@vendor.example",
-            Some("enterprise"),
-            true,
-        ),
-        Acct("globex", "Globex", "sam@vendor.example", None, true),
-    ];
+    let list = acme_and_globex();
     let h = setup(
         &list,
         &format!(
