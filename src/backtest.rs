@@ -56,7 +56,7 @@ pub fn run(
     config: &DetectConfig,
     from: Day,
     to: Day,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<Backtest, StoreError> {
     let (history, timeline) = timeline_for(store, config, Day(i32::MIN / 2), to)?;
     let detector = Detector::load(store, registry, config, timeline)?;
@@ -84,50 +84,12 @@ pub fn run(
         }
         out
     };
-    // Accounts are read in store order on this thread and replayed on
-    // every core; results are put back in reading order, so the outcome
-    // is the same as one thread's.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let mut results: Vec<(usize, Replayed)> = Vec::with_capacity(registry.len());
-    let (jobs, queue) = std::sync::mpsc::sync_channel::<(usize, AccountHistory)>(workers * 4);
-    let queue = std::sync::Mutex::new(queue);
-    let (done_tx, done) = std::sync::mpsc::channel::<(usize, Replayed)>();
-    std::thread::scope(|scope| -> Result<(), StoreError> {
-        for _ in 0..workers {
-            let (queue, done_tx, replay) = (&queue, done_tx.clone(), &replay);
-            scope.spawn(move || {
-                loop {
-                    let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((seq, h)) = job else { break };
-                    if done_tx.send((seq, replay(h))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let mut seq = 0;
-        // A worker stops early only by panicking, and the scope passes that
-        // panic on when it ends: no result goes missing silently.
-        let read = detector.for_each_account(store, |h| {
-            let _ = jobs.send((seq, h));
-            seq += 1;
-            results.extend(done.try_iter());
-            progress(results.len());
-        });
-        drop(jobs);
-        read?;
-        for r in done.iter() {
-            results.push(r);
-            progress(results.len());
-        }
-        Ok(())
-    })?;
-    results.sort_unstable_by_key(|(seq, _)| *seq);
+    // Replayed on every core, in the order one thread would.
+    let results = detector.map_accounts(store, replay, progress)?;
     let mut notices = Vec::new();
     let mut candidates = Vec::new();
     let mut weekly = BTreeMap::new();
-    for (_, r) in results {
+    for r in results {
         notices.extend(r.notices);
         candidates.extend(r.candidates);
         weekly.extend(r.weekly);

@@ -136,39 +136,49 @@ pub fn judge_day(
         .map(|(a, s)| (a, s.until))
         .collect();
     let detector = Detector::load(store, registry, config, timeline)?.with_snoozes(snoozed);
-    let mut accounts = Vec::with_capacity(registry.len());
-    let mut notices = Vec::new();
-    let mut candidates = Vec::new();
-    detector.for_each_account(store, |h| {
-        let id = &registry.get(h.account).id;
-        let (memory, from) = match (memories.get(id), resume) {
-            (Some(m), Some(r)) => (*m, r),
-            _ => (Memory::default(), history),
-        };
-        let before = notices.len();
-        accounts.push(detector.replay(&h, memory, from, at, at, |n| {
-            if n.notice == NoticeKind::Watch {
-                candidates.push(n);
-            } else {
-                notices.push(n);
-            }
-        }));
-        let watched = candidates.last().is_some_and(|c: &Notice| c.account == *id);
-        if watched {
+    // Each account on any core: its judgement, its notices (with the
+    // chart's weeks and who was last seen) and its watch-list candidate.
+    let judged = detector.map_accounts(
+        store,
+        |h| {
+            let id = &registry.get(h.account).id;
+            let (memory, from) = match (memories.get(id), resume) {
+                (Some(m), Some(r)) => (*m, r),
+                _ => (Memory::default(), history),
+            };
+            let mut notices = Vec::new();
+            let mut candidates: Vec<Notice> = Vec::new();
+            let judgement = detector.replay(&h, memory, from, at, at, |n| {
+                if n.notice == NoticeKind::Watch {
+                    candidates.push(n);
+                } else {
+                    notices.push(n);
+                }
+            });
             if let Some(c) = candidates.last_mut() {
                 c.weekly = Some(detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at));
             }
-        }
-        if notices.len() > before {
-            let weekly = detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at);
-            for n in &mut notices[before..] {
-                n.weekly = Some(weekly.clone());
-                for r in &mut n.evidence {
-                    r.last_seen_by = last_seen_by(store, n.account.as_str(), r);
+            if !notices.is_empty() {
+                let weekly = detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at);
+                for n in &mut notices {
+                    n.weekly = Some(weekly.clone());
+                    for r in &mut n.evidence {
+                        r.last_seen_by = last_seen_by(store, n.account.as_str(), r);
+                    }
                 }
             }
-        }
-    })?;
+            (judgement, notices, candidates)
+        },
+        |_| {},
+    )?;
+    let mut accounts = Vec::with_capacity(judged.len());
+    let mut notices = Vec::new();
+    let mut candidates = Vec::new();
+    for (judgement, n, c) in judged {
+        accounts.push(judgement);
+        notices.extend(n);
+        candidates.extend(c);
+    }
     accounts.sort_by_key(|a| registry.by_id(a.account.as_str()));
     // Today's digest: the same selection a backtest makes, from the last
     // listing each account remembers.

@@ -412,6 +412,19 @@ impl<'a> Detector<'a> {
         store: &Store,
         mut f: impl FnMut(AccountHistory),
     ) -> Result<(), StoreError> {
+        self.for_each_stored(
+            store,
+            |i, series, people| f(self.history(i, series, people)),
+        )
+    }
+
+    /// Every account's stored series and people, in store order (accounts
+    /// without any at the end), before they become a history.
+    fn for_each_stored(
+        &self,
+        store: &Store,
+        mut f: impl FnMut(usize, Vec<Series>, Vec<ChannelPeople>),
+    ) -> Result<(), StoreError> {
         let mut seen = vec![false; self.registry.len()];
         let mut people = store.people().peekable();
         let mut people_of = |account: &AccountId| -> Result<Vec<ChannelPeople>, StoreError> {
@@ -443,7 +456,7 @@ impl<'a> Detector<'a> {
             if current.as_ref().is_some_and(|(i, _)| *i != idx) {
                 if let Some((i, series)) = current.take() {
                     let p = people_of(&series[0].account)?;
-                    f(self.history(i, series, p));
+                    f(i, series, p);
                 }
             }
             current.get_or_insert_with(|| (idx, Vec::new())).1.push(s);
@@ -451,14 +464,71 @@ impl<'a> Detector<'a> {
         }
         if let Some((i, series)) = current.take() {
             let p = people_of(&series[0].account)?;
-            f(self.history(i, series, p));
+            f(i, series, p);
         }
         for (i, seen) in seen.into_iter().enumerate() {
             if !seen {
-                f(self.history(i, Vec::new(), Vec::new()));
+                f(i, Vec::new(), Vec::new());
             }
         }
         Ok(())
+    }
+
+    /// Runs `f` on every account's history, on every core: series are
+    /// read in store order on this thread, and workers build each history
+    /// and run `f` on it; results
+    /// come back in reading order, so the outcome is the same as one
+    /// thread's. `progress` hears how many are done.
+    pub fn map_accounts<R: Send>(
+        &self,
+        store: &Store,
+        f: impl Fn(AccountHistory) -> R + Sync,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<R>, StoreError> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let mut results: Vec<(usize, R)> = Vec::with_capacity(self.registry.len());
+        type Job = (usize, usize, Vec<Series>, Vec<ChannelPeople>);
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(workers * 4);
+        let queue = std::sync::Mutex::new(queue);
+        let (done_tx, done) = std::sync::mpsc::channel::<(usize, R)>();
+        std::thread::scope(|scope| -> Result<(), StoreError> {
+            for _ in 0..workers {
+                let (queue, done_tx, f) = (&queue, done_tx.clone(), &f);
+                scope.spawn(move || {
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((seq, i, series, people)) = job else {
+                            break;
+                        };
+                        // Building the history is most of an account's
+                        // work on a daily run: it happens here too.
+                        let h = self.history(i, series, people);
+                        if done_tx.send((seq, f(h))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut seq = 0;
+            // A worker stops early only by panicking, and the scope passes
+            // that panic on when it ends: no result goes missing silently.
+            let read = self.for_each_stored(store, |i, series, people| {
+                let _ = jobs.send((seq, i, series, people));
+                seq += 1;
+                results.extend(done.try_iter());
+                progress(results.len());
+            });
+            drop(jobs);
+            read?;
+            for r in done.iter() {
+                results.push(r);
+                progress(results.len());
+            }
+            Ok(())
+        })?;
+        results.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(results.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Builds the channels of one account from its stored series and
