@@ -841,3 +841,42 @@ fn the_service_delivers_to_chat_and_a_webhook_without_smtp_and_serves_the_chart_
     assert_eq!(records_of(&records, "cs-slack")[0]["status"], "sent");
     assert_eq!(records_of(&records, "email")[0]["status"], "queued");
 }
+
+#[test]
+fn a_receiver_added_by_a_reload_gets_what_waited() {
+    use common::service::{Running, free_port, service_config};
+    let hooks = Receiver::start();
+    let port = free_port();
+    let base = format!(
+        "[store]\npath = \"data/lull.db\"\n[accounts]\nfile = \"accounts.toml\"\n{}",
+        service_config(port, "0 0 6 * * *", 5)
+    );
+    let h = setup(&acme_and_globex(), &base);
+    detect(&h, TODAY, &["--no-send"]);
+    let mut r = Running::start(&h, port, &[]);
+    r.wait_for_log("alerts stay queued", Duration::from_secs(10));
+    std::fs::write(
+        h.path().join("lull.toml"),
+        format!(
+            "{base}[[receiver]]\nname = \"crm\"\nkind = \"webhook\"\nurl = \"{}\"\n[[route]]\nreceivers = [\"crm\"]\n",
+            hooks.url("/hook")
+        ),
+    )
+    .expect("config");
+    r.signal(libc::SIGHUP);
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while hooks.accepted("/hook").len() < 2 {
+        assert!(std::time::Instant::now() < until, "{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.signal(libc::SIGTERM);
+    let (status, _) = r.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{}", r.log());
+    let mut got: Vec<String> = hooks
+        .accepted("/hook")
+        .iter()
+        .map(|h| h.json()["account"].as_str().unwrap_or_default().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["acme", "globex"]);
+}

@@ -701,20 +701,29 @@ impl Service {
     /// it; wakes when detection queues more (or a "deliver now" wants the
     /// outbox: a pass ends at its next pause and lets go of it).
     async fn delivery_loop(self: Arc<Self>) -> anyhow::Result<()> {
-        let http_receivers = self
-            .config()
-            .routing
-            .receivers
-            .iter()
-            .any(|r| !matches!(r.kind, crate::alert::route::ReceiverKind::Email { .. }));
-        if self.config().smtp.is_none() && !http_receivers {
-            tracing::info!(
-                "no [smtp] and no other receiver configured: alerts stay queued (`lull alerts` lists them)"
-            );
-            self.cancel.cancelled().await;
-            return Ok(());
-        }
+        let mut told = false;
         loop {
+            // Nothing can send (no [smtp], no other receiver): wait for a
+            // reload to add a receiver, or for the next detection.
+            let http_receivers = self
+                .app
+                .live()
+                .routing
+                .receivers
+                .iter()
+                .any(|r| !matches!(r.kind, crate::alert::route::ReceiverKind::Email { .. }));
+            if self.config().smtp.is_none() && !http_receivers {
+                if !told {
+                    tracing::info!(
+                        "no [smtp] and no other receiver configured: alerts stay queued (`lull alerts` lists them)"
+                    );
+                    told = true;
+                }
+                tokio::select! {
+                    () = self.cancel.cancelled() => return Ok(()),
+                    () = self.wake_delivery.notified() => continue,
+                }
+            }
             let stop = async {
                 tokio::select! {
                     () = self.cancel.cancelled() => {}
@@ -815,8 +824,10 @@ impl Service {
         release_freed_memory();
     }
 
-    /// What follows a reload that took: staleness and TLS files.
+    /// What follows a reload that took: staleness, TLS files, and a
+    /// delivery pass (receivers and routes may have changed).
     fn after_reload(&self) {
+        self.wake_delivery.notify_one();
         self.health
             .set_stale_days(self.app.live().detect.defaults.stale_days);
         if let Some(tls) = &self.tls {
