@@ -320,6 +320,46 @@ async fn discourse_with_a_non_admin_key_counts_by_name_and_a_renamed_user_keeps_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_required_forum_without_a_key_is_named_as_such_not_as_a_missing_permission() {
+    // Discourse's answer to an anonymous request on a login-required site.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/posts.json"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("content-type", "application/json; charset=utf-8")
+                .set_body_string(r#"{"errors":["You are not permitted to view the requested resource."],"error_type":"invalid_access"}"#),
+        )
+        .mount(&server)
+        .await;
+    let source = |key: &str| {
+        format!(
+            "[[source]]\nname = \"forum\"\nkind = \"discourse\"\nurl = \"{}\"\nrequests_per_minute = 0\nretries = 0\n{key}",
+            server.uri()
+        )
+    };
+    let h = home(&source(""));
+    let o = lull(&h, &["poll"], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("403")
+            && err.contains("this source has none configured")
+            && err.contains("login-required site needs an API key"),
+        "{err}"
+    );
+    assert!(!err.contains("lack a permission"), "{err}");
+    // With a key, the same answer is the key's missing permission.
+    let h = home(&source(
+        "api_key_env = \"LULL_TEST_DISCOURSE_KEY\"\napi_username = \"system\"\n",
+    ));
+    let o = lull(&h, &["poll"], &[("LULL_TEST_DISCOURSE_KEY", "k-123456")]).await;
+    let err = stderr(&o);
+    assert!(err.contains("the credentials lack a permission"), "{err}");
+    assert!(!err.contains("none configured"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freshdesk_real_payloads_count_tickets_once_and_not_agent_replies() {
     let server = MockServer::start().await;
     let next = format!(
