@@ -276,19 +276,21 @@ pub async fn deliver(
 ) -> Result<Delivered, StoreError> {
     let queued = store.queued()?;
     let routed = route_entries(&queued, v.routing, v.registry);
+    // The receivers with copies to deliver: those already routed and
+    // those routed now.
+    let mut names: Vec<String> = queued
+        .into_iter()
+        .filter_map(|q| q.receiver)
+        .chain(routed.iter().flat_map(|(_, r)| r.iter().cloned()))
+        .collect();
+    names.sort();
+    names.dedup();
     if !routed.is_empty() {
         for (q, _) in routed.iter().filter(|(_, r)| r.is_empty()) {
             tracing::info!(account = %q.account, kind = %q.kind, day = %q.day, "notice dropped: its route names no receiver");
         }
         store.dispatch(&routed)?;
     }
-    let mut names: Vec<String> = store
-        .queued()?
-        .into_iter()
-        .filter_map(|q| q.receiver)
-        .collect();
-    names.sort();
-    names.dedup();
     let deadline = tokio::time::Instant::now() + retry_for;
     let stop = futures_util::FutureExt::shared(Box::pin(stop));
     let loops: Vec<_> = names
@@ -322,11 +324,7 @@ async fn deliver_to(
 ) -> Result<Delivered, StoreError> {
     let mut backoff = FIRST_BACKOFF;
     let mut total = Delivered::default();
-    let is_email = receiver == EMAIL
-        || matches!(
-            v.routing.receiver(receiver).map(|r| &r.kind),
-            Some(ReceiverKind::Email { .. })
-        );
+    let is_email = v.routing.is_email(receiver);
     loop {
         let mine: Vec<QueuedNotice> = store.queued_for(receiver)?;
         let messages = group(mine, v.from, v.routing, v.registry);
@@ -478,11 +476,7 @@ async fn send_one(
         let mut record = MailRecord::new(o, v.routing, previous(store, &o.message_id)?);
         record.attempts += 1;
         record.last_attempt = Some(Utc::now());
-        let is_email = o.receiver == EMAIL
-            || matches!(
-                v.routing.receiver(&o.receiver).map(|r| &r.kind),
-                Some(ReceiverKind::Email { .. })
-            );
+        let is_email = v.routing.is_email(&o.receiver);
         let what = if is_email { "alert e-mail" } else { "alert" };
         // E-mail is composed before the attempt is recorded: a message
         // that cannot be composed is a failure, not an attempt.

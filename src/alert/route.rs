@@ -300,6 +300,22 @@ impl Routing {
         self.receivers.iter().find(|r| r.name == name)
     }
 
+    /// Whether `name` sends through the `[smtp]` relay.
+    pub fn is_email(&self, name: &str) -> bool {
+        name == EMAIL
+            || matches!(
+                self.receiver(name).map(|r| &r.kind),
+                Some(ReceiverKind::Email { .. })
+            )
+    }
+
+    /// Whether any receiver posts over HTTP (Slack, Teams, a webhook).
+    pub fn has_http_receivers(&self) -> bool {
+        self.receivers
+            .iter()
+            .any(|r| !matches!(r.kind, ReceiverKind::Email { .. }))
+    }
+
     /// The route by index (`None`: the default route).
     pub fn route(&self, index: Option<usize>) -> &Route {
         index

@@ -622,11 +622,7 @@ impl App {
             .map_err(|e| AppError::new("internal", 500, e.to_string()))??
         };
         let smtp = self.config.smtp.is_some();
-        let http_receivers = live
-            .routing
-            .receivers
-            .iter()
-            .any(|r| !matches!(r.kind, crate::alert::route::ReceiverKind::Email { .. }));
+        let http_receivers = live.routing.has_http_receivers();
         if !smtp && !http_receivers {
             return Ok(DeliverOutcome {
                 queued_before,

@@ -705,13 +705,7 @@ impl Service {
         loop {
             // Nothing can send (no [smtp], no other receiver): wait for a
             // reload to add a receiver, or for the next detection.
-            let http_receivers = self
-                .app
-                .live()
-                .routing
-                .receivers
-                .iter()
-                .any(|r| !matches!(r.kind, crate::alert::route::ReceiverKind::Email { .. }));
+            let http_receivers = self.app.live().routing.has_http_receivers();
             if self.config().smtp.is_none() && !http_receivers {
                 if !told {
                     tracing::info!(
