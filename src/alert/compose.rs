@@ -433,13 +433,11 @@ struct HtmlBody<'a> {
 /// "forum posts (forum)" for the channel `forum:post`.
 pub(crate) fn channel_label(channel: &Channel) -> String {
     let what = match &channel.kind {
-        ChannelKind::Count(k) => match k.as_str() {
-            "post" => "forum posts".to_string(),
-            "ticket" => "support tickets".to_string(),
-            "comment" => "ticket comments".to_string(),
-            "conversation" => "ticket replies".to_string(),
-            "activity" => "activity".to_string(),
-            k => format!("{k} events"),
+        ChannelKind::Count(k) => match crate::sources::activity_words(k.as_str()) {
+            Some(words) => words.to_string(),
+            // Imported events without a kind.
+            None if k.as_str() == "activity" => "activity".to_string(),
+            None => format!("{k} events"),
         },
         ChannelKind::Rate {
             numerator,

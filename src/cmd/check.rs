@@ -12,7 +12,7 @@ use crate::secret::Secret;
 fn missing_secrets(config: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for s in &config.sources {
-        for var in s.spec.env_vars() {
+        for var in s.settings.env_vars() {
             if let Err(e) = Secret::from_env(var) {
                 out.push(Diagnostic {
                     file: config.file.clone(),
@@ -91,7 +91,7 @@ fn warnings(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for s in &config.sources {
         let host = s.url.host_str().unwrap_or("");
-        if !s.spec.env_vars().is_empty() && s.url.scheme() == "http" && !loopback(host) {
+        if !s.settings.env_vars().is_empty() && s.url.scheme() == "http" && !loopback(host) {
             out.push(format!(
                 "source `{}` sends its credentials over plain http:// to {host}: anyone on the way can read them; use https://",
                 s.name

@@ -1,16 +1,17 @@
-//! `[[source]]` tables: read with every key optional, then checked per kind,
-//! so each mistake is reported with its line and the keys a kind knows.
+//! `[[source]]` tables: the keys every source has are checked here, the
+//! rest by the source's kind ([`super::kind`]), so each mistake is
+//! reported with its line and the keys a kind knows.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::kind::{Keys, Kind, Settings};
 use crate::diag::{Diagnostic, SourceText};
 use crate::types::SourceName;
-
-use super::html::{HtmlSelectors, Preset};
 
 /// How far back a source's first poll reads when the config does not say:
 /// a quarter of history is enough for a first baseline to start forming
@@ -26,98 +27,11 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// With the doubling backoff (1, 2, 4, 8 s) a source gets about 15 s to
 /// recover before the poll gives up and the next scheduled one tries again.
 pub const DEFAULT_RETRIES: u32 = 4;
-/// Pages an `html` poll follows through "next" links: a forum's latest
-/// posts rarely need more between two hourly polls, and a broken "next"
-/// selector cannot walk a whole site.
-pub const DEFAULT_MAX_PAGES: u32 = 10;
-/// An open this soon after delivery is a machine's (a privacy proxy or a
-/// link scanner fetching the pixel), not a person's.
-pub const DEFAULT_MACHINE_OPEN_SECS: u64 = 5;
-/// Mailchimp opens keep arriving for weeks after a campaign; each poll
-/// rereads the activity of campaigns sent this many days back.
-pub const DEFAULT_OPENS_WINDOW_DAYS: u32 = 30;
 
-/// The source kinds lull knows, with their default request rates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    Discourse,
-    Html,
-    Zendesk,
-    Freshdesk,
-    Mailchimp,
-    Mailgun,
-    Postmark,
-}
+pub use super::kind::is_env_var_name;
 
-impl SourceKind {
-    pub const ALL: [SourceKind; 7] = [
-        SourceKind::Discourse,
-        SourceKind::Html,
-        SourceKind::Zendesk,
-        SourceKind::Freshdesk,
-        SourceKind::Mailchimp,
-        SourceKind::Mailgun,
-        SourceKind::Postmark,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceKind::Discourse => "discourse",
-            SourceKind::Html => "html",
-            SourceKind::Zendesk => "zendesk",
-            SourceKind::Freshdesk => "freshdesk",
-            SourceKind::Mailchimp => "mailchimp",
-            SourceKind::Mailgun => "mailgun",
-            SourceKind::Postmark => "postmark",
-        }
-    }
-
-    /// Requests per minute when the config does not say, from each
-    /// service's documented limits, with room for the customer's other
-    /// integrations on the same key.
-    pub fn default_requests_per_minute(self) -> u32 {
-        match self {
-            // Discourse allows 60/min per admin key *shared by every
-            // integration of the site*: lull takes half, so a first
-            // backfill never starves the others.
-            SourceKind::Discourse => 30,
-            // Someone else's web server: one page every two seconds.
-            SourceKind::Html => 30,
-            // Incremental exports: 10/min (the other endpoints allow more,
-            // but one limiter for the source keeps it simple and safe).
-            SourceKind::Zendesk => 10,
-            // The smallest Freshdesk plan allows 50/min for the account.
-            SourceKind::Freshdesk => 40,
-            // Mailchimp limits concurrency (10), not rate.
-            SourceKind::Mailchimp => 120,
-            SourceKind::Mailgun => 120,
-            SourceKind::Postmark => 120,
-        }
-    }
-
-    /// Keys this kind accepts besides the common ones.
-    fn keys(self) -> &'static [&'static str] {
-        match self {
-            SourceKind::Discourse => &["api_key_env", "api_username", "user_emails"],
-            SourceKind::Html => &[
-                "preset",
-                "post",
-                "author",
-                "time",
-                "next",
-                "link",
-                "max_pages",
-            ],
-            SourceKind::Zendesk => &["email", "token_env", "comments"],
-            SourceKind::Freshdesk => &["api_key_env", "conversations"],
-            SourceKind::Mailchimp => &["api_key_env", "machine_open_secs", "opens_window_days"],
-            SourceKind::Mailgun => &["domain", "api_key_env", "machine_open_secs"],
-            SourceKind::Postmark => &["token_env", "machine_open_secs"],
-        }
-    }
-}
-
-const COMMON_KEYS: &[&str] = &[
+/// Keys every source has, whatever its kind.
+pub const COMMON_KEYS: &[&str] = &[
     "name",
     "kind",
     "url",
@@ -128,9 +42,10 @@ const COMMON_KEYS: &[&str] = &[
     "retries",
 ];
 
-/// One `[[source]]` table as written; every key optional so that all
-/// problems can be reported at once.
-#[derive(Debug, Deserialize, Default)]
+/// One `[[source]]` table as written: the common keys, every one optional
+/// so that all problems can be reported at once, and the kind's own keys
+/// as raw values with their places, for the kind to check.
+#[derive(Debug, Default)]
 pub(crate) struct RawSource {
     name: Option<Spanned<String>>,
     kind: Option<Spanned<String>>,
@@ -140,66 +55,60 @@ pub(crate) struct RawSource {
     requests_per_minute: Option<Spanned<u32>>,
     timeout_secs: Option<Spanned<u64>>,
     retries: Option<Spanned<u32>>,
-    // discourse
-    api_key_env: Option<Spanned<String>>,
-    api_username: Option<Spanned<String>>,
-    user_emails: Option<Spanned<bool>>,
-    // html
-    preset: Option<Spanned<String>>,
-    post: Option<Spanned<String>>,
-    author: Option<Spanned<String>>,
-    time: Option<Spanned<String>>,
-    next: Option<Spanned<String>>,
-    link: Option<Spanned<String>>,
-    max_pages: Option<Spanned<u32>>,
-    // zendesk, freshdesk
-    email: Option<Spanned<String>>,
-    token_env: Option<Spanned<String>>,
-    comments: Option<Spanned<bool>>,
-    conversations: Option<Spanned<bool>>,
-    // e-mail platforms
-    domain: Option<Spanned<String>>,
-    machine_open_secs: Option<Spanned<u64>>,
-    opens_window_days: Option<Spanned<u32>>,
+    /// Every other key, in file order.
+    other: Vec<(String, Spanned<toml::Value>)>,
+}
+
+impl<'de> Deserialize<'de> for RawSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawSource, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [[source]] table")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawSource, A::Error> {
+                let mut r = RawSource::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => r.name = Some(map.next_value()?),
+                        "kind" => r.kind = Some(map.next_value()?),
+                        "url" => r.url = Some(map.next_value()?),
+                        "schedule" => r.schedule = Some(map.next_value()?),
+                        "backfill_days" => r.backfill_days = Some(map.next_value()?),
+                        "requests_per_minute" => r.requests_per_minute = Some(map.next_value()?),
+                        "timeout_secs" => r.timeout_secs = Some(map.next_value()?),
+                        "retries" => r.retries = Some(map.next_value()?),
+                        _ => {
+                            let v = map.next_value()?;
+                            r.other.push((key, v));
+                        }
+                    }
+                }
+                Ok(r)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 impl RawSource {
-    /// The span of every key that is set, by name.
-    fn set_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        let mut out = Vec::new();
-        macro_rules! k {
-            ($($f:ident),*) => {$(
-                if let Some(v) = &self.$f { out.push((stringify!($f), v.span())); }
-            )*};
-        }
-        k!(
-            name,
-            kind,
-            url,
-            schedule,
-            backfill_days,
-            requests_per_minute,
-            timeout_secs,
-            retries,
-            api_key_env,
-            api_username,
-            user_emails,
-            preset,
-            post,
-            author,
-            time,
-            next,
-            link,
-            max_pages,
-            email,
-            token_env,
-            comments,
-            conversations,
-            domain,
-            machine_open_secs,
-            opens_window_days
-        );
-        out
+    /// Where the table's first key is, for a table without a name.
+    fn first_at(&self) -> usize {
+        let common = [
+            self.name.as_ref().map(|v| v.span().start),
+            self.kind.as_ref().map(|v| v.span().start),
+            self.url.as_ref().map(|v| v.span().start),
+        ];
+        common
+            .into_iter()
+            .flatten()
+            .chain(self.other.iter().map(|(_, v)| v.span().start))
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -207,13 +116,14 @@ impl RawSource {
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub name: SourceName,
-    pub kind: SourceKind,
+    pub kind: &'static Kind,
     /// The service's base URL (or, for `html`, the first page to read).
     pub url: url::Url,
     pub schedule: cron::Schedule,
     pub backfill_days: u32,
     pub http: HttpSettings,
-    pub spec: Spec,
+    /// What its kind checked and needs to poll.
+    pub settings: Arc<dyn Settings>,
     /// Where the table starts in the config file, for messages.
     pub line: usize,
 }
@@ -227,60 +137,6 @@ pub struct HttpSettings {
     pub retries: u32,
 }
 
-/// What a kind needs beyond the common keys. Secrets are env var names,
-/// read when the source polls (so commands that never poll need none).
-#[derive(Debug, Clone)]
-pub enum Spec {
-    Discourse {
-        api_key_env: Option<String>,
-        api_username: Option<String>,
-        /// Look up posters' e-mail addresses (needs an admin key).
-        user_emails: bool,
-    },
-    Html {
-        selectors: HtmlSelectors,
-        max_pages: u32,
-    },
-    Zendesk {
-        email: String,
-        token_env: String,
-        comments: bool,
-    },
-    Freshdesk {
-        api_key_env: String,
-        conversations: bool,
-    },
-    Mailchimp {
-        api_key_env: String,
-        machine_open: Duration,
-        opens_window_days: u32,
-    },
-    Mailgun {
-        domain: String,
-        api_key_env: String,
-        machine_open: Duration,
-    },
-    Postmark {
-        token_env: String,
-        machine_open: Duration,
-    },
-}
-
-impl Spec {
-    /// Env vars this source reads its secrets from.
-    pub fn env_vars(&self) -> Vec<&str> {
-        match self {
-            Spec::Discourse { api_key_env, .. } => api_key_env.iter().map(String::as_str).collect(),
-            Spec::Html { .. } => Vec::new(),
-            Spec::Zendesk { token_env, .. } => vec![token_env],
-            Spec::Freshdesk { api_key_env, .. }
-            | Spec::Mailchimp { api_key_env, .. }
-            | Spec::Mailgun { api_key_env, .. } => vec![api_key_env],
-            Spec::Postmark { token_env, .. } => vec![token_env],
-        }
-    }
-}
-
 /// Checks every `[[source]]` table; problems go to `problems`.
 pub(crate) fn build_sources(
     raw: &[RawSource],
@@ -289,13 +145,16 @@ pub(crate) fn build_sources(
 ) -> Vec<SourceConfig> {
     let mut out = Vec::new();
     let mut names = BTreeSet::new();
+    let kinds = super::kinds();
+    let kind_list = || kinds.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
     for r in raw {
         let before = problems.len();
         let mut p = Problems { src, problems };
         let Some(name) = &r.name else {
-            let at = r.set_keys().first().map(|(_, s)| s.start).unwrap_or(0);
-            p.problems
-                .push(src.at(at, "a [[source]] needs a `name` (unique, e.g. \"forum\")"));
+            p.problems.push(src.at(
+                r.first_at(),
+                "a [[source]] needs a `name` (unique, e.g. \"forum\")",
+            ));
             continue;
         };
         let n = name.get_ref().trim();
@@ -314,21 +173,25 @@ pub(crate) fn build_sources(
             );
             continue;
         };
-        let Some(kind_v) = SourceKind::ALL.iter().copied().find(|k| k.name() == kind.1) else {
+        let Some(kind_v) = kinds.iter().copied().find(|k| k.name == kind.1) else {
             p.at(
                 kind.0,
                 format!("unknown source kind `{}`; known: {}", kind.1, kind_list()),
             );
             continue;
         };
-        for (key, span) in r.set_keys() {
-            if !COMMON_KEYS.contains(&key) && !kind_v.keys().contains(&key) {
+        for (key, v) in &r.other {
+            if !kind_v.keys.contains(&key.as_str()) {
                 p.problems.push(src.at(
-                    span.start,
+                    v.span().start,
                     format!(
                         "`{key}` is not a key of a `{}` source (its own keys: {})",
-                        kind_v.name(),
-                        kind_v.keys().join(", ")
+                        kind_v.name,
+                        if kind_v.keys.is_empty() {
+                            "none".to_string()
+                        } else {
+                            kind_v.keys.join(", ")
+                        }
                     ),
                 ));
             }
@@ -378,7 +241,7 @@ pub(crate) fn build_sources(
                 .requests_per_minute
                 .as_ref()
                 .map(|v| *v.get_ref())
-                .unwrap_or(kind_v.default_requests_per_minute()),
+                .unwrap_or(kind_v.requests_per_minute),
             timeout: Duration::from_secs(
                 r.timeout_secs
                     .as_ref()
@@ -392,11 +255,12 @@ pub(crate) fn build_sources(
                 .map(|v| *v.get_ref())
                 .unwrap_or(DEFAULT_RETRIES),
         };
-        let spec = build_spec(kind_v, r, n, name, &mut p);
-        if p.problems.len() > before {
+        let mut keys = Keys::new(n, name.span().start, &r.other, src, p.problems);
+        let settings = (kind_v.configure)(&mut keys);
+        if problems.len() > before {
             continue;
         }
-        if let (Some(url), Some(schedule), Some(spec)) = (url, schedule, spec) {
+        if let (Some(url), Some(schedule), Some(settings)) = (url, schedule, settings) {
             out.push(SourceConfig {
                 name: SourceName(n.to_string()),
                 kind: kind_v,
@@ -408,7 +272,7 @@ pub(crate) fn build_sources(
                     .map(|v| *v.get_ref())
                     .unwrap_or(DEFAULT_BACKFILL_DAYS),
                 http,
-                spec,
+                settings,
                 line: src.line_col(name.span().start).0,
             });
         }
@@ -425,235 +289,6 @@ impl Problems<'_> {
     fn at<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) {
         self.problems.push(self.src.span(s, msg));
     }
-}
-
-fn kind_list() -> String {
-    SourceKind::ALL.map(SourceKind::name).join(", ")
-}
-
-/// Could `s` name an environment variable (letters, digits, `_`)? A value
-/// that cannot is most likely the secret itself pasted into the config.
-pub fn is_env_var_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn env_name(
-    p: &mut Problems<'_>,
-    v: &Option<Spanned<String>>,
-    key: &str,
-    n: &str,
-    name: &Spanned<String>,
-) -> Option<String> {
-    match v {
-        None => {
-            p.at(
-                name,
-                format!("source `{n}` needs `{key}`: the name of the environment variable that holds its secret"),
-            );
-            None
-        }
-        Some(e) => {
-            let s = e.get_ref();
-            if !is_env_var_name(s) {
-                p.at(
-                    e,
-                    format!("`{key}` names an environment variable (letters, digits, _), not the secret itself"),
-                );
-                None
-            } else {
-                Some(s.clone())
-            }
-        }
-    }
-}
-
-fn build_spec(
-    kind: SourceKind,
-    r: &RawSource,
-    n: &str,
-    name: &Spanned<String>,
-    p: &mut Problems<'_>,
-) -> Option<Spec> {
-    let machine_open = Duration::from_secs(
-        r.machine_open_secs
-            .as_ref()
-            .map(|v| *v.get_ref())
-            .unwrap_or(DEFAULT_MACHINE_OPEN_SECS),
-    );
-    Some(match kind {
-        SourceKind::Discourse => {
-            let api_key_env = match &r.api_key_env {
-                None => None,
-                Some(_) => Some(env_name(p, &r.api_key_env, "api_key_env", n, name)?),
-            };
-            if api_key_env.is_some() != r.api_username.is_some() {
-                p.at(
-                    name,
-                    format!("source `{n}`: `api_key_env` and `api_username` go together (Discourse needs both headers)"),
-                );
-                return None;
-            }
-            let user_emails = r.user_emails.as_ref().map(|v| *v.get_ref());
-            if user_emails == Some(true) && api_key_env.is_none() {
-                p.at(
-                    r.user_emails.as_ref()?,
-                    "`user_emails = true` needs an admin `api_key_env` and `api_username`",
-                );
-                return None;
-            }
-            Spec::Discourse {
-                user_emails: user_emails.unwrap_or(api_key_env.is_some()),
-                api_key_env,
-                api_username: r.api_username.as_ref().map(|v| v.get_ref().clone()),
-            }
-        }
-        SourceKind::Html => {
-            let preset = match &r.preset {
-                None => None,
-                Some(s) => match Preset::by_name(s.get_ref()) {
-                    Some(pr) => Some(pr),
-                    None => {
-                        p.at(
-                            s,
-                            format!(
-                                "unknown html preset `{}`; known: {}",
-                                s.get_ref(),
-                                Preset::NAMES.join(", ")
-                            ),
-                        );
-                        return None;
-                    }
-                },
-            };
-            let mut sel = preset.map(Preset::selectors).unwrap_or_default();
-            let mut bad = false;
-            for (key, v, slot) in [
-                ("post", &r.post, &mut sel.post),
-                ("author", &r.author, &mut sel.author),
-                ("time", &r.time, &mut sel.time),
-                ("next", &r.next, &mut sel.next),
-                ("link", &r.link, &mut sel.link),
-            ] {
-                if let Some(v) = v {
-                    if let Err(e) = scraper::Selector::parse(v.get_ref()) {
-                        p.at(v, format!("`{key}` is not a CSS selector: {e}"));
-                        bad = true;
-                    }
-                    *slot = v.get_ref().clone();
-                }
-            }
-            for (key, slot) in [
-                ("post", &sel.post),
-                ("author", &sel.author),
-                ("time", &sel.time),
-            ] {
-                if slot.is_empty() {
-                    p.at(
-                        name,
-                        format!("html source `{n}` needs `preset` (e.g. \"phpbb\") or a `{key}` selector"),
-                    );
-                    bad = true;
-                }
-            }
-            if bad {
-                return None;
-            }
-            let max_pages = r
-                .max_pages
-                .as_ref()
-                .map(|v| *v.get_ref())
-                .unwrap_or(DEFAULT_MAX_PAGES);
-            if max_pages == 0 {
-                p.at(r.max_pages.as_ref()?, "`max_pages` must be at least 1");
-                return None;
-            }
-            Spec::Html {
-                selectors: sel,
-                max_pages,
-            }
-        }
-        SourceKind::Zendesk => {
-            let token_env = env_name(p, &r.token_env, "token_env", n, name);
-            let email = match &r.email {
-                Some(e) if crate::accounts::is_plausible_email(e.get_ref()) => {
-                    Some(e.get_ref().clone())
-                }
-                Some(e) => {
-                    p.at(
-                        e,
-                        "`email` is the Zendesk agent's e-mail address the API token belongs to",
-                    );
-                    None
-                }
-                None => {
-                    p.at(
-                        name,
-                        format!("zendesk source `{n}` needs `email` (the agent the API token belongs to)"),
-                    );
-                    None
-                }
-            };
-            Spec::Zendesk {
-                email: email?,
-                token_env: token_env?,
-                comments: r.comments.as_ref().is_some_and(|v| *v.get_ref()),
-            }
-        }
-        SourceKind::Freshdesk => Spec::Freshdesk {
-            api_key_env: env_name(p, &r.api_key_env, "api_key_env", n, name)?,
-            conversations: r.conversations.as_ref().is_some_and(|v| *v.get_ref()),
-        },
-        SourceKind::Mailchimp => {
-            let window = r
-                .opens_window_days
-                .as_ref()
-                .map(|v| *v.get_ref())
-                .unwrap_or(DEFAULT_OPENS_WINDOW_DAYS);
-            if window == 0 {
-                p.at(
-                    r.opens_window_days.as_ref()?,
-                    "`opens_window_days` must be at least 1",
-                );
-                return None;
-            }
-            Spec::Mailchimp {
-                api_key_env: env_name(p, &r.api_key_env, "api_key_env", n, name)?,
-                machine_open,
-                opens_window_days: window,
-            }
-        }
-        SourceKind::Mailgun => {
-            let domain = match &r.domain {
-                Some(d) if crate::accounts::is_plausible_domain(d.get_ref()) => {
-                    Some(d.get_ref().clone())
-                }
-                Some(d) => {
-                    p.at(
-                        d,
-                        "`domain` is the Mailgun sending domain, e.g. \"mg.example.com\"",
-                    );
-                    None
-                }
-                None => {
-                    p.at(
-                        name,
-                        format!("mailgun source `{n}` needs `domain` (the sending domain)"),
-                    );
-                    None
-                }
-            };
-            let api_key_env = env_name(p, &r.api_key_env, "api_key_env", n, name);
-            Spec::Mailgun {
-                domain: domain?,
-                api_key_env: api_key_env?,
-                machine_open,
-            }
-        }
-        SourceKind::Postmark => Spec::Postmark {
-            token_env: env_name(p, &r.token_env, "token_env", n, name)?,
-            machine_open,
-        },
-    })
 }
 
 /// Parses a 6- or 7-field cron expression, with a hint for the 5-field
@@ -688,5 +323,29 @@ mod tests {
         let next = s.after(&after).next().unwrap();
         assert_eq!(next.to_rfc3339(), "2026-11-23T06:30:00+00:00");
         assert!(parse_schedule("0 61 * * * *").is_err());
+    }
+
+    #[test]
+    fn a_kinds_keys_are_typed_and_each_mistake_named_with_its_place() {
+        let text = "[[source]]\nname = \"desk\"\nkind = \"zendesk\"\nurl = \"https://x.zendesk.com\"\nemail = \"agent@example.com\"\ntoken_env = \"ZD\"\ncomments = \"yes\"\n\n[[source]]\nname = \"forum\"\nkind = \"html\"\nurl = \"https://f.example\"\npreset = \"phpbb\"\nmax_pages = 0\nauthor = 3\n\n[[source]]\nname = \"mail\"\nkind = \"postmark\"\nurl = \"https://api.postmarkapp.com\"\ntoken_env = \"pm-secret value\"\n";
+        let err = crate::config::Config::from_text(std::path::Path::new("lull.toml"), text.into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lull.toml:7:12: `comments` must be true or false"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:14:13: `max_pages` must be at least 1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:15:10: `author` must be text"),
+            "{err}"
+        );
+        assert!(
+            err.contains("lull.toml:21:13: `token_env` names an environment variable"),
+            "{err}"
+        );
     }
 }

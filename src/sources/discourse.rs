@@ -8,6 +8,13 @@
 //! (once per user; remembered in the cursor) so they map to accounts by
 //! domain.
 
+use std::sync::Arc;
+
+use reqwest::header::HeaderName;
+
+use super::http::Auth;
+use super::kind::{self, Connect, Connection, Docs, Keys, Kind};
+use crate::secret::Secret;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
@@ -277,6 +284,85 @@ async fn look_up_emails(
         missing.insert(u.to_string(), cx.now);
     }
     Ok(())
+}
+
+/// The `discourse` kind.
+pub(crate) static KIND: Kind = Kind {
+    name: "discourse",
+    // Discourse allows 60/min per admin key *shared by every integration
+    // of the site*: lull takes half, so a first backfill never starves the
+    // others.
+    requests_per_minute: 30,
+    keys: &["api_key_env", "api_username", "user_emails"],
+    docs: Docs {
+        keys: r#"`api_key_env`, `api_username` (both optional), `user_emails`"#,
+        reads: r#"new posts (kind `post`) from `/posts.json`, the site-wide latest-posts stream, paged backwards with `before=` down to the last post the previous poll stored: about one request per 50 new posts, and no topic is ever downloaded. Discourse before mid-2024 pages by windows of 50 ids, so a run of ids the key cannot see (private messages, a deleted spam wave) answers an empty page mid-stream: lull steps over up to 40 such windows in a row (2,000 ids); beyond that it stops and leaves the days below the oldest post it read uncovered, with a warning. Regular posts only (no small actions, whispers or deleted posts); posts by admins, moderators and staff are left out. A renamed user keeps matching: lull remembers the first name it saw for each user id and tries it too"#,
+        credentials: r#"none for a public forum. With an **admin** API key (`Api-Key` / `Api-Username` headers) lull also reads posters' e-mail addresses from `/admin/users/list/active.json?show_emails=true` (`user_emails`, on by default with a key), once per user (remembered with the cursor; a user the list does not show is asked again after 7 days), so users map to accounts by domain. A key that may not list users (403: not an admin's) costs the addresses, not the poll: posts map by user name, with a warning"#,
+        rate: r#"30/min (half of the 60/min Discourse allows per admin key, which every integration of the site shares)"#,
+    },
+    activities: &[("post", "forum posts")],
+    configure,
+    fuzz,
+};
+
+#[derive(Debug)]
+struct Settings {
+    api_key_env: Option<String>,
+    api_username: Option<String>,
+    /// Look up posters' e-mail addresses (needs an admin key).
+    user_emails: bool,
+}
+
+fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
+    let api_key_env = k.env_optional("api_key_env");
+    let api_username = k.string("api_username");
+    let user_emails = k.bool("user_emails");
+    if k.failed() {
+        return None;
+    }
+    if api_key_env.is_some() != api_username.is_some() {
+        let msg = format!(
+            "source `{}`: `api_key_env` and `api_username` go together (Discourse needs both headers)",
+            k.source()
+        );
+        k.problem("name", msg);
+        return None;
+    }
+    if user_emails == Some(true) && api_key_env.is_none() {
+        k.problem(
+            "user_emails",
+            "`user_emails = true` needs an admin `api_key_env` and `api_username`",
+        );
+        return None;
+    }
+    Some(Arc::new(Settings {
+        user_emails: user_emails.unwrap_or(api_key_env.is_some()),
+        api_key_env,
+        api_username,
+    }))
+}
+
+impl kind::Settings for Settings {
+    fn env_vars(&self) -> Vec<&str> {
+        self.api_key_env.iter().map(String::as_str).collect()
+    }
+
+    fn connect(&self, cx: &Connect<'_>) -> Result<Connection, SourceError> {
+        let auth = match (&self.api_key_env, &self.api_username) {
+            (Some(k), Some(u)) => Auth::Headers(vec![
+                (HeaderName::from_static("api-key"), kind::secret(k)?),
+                (
+                    HeaderName::from_static("api-username"),
+                    Secret::new(u.clone()),
+                ),
+            ]),
+            _ => Auth::None,
+        };
+        Ok(Connection {
+            auth,
+            connector: Box::new(Discourse::new(cx.base.clone(), self.user_emails)),
+        })
+    }
 }
 
 /// Fuzz entry (fuzz/): every response type this connector decodes.

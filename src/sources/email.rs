@@ -19,6 +19,26 @@ pub const DELIVERED: &str = "delivered";
 pub const OPEN: &str = "open";
 pub const MACHINE_OPEN: &str = "machine_open";
 
+/// What the e-mail platforms store, with how an alert names a count of
+/// each (`open` per `delivered` is judged as the rate "e-mails opened").
+pub(crate) const ACTIVITIES: &[(&str, &str)] = &[
+    (DELIVERED, "e-mails delivered"),
+    (OPEN, "e-mails opened"),
+    (MACHINE_OPEN, "machine opens"),
+];
+
+/// An open this soon after delivery is a machine's (a privacy proxy or a
+/// link scanner fetching the pixel), not a person's.
+pub const DEFAULT_MACHINE_OPEN_SECS: u64 = 5;
+
+/// The `machine_open_secs` key every e-mail platform has.
+pub(crate) fn machine_open(k: &mut super::kind::Keys<'_>) -> Option<Duration> {
+    if !k.is_set("machine_open_secs") {
+        return Some(Duration::from_secs(DEFAULT_MACHINE_OPEN_SECS));
+    }
+    k.u64("machine_open_secs").map(Duration::from_secs)
+}
+
 /// Collects one poll's deliveries and opens.
 pub struct Engagement {
     machine_open: chrono::Duration,

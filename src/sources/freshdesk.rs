@@ -13,6 +13,11 @@
 //! polls look up the few requesters lull has not met (one credit each),
 //! and the cursor remembers contacts and companies' domains.
 
+use std::sync::Arc;
+
+use super::http::Auth;
+use super::kind::{self, Connect, Connection, Docs, Keys, Kind};
+use crate::secret::Secret;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
@@ -387,6 +392,60 @@ fn address(from: &str) -> Option<String> {
     };
     let s = s.trim();
     s.contains('@').then(|| s.to_string())
+}
+
+/// The `freshdesk` kind.
+pub(crate) static KIND: Kind = Kind {
+    name: "freshdesk",
+    // The smallest Freshdesk plan allows 50/min for the account.
+    requests_per_minute: 40,
+    keys: &["api_key_env", "conversations"],
+    docs: Docs {
+        keys: r#"`api_key_env`, `conversations` (false)"#,
+        reads: r#"tickets (kind `ticket`) from `/api/v2/tickets?updated_since=…` (with `include=requester`, an extra credit a page, on the first poll only), following `Link: rel="next"` (and past Freshdesk's 300-page limit by moving `updated_since` on), once by id, on the day created; with `conversations = true`, the customer's incoming public replies (kind `conversation`), one request per updated ticket. Requester → e-mail (`/api/v2/contacts/{id}` when not included, once: the cursor remembers the 20,000 most recent requesters and every company), then the company's `domains`"#,
+        credentials: r#"the API key of an agent who can see the tickets (basic auth, key as user)"#,
+        rate: r#"40/min (the smallest plan allows 50)"#,
+    },
+    activities: &[
+        ("ticket", "support tickets"),
+        ("conversation", "ticket replies"),
+    ],
+    configure,
+    fuzz,
+};
+
+#[derive(Debug)]
+struct Settings {
+    api_key_env: String,
+    conversations: bool,
+}
+
+fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
+    let api_key_env = k.env("api_key_env");
+    let conversations = k.bool("conversations").unwrap_or(false);
+    if k.failed() {
+        return None;
+    }
+    Some(Arc::new(Settings {
+        api_key_env: api_key_env?,
+        conversations,
+    }))
+}
+
+impl kind::Settings for Settings {
+    fn env_vars(&self) -> Vec<&str> {
+        vec![&self.api_key_env]
+    }
+
+    fn connect(&self, cx: &Connect<'_>) -> Result<Connection, SourceError> {
+        Ok(Connection {
+            auth: Auth::Basic {
+                user: kind::secret(&self.api_key_env)?,
+                password: Secret::new("X"),
+            },
+            connector: Box::new(Freshdesk::new(cx.base.clone(), self.conversations)),
+        })
+    }
 }
 
 /// Fuzz entry (fuzz/): every response type this connector decodes.

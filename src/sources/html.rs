@@ -7,6 +7,10 @@
 //! covered; or until the last page; at most `max_pages`. It covers only
 //! the time span it actually read.
 
+use std::sync::Arc;
+
+use super::http::Auth;
+use super::kind::{self, Connect, Connection, Docs, Keys, Kind};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use scraper::{ElementRef, Html as Document, Selector};
@@ -527,6 +531,115 @@ fn post_id(
         format!("{author}\u{1}{}\u{1}{text}", at.timestamp()).as_bytes(),
     );
     format!("h:{h:016x}")
+}
+
+/// Pages an `html` poll follows through "next" links: a forum's latest
+/// posts rarely need more between two hourly polls, and a broken "next"
+/// selector cannot walk a whole site.
+pub const DEFAULT_MAX_PAGES: u32 = 10;
+
+/// The `html` kind.
+pub(crate) static KIND: Kind = Kind {
+    name: "html",
+    // Someone else's web server: one page every two seconds.
+    requests_per_minute: 30,
+    keys: &[
+        "preset",
+        "post",
+        "author",
+        "time",
+        "next",
+        "link",
+        "max_pages",
+    ],
+    docs: Docs {
+        keys: r#"`preset` or `post`, `author`, `time` (CSS selectors); optional `next`, `link`, `max_pages` (10)"#,
+        reads: r#"posts (kind `post`) from a page that lists posts, best **newest first** (a "latest posts" view, a search sorted by time); follows the `next` link until it reaches posts the previous poll covered, the last page or `max_pages`. Oldest-first listings (a topic) work too, read up to `max_pages` each poll. Time from the `time` element's `datetime`/`title` attribute or text: RFC 3339/2822, epoch seconds, phpBB's `Tue Jan 01, 2019 10:00 am` and the usual date formats, `3 hours ago`, `Yesterday, 10:30` (zone-less times in the config's `timezone`). Post id: the `link` href's fragment (phpBB `#p123`), the element's `id`, or a hash of author, time and the post's words without digits (so votes, karma and "3 days ago" never make it a new post). A post without an author (a community-wiki answer) counts as `(no author shown)` — unmatched, listed by `lull accounts --unmatched` — and a post with neither author nor time (a hidden template) is skipped; both are logged, neither fails the source. A `next` link back to a page already read, or to a page of posts already read under another address (Askbot's `page=None`), ends the listing with a warning that says "loop". `preset = "phpbb"` fits phpBB 3.x prosilver topic pages and search results"#,
+        credentials: r#"none (public pages)"#,
+        rate: r#"30/min"#,
+    },
+    activities: &[("post", "forum posts")],
+    configure,
+    fuzz,
+};
+
+#[derive(Debug)]
+struct Settings {
+    selectors: HtmlSelectors,
+    max_pages: u32,
+}
+
+fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
+    let preset = match k.string("preset") {
+        None => None,
+        Some(s) => match Preset::by_name(&s) {
+            Some(p) => Some(p),
+            None => {
+                k.problem(
+                    "preset",
+                    format!(
+                        "unknown html preset `{s}`; known: {}",
+                        Preset::NAMES.join(", ")
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    let mut sel = preset.map(Preset::selectors).unwrap_or_default();
+    for (key, slot) in [
+        ("post", &mut sel.post),
+        ("author", &mut sel.author),
+        ("time", &mut sel.time),
+        ("next", &mut sel.next),
+        ("link", &mut sel.link),
+    ] {
+        if let Some(v) = k.string(key) {
+            if let Err(e) = Selector::parse(&v) {
+                k.problem(key, format!("`{key}` is not a CSS selector: {e}"));
+            }
+            *slot = v;
+        }
+    }
+    for (key, slot) in [
+        ("post", &sel.post),
+        ("author", &sel.author),
+        ("time", &sel.time),
+    ] {
+        if slot.is_empty() {
+            let msg = format!(
+                "html source `{}` needs `preset` (e.g. \"phpbb\") or a `{key}` selector",
+                k.source()
+            );
+            k.problem("name", msg);
+        }
+    }
+    let max_pages = k.at_least("max_pages", 1, u64::from(DEFAULT_MAX_PAGES));
+    if k.failed() {
+        return None;
+    }
+    Some(Arc::new(Settings {
+        selectors: sel,
+        max_pages: u32::try_from(max_pages?).unwrap_or(u32::MAX),
+    }))
+}
+
+impl kind::Settings for Settings {
+    fn env_vars(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn connect(&self, cx: &Connect<'_>) -> Result<Connection, SourceError> {
+        Ok(Connection {
+            auth: Auth::None,
+            connector: Box::new(Html::new(
+                cx.base.clone(),
+                &self.selectors,
+                self.max_pages,
+                cx.limits.html_depth,
+            )?),
+        })
+    }
 }
 
 /// Fuzz entry (fuzz/): scrape a page with the phpBB preset. A page either

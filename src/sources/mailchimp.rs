@@ -11,6 +11,11 @@
 //! read twice has the same id (the first of its recipient), so dedupe is
 //! exact.
 
+use std::sync::Arc;
+
+use super::http::Auth;
+use super::kind::{self, Connect, Connection, Docs, Keys, Kind};
+use crate::secret::Secret;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -202,6 +207,68 @@ impl Mailchimp {
             }
         }
         Ok(())
+    }
+}
+
+/// Mailchimp opens keep arriving for weeks after a campaign; each poll
+/// rereads the activity of campaigns sent this many days back.
+pub const DEFAULT_OPENS_WINDOW_DAYS: u32 = 30;
+
+/// The `mailchimp` kind.
+pub(crate) static KIND: Kind = Kind {
+    name: "mailchimp",
+    // Mailchimp limits concurrency (10), not rate.
+    requests_per_minute: 120,
+    keys: &["api_key_env", "machine_open_secs", "opens_window_days"],
+    docs: Docs {
+        keys: r#"`api_key_env`, `opens_window_days` (30), `machine_open_secs` (5)"#,
+        reads: r#"per campaign sent since the last poll or within `opens_window_days`: `delivered` per recipient from `/3.0/reports/{id}/sent-to` (status `sent`; bounces are not deliveries) and `open` from `/3.0/reports/{id}/email-activity`; opens keep coming for weeks, so every campaign of the window is asked again each poll — a campaign an earlier poll read only for its activity `since` that poll (less an hour), its recipients not again"#,
+        credentials: r#"an API key (the data centre is in `url`, e.g. `https://us10.api.mailchimp.com`) with read access to reports"#,
+        rate: r#"120/min"#,
+    },
+    activities: super::email::ACTIVITIES,
+    configure,
+    fuzz,
+};
+
+#[derive(Debug)]
+struct Settings {
+    api_key_env: String,
+    machine_open: Duration,
+    opens_window_days: u32,
+}
+
+fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
+    let api_key_env = k.env("api_key_env");
+    let machine_open = super::email::machine_open(k);
+    let window = k.at_least("opens_window_days", 1, u64::from(DEFAULT_OPENS_WINDOW_DAYS));
+    if k.failed() {
+        return None;
+    }
+    Some(Arc::new(Settings {
+        api_key_env: api_key_env?,
+        machine_open: machine_open?,
+        opens_window_days: u32::try_from(window?).unwrap_or(u32::MAX),
+    }))
+}
+
+impl kind::Settings for Settings {
+    fn env_vars(&self) -> Vec<&str> {
+        vec![&self.api_key_env]
+    }
+
+    fn connect(&self, cx: &Connect<'_>) -> Result<Connection, SourceError> {
+        Ok(Connection {
+            auth: Auth::Basic {
+                user: Secret::new("lull"),
+                password: kind::secret(&self.api_key_env)?,
+            },
+            connector: Box::new(Mailchimp::new(
+                cx.base.clone(),
+                self.machine_open,
+                self.opens_window_days,
+            )),
+        })
     }
 }
 

@@ -6,6 +6,11 @@
 //! ago and the next poll starts a little before that point (what it reads
 //! twice is deduplicated).
 
+use std::sync::Arc;
+
+use super::http::Auth;
+use super::kind::{self, Connect, Connection, Docs, Keys, Kind};
+use crate::secret::Secret;
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -154,6 +159,71 @@ impl Connector for Mailgun {
                 cursor: cursor_bytes(&SpanCursor { covered_to: end }),
                 staff: 0,
             })
+        })
+    }
+}
+
+/// The `mailgun` kind.
+pub(crate) static KIND: Kind = Kind {
+    name: "mailgun",
+    requests_per_minute: 120,
+    keys: &["domain", "api_key_env", "machine_open_secs"],
+    docs: Docs {
+        keys: r#"`domain`, `api_key_env`, `machine_open_secs` (5)"#,
+        reads: r#"`delivered` and `opened` events from `/v3/{domain}/events` (ascending, `paging.next`), up to 30 minutes ago (Mailgun's events settle over that time; each poll starts 10 minutes before the last one ended)"#,
+        credentials: r#"a private API key (basic auth `api:KEY`) that can read events"#,
+        rate: r#"120/min"#,
+    },
+    activities: super::email::ACTIVITIES,
+    configure,
+    fuzz,
+};
+
+#[derive(Debug)]
+struct Settings {
+    domain: String,
+    api_key_env: String,
+    machine_open: Duration,
+}
+
+fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
+    let domain = k.required("domain", "the sending domain");
+    if let Some(d) = &domain
+        && !crate::accounts::is_plausible_domain(d)
+    {
+        k.problem(
+            "domain",
+            "`domain` is the Mailgun sending domain, e.g. \"mg.example.com\"",
+        );
+    }
+    let api_key_env = k.env("api_key_env");
+    let machine_open = super::email::machine_open(k);
+    if k.failed() {
+        return None;
+    }
+    Some(Arc::new(Settings {
+        domain: domain?,
+        api_key_env: api_key_env?,
+        machine_open: machine_open?,
+    }))
+}
+
+impl kind::Settings for Settings {
+    fn env_vars(&self) -> Vec<&str> {
+        vec![&self.api_key_env]
+    }
+
+    fn connect(&self, cx: &Connect<'_>) -> Result<Connection, SourceError> {
+        Ok(Connection {
+            auth: Auth::Basic {
+                user: Secret::new("api"),
+                password: kind::secret(&self.api_key_env)?,
+            },
+            connector: Box::new(Mailgun::new(
+                cx.base.clone(),
+                self.domain.clone(),
+                self.machine_open,
+            )),
         })
     }
 }

@@ -14,11 +14,53 @@ mod email;
 mod freshdesk;
 pub mod html;
 pub mod http;
+pub mod kind;
 mod mailchimp;
 mod mailgun;
 mod postmark;
 pub mod timefmt;
 mod zendesk;
+
+/// Every connector kind lull has. Adding one is a module that exports its
+/// [`Kind`] and one line here.
+static KINDS: &[&Kind] = &[
+    &discourse::KIND,
+    &html::KIND,
+    &zendesk::KIND,
+    &freshdesk::KIND,
+    &mailchimp::KIND,
+    &mailgun::KIND,
+    &postmark::KIND,
+];
+
+/// Kinds registered at run time by a program that embeds lull (and by
+/// the test that proves a new kind needs nothing but its module).
+static REGISTERED: std::sync::RwLock<Vec<&'static Kind>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds a connector kind to the ones the config may name; a kind with a
+/// name already known is ignored.
+pub fn register(kind: &'static Kind) {
+    let mut r = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+    if !KINDS.contains(&kind) && !r.contains(&kind) {
+        r.push(kind);
+    }
+}
+
+/// Every kind the config may name: lull's own, then registered ones.
+pub fn kinds() -> Vec<&'static Kind> {
+    let r = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    KINDS.iter().copied().chain(r.iter().copied()).collect()
+}
+
+/// How an alert names a count of the activity kind `activity` ("forum
+/// posts"), from the kinds that store it.
+pub fn activity_words(activity: &str) -> Option<&'static str> {
+    kinds()
+        .into_iter()
+        .flat_map(|k| k.activities.iter())
+        .find(|(a, _)| *a == activity)
+        .map(|(_, words)| *words)
+}
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,12 +74,12 @@ use tracing::Instrument;
 
 use crate::accounts::{Registry, Resolved};
 use crate::limits::Limits;
-use crate::secret::Secret;
 use crate::store::{Committed, Ingest, Origin, Owner, Span, Store, StoreError};
 use crate::types::{Day, SourceName};
 
-pub use config::{SourceConfig, SourceKind, Spec};
+pub use config::SourceConfig;
 pub use http::SourceError;
+pub use kind::Kind;
 
 /// One thing a customer did, as a connector read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,102 +182,10 @@ impl Source {
         client: reqwest::Client,
         limits: &Limits,
     ) -> Result<Source, SourceError> {
-        let base = config.url.clone();
-        let secret = |var: &str| Secret::from_env(var);
-        let (auth, connector): (http::Auth, Box<dyn Connector>) = match &config.spec {
-            Spec::Discourse {
-                api_key_env,
-                api_username,
-                user_emails,
-            } => {
-                let auth = match (api_key_env, api_username) {
-                    (Some(k), Some(u)) => http::Auth::Headers(vec![
-                        (
-                            reqwest::header::HeaderName::from_static("api-key"),
-                            secret(k)?,
-                        ),
-                        (
-                            reqwest::header::HeaderName::from_static("api-username"),
-                            Secret::new(u.clone()),
-                        ),
-                    ]),
-                    _ => http::Auth::None,
-                };
-                (
-                    auth,
-                    Box::new(discourse::Discourse::new(base, *user_emails)),
-                )
-            }
-            Spec::Html {
-                selectors,
-                max_pages,
-            } => (
-                http::Auth::None,
-                Box::new(html::Html::new(
-                    base,
-                    selectors,
-                    *max_pages,
-                    limits.html_depth,
-                )?),
-            ),
-            Spec::Zendesk {
-                email,
-                token_env,
-                comments,
-            } => (
-                http::Auth::Basic {
-                    user: Secret::new(format!("{email}/token")),
-                    password: secret(token_env)?,
-                },
-                Box::new(zendesk::Zendesk::new(base, *comments)),
-            ),
-            Spec::Freshdesk {
-                api_key_env,
-                conversations,
-            } => (
-                http::Auth::Basic {
-                    user: secret(api_key_env)?,
-                    password: Secret::new("X"),
-                },
-                Box::new(freshdesk::Freshdesk::new(base, *conversations)),
-            ),
-            Spec::Mailchimp {
-                api_key_env,
-                machine_open,
-                opens_window_days,
-            } => (
-                http::Auth::Basic {
-                    user: Secret::new("lull"),
-                    password: secret(api_key_env)?,
-                },
-                Box::new(mailchimp::Mailchimp::new(
-                    base,
-                    *machine_open,
-                    *opens_window_days,
-                )),
-            ),
-            Spec::Mailgun {
-                domain,
-                api_key_env,
-                machine_open,
-            } => (
-                http::Auth::Basic {
-                    user: Secret::new("api"),
-                    password: secret(api_key_env)?,
-                },
-                Box::new(mailgun::Mailgun::new(base, domain.clone(), *machine_open)),
-            ),
-            Spec::Postmark {
-                token_env,
-                machine_open,
-            } => (
-                http::Auth::Headers(vec![(
-                    reqwest::header::HeaderName::from_static("x-postmark-server-token"),
-                    secret(token_env)?,
-                )]),
-                Box::new(postmark::Postmark::new(base, *machine_open)),
-            ),
-        };
+        let kind::Connection { auth, connector } = config.settings.connect(&kind::Connect {
+            base: &config.url,
+            limits,
+        })?;
         Ok(Source {
             config: config.clone(),
             limits: limits.clone(),
@@ -488,16 +438,8 @@ pub async fn poll_all(
 /// Fuzz entry (fuzz/): decode `data` as every response body the connector
 /// of `kind` reads.
 #[doc(hidden)]
-pub fn fuzz_json(kind: SourceKind, data: &[u8]) {
-    match kind {
-        SourceKind::Discourse => discourse::fuzz(data),
-        SourceKind::Zendesk => zendesk::fuzz(data),
-        SourceKind::Freshdesk => freshdesk::fuzz(data),
-        SourceKind::Mailgun => mailgun::fuzz(data),
-        SourceKind::Postmark => postmark::fuzz(data),
-        SourceKind::Mailchimp => mailchimp::fuzz(data),
-        SourceKind::Html => html::fuzz(data),
-    }
+pub fn fuzz_json(kind: &Kind, data: &[u8]) {
+    (kind.fuzz)(data)
 }
 
 /// Joins a "next page" link the service gave onto the configured base URL:
@@ -551,4 +493,40 @@ pub(crate) fn api_time(url: &url::Url, field: &str, s: &str) -> Result<DateTime<
             url: url.to_string(),
             detail: format!("`{field}` = {s:?} is not an RFC 3339 time: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's Sources table is the kinds' own rows, in registry
+    /// order: a kind's docs live with its code and cannot drift.
+    #[test]
+    fn the_readme_sources_table_is_the_kinds_docs_rows() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let rows: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| kind | keys | reads |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let want: Vec<String> = KINDS.iter().map(|k| k.docs_row()).collect();
+        assert_eq!(rows, want);
+    }
+
+    #[test]
+    fn kinds_have_unique_names_and_keys_of_their_own() {
+        let mut names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        for k in KINDS {
+            for key in k.keys {
+                assert!(!config::COMMON_KEYS.contains(key), "{}: {key}", k.name);
+            }
+            assert!(k.requests_per_minute > 0, "{}", k.name);
+            assert!(!k.activities.is_empty(), "{}", k.name);
+        }
+    }
 }

@@ -8,6 +8,12 @@
 //! filter: a poll reads back to where the previous one ended; if the
 //! 10,000 limit stops it first, only the span it reached is covered.
 
+use std::sync::Arc;
+
+use reqwest::header::HeaderName;
+
+use super::http::Auth;
+use super::kind::{self, Connect, Connection, Docs, Keys, Kind};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -201,6 +207,56 @@ impl Postmark {
             eng.delivered(&m, &r, at);
         }
         Ok(true)
+    }
+}
+
+/// The `postmark` kind.
+pub(crate) static KIND: Kind = Kind {
+    name: "postmark",
+    requests_per_minute: 120,
+    keys: &["token_env", "machine_open_secs"],
+    docs: Docs {
+        keys: r#"`token_env`, `machine_open_secs` (5)"#,
+        reads: r#"`delivered` per recipient of sent messages (`/messages/outbound`, a day at a time, in Postmark's Eastern time) and opens (`/messages/outbound/opens`, newest first, back to the last poll; Postmark pages at most 10,000 records deep, and keeps opens 45 days by default)"#,
+        credentials: r#"a server API token (`X-Postmark-Server-Token`)"#,
+        rate: r#"120/min"#,
+    },
+    activities: super::email::ACTIVITIES,
+    configure,
+    fuzz,
+};
+
+#[derive(Debug)]
+struct Settings {
+    token_env: String,
+    machine_open: Duration,
+}
+
+fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
+    let token_env = k.env("token_env");
+    let machine_open = super::email::machine_open(k);
+    if k.failed() {
+        return None;
+    }
+    Some(Arc::new(Settings {
+        token_env: token_env?,
+        machine_open: machine_open?,
+    }))
+}
+
+impl kind::Settings for Settings {
+    fn env_vars(&self) -> Vec<&str> {
+        vec![&self.token_env]
+    }
+
+    fn connect(&self, cx: &Connect<'_>) -> Result<Connection, SourceError> {
+        Ok(Connection {
+            auth: Auth::Headers(vec![(
+                HeaderName::from_static("x-postmark-server-token"),
+                kind::secret(&self.token_env)?,
+            )]),
+            connector: Box::new(Postmark::new(cx.base.clone(), self.machine_open)),
+        })
     }
 }
 

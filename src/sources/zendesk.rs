@@ -9,6 +9,11 @@
 //! created after lull started reading. Requesters map to accounts by
 //! e-mail address, then by their organisation's domains.
 
+use std::sync::Arc;
+
+use super::http::Auth;
+use super::kind::{self, Connect, Connection, Docs, Keys, Kind};
+use crate::secret::Secret;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -330,6 +335,72 @@ impl Zendesk {
 
 fn join(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The `zendesk` kind.
+pub(crate) static KIND: Kind = Kind {
+    name: "zendesk",
+    // Incremental exports: 10/min (the other endpoints allow more, but one
+    // limiter for the source keeps it simple and safe).
+    requests_per_minute: 10,
+    keys: &["email", "token_env", "comments"],
+    docs: Docs {
+        keys: r#"`email`, `token_env`, `comments` (false)"#,
+        reads: r#"tickets (kind `ticket`) from the cursor-based incremental export (`/api/v2/incremental/tickets/cursor.json`, sideloading users), counted once by id on the day they were **created**, if created after lull started reading; with `comments = true`, public comments by end users (kind `comment`) from the ticket-event export (not the one that opens a ticket). Requester/author → e-mail, then the organisation's `domain_names`; tickets requested by agents or admins are staff"#,
+        credentials: r#"an API token (`email/token` basic auth) of an agent who can see the tickets; admin for the incremental exports"#,
+        rate: r#"10/min (the export endpoints' limit)"#,
+    },
+    activities: &[
+        ("ticket", "support tickets"),
+        ("comment", "ticket comments"),
+    ],
+    configure,
+    fuzz,
+};
+
+#[derive(Debug)]
+struct Settings {
+    email: String,
+    token_env: String,
+    comments: bool,
+}
+
+fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
+    let token_env = k.env("token_env");
+    let email = k.required("email", "the agent the API token belongs to");
+    if let Some(e) = &email
+        && !crate::accounts::is_plausible_email(e)
+    {
+        k.problem(
+            "email",
+            "`email` is the Zendesk agent's e-mail address the API token belongs to",
+        );
+    }
+    let comments = k.bool("comments").unwrap_or(false);
+    if k.failed() {
+        return None;
+    }
+    Some(Arc::new(Settings {
+        email: email?,
+        token_env: token_env?,
+        comments,
+    }))
+}
+
+impl kind::Settings for Settings {
+    fn env_vars(&self) -> Vec<&str> {
+        vec![&self.token_env]
+    }
+
+    fn connect(&self, cx: &Connect<'_>) -> Result<Connection, SourceError> {
+        Ok(Connection {
+            auth: Auth::Basic {
+                user: Secret::new(format!("{}/token", self.email)),
+                password: kind::secret(&self.token_env)?,
+            },
+            connector: Box::new(Zendesk::new(cx.base.clone(), self.comments)),
+        })
+    }
 }
 
 /// Fuzz entry (fuzz/): every response type this connector decodes.
