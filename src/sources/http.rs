@@ -188,6 +188,8 @@ pub enum Auth {
     },
     /// Secret headers, e.g. Discourse's `Api-Key` or Postmark's token.
     Headers(Vec<(HeaderName, Secret)>),
+    /// `Authorization: Bearer <token>` (Slack, Intercom).
+    Bearer(Secret),
 }
 
 /// What went wrong while polling a source. The source's name is added by
@@ -322,6 +324,7 @@ impl Http {
             Auth::None => Vec::new(),
             Auth::Basic { user, password } => vec![user.expose(), password.expose()],
             Auth::Headers(h) => h.iter().map(|(_, v)| v.expose()).collect(),
+            Auth::Bearer(token) => vec![token.expose()],
         }
     }
 
@@ -337,6 +340,29 @@ impl Http {
         url: &Url,
     ) -> Result<(T, HeaderMap), SourceError> {
         let (body, headers) = self.get(url).await?;
+        self.decode_json(url, body, headers).await
+    }
+
+    /// POSTs `request` as JSON to `url` (a search API that takes its query
+    /// in the body) and parses the answer as `T`. Paced, retried and
+    /// bounded exactly as a GET.
+    pub async fn post_json<T: DeserializeOwned + Send + 'static>(
+        &self,
+        url: &Url,
+        request: &impl serde::Serialize,
+    ) -> Result<(T, HeaderMap), SourceError> {
+        let payload = serde_json::to_vec(request)
+            .map_err(|e| SourceError::Other(format!("encoding a request: {e}")))?;
+        let (body, headers) = self.send(url, Some(&payload)).await?;
+        self.decode_json(url, body, headers).await
+    }
+
+    async fn decode_json<T: DeserializeOwned + Send + 'static>(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        headers: HeaderMap,
+    ) -> Result<(T, HeaderMap), SourceError> {
         let html = headers
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -372,6 +398,16 @@ impl Http {
     /// GETs `url`: waits for the rate limiter, retries what is worth
     /// retrying, and returns the body of a 2xx response.
     pub async fn get(&self, url: &Url) -> Result<(Vec<u8>, HeaderMap), SourceError> {
+        self.send(url, None).await
+    }
+
+    /// One request (a POST when there is a JSON `payload`), with the
+    /// limiter, retries, redirect refusal and body limits.
+    async fn send(
+        &self,
+        url: &Url,
+        payload: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, HeaderMap), SourceError> {
         if !same_origin(url, &self.base) {
             return Err(SourceError::Redirect {
                 url: display_url(&self.base),
@@ -386,9 +422,18 @@ impl Http {
                 return Err(SourceError::TooManyRequests { requests: made });
             }
             self.wait_turn().await;
-            let mut req = self.client.get(url.clone()).timeout(self.settings.timeout);
+            let mut req = match payload {
+                None => self.client.get(url.clone()),
+                Some(p) => self
+                    .client
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(p.to_vec()),
+            }
+            .timeout(self.settings.timeout);
             req = match &self.auth {
                 Auth::None => req,
+                Auth::Bearer(token) => req.bearer_auth(token.expose()),
                 Auth::Basic { user, password } => {
                     req.basic_auth(user.expose(), Some(password.expose()))
                 }
