@@ -14,10 +14,12 @@ mod email;
 mod freshdesk;
 pub mod html;
 pub mod http;
+mod intercom;
 pub mod kind;
 mod mailchimp;
 mod mailgun;
 mod postmark;
+mod slack;
 pub mod timefmt;
 mod zendesk;
 
@@ -31,6 +33,8 @@ static KINDS: &[&Kind] = &[
     &mailchimp::KIND,
     &mailgun::KIND,
     &postmark::KIND,
+    &slack::KIND,
+    &intercom::KIND,
 ];
 
 /// Kinds registered at run time by a program that embeds lull (and by
