@@ -16,6 +16,8 @@ seed() { { printf "\\x$(printf %02x "$1")"; cat "$2"; } > "corpus/source_json/$(
 for f in $fx/freshdesk/*.json; do seed 3 "$f"; done
 for f in $fx/mailgun/*.json; do seed 5 "$f"; done
 for f in $fx/postmark/*.json; do seed 6 "$f"; done
+for f in $fx/slack/*.json; do seed 7 "$f"; done
+for f in $fx/intercom/*.json; do seed 8 "$f"; done
 printf '\x00{"latest_posts":[{"id":1,"username":"u","created_at":"2026-01-01T00:00:00Z"}]}' > corpus/source_json/discourse-min.json
 printf '\x02{"tickets":[],"end_of_stream":true}' > corpus/source_json/zendesk-min.json
 printf '\x04{"campaigns":[],"total_items":0}' > corpus/source_json/mailchimp-min.json
