@@ -147,10 +147,24 @@ struct Author {
     email: Option<String>,
 }
 
+/// A conversation's contacts: `{"type": "contact.list", "contacts": […]}`
+/// in current API versions, a bare list in 2.5 and before.
 #[derive(Deserialize)]
-struct Contacts {
-    #[serde(default)]
-    contacts: Vec<ContactRef>,
+#[serde(untagged)]
+enum Contacts {
+    Listed {
+        #[serde(default)]
+        contacts: Vec<ContactRef>,
+    },
+    Bare(Vec<ContactRef>),
+}
+
+impl Contacts {
+    fn first(&self) -> Option<&ContactRef> {
+        match self {
+            Contacts::Listed { contacts } | Contacts::Bare(contacts) => contacts.first(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -341,7 +355,7 @@ impl Connector for Intercom {
                     let contact = c
                         .contacts
                         .as_ref()
-                        .and_then(|l| l.contacts.first())
+                        .and_then(Contacts::first)
                         .map(|r| r.id.clone());
                     if created >= from {
                         match author {
@@ -527,6 +541,25 @@ pub fn fuzz(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contacts_decode_as_a_list_object_and_as_a_bare_list() {
+        let new: Conversation = serde_json::from_str(
+            r#"{"id": "1", "created_at": 1, "contacts": {"type": "contact.list", "contacts": [{"type": "contact", "id": "c1"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(new.contacts.unwrap().first().unwrap().id, "c1");
+        // API 2.5 (its documentation's example), ids as numbers in 1.x.
+        let old: Conversation = serde_json::from_str(
+            r#"{"id": 1911149811, "created_at": 1539897198, "contacts": [{"id": "5bc8f7ae2d96695c18a", "type": "lead"}], "source": {"author": {"id": "5bc8f7421ae2d96695c18a", "type": "lead"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.id, "1911149811");
+        assert_eq!(
+            old.contacts.unwrap().first().unwrap().id,
+            "5bc8f7ae2d96695c18a"
+        );
+    }
 
     #[test]
     fn company_websites_become_domains() {

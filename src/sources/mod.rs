@@ -530,6 +530,15 @@ mod tests {
                 assert!(!config::COMMON_KEYS.contains(key), "{}: {key}", k.name);
             }
             assert!(k.requests_per_minute > 0, "{}", k.name);
+            // The documented default is the one used.
+            assert!(
+                k.docs
+                    .rate
+                    .starts_with(&format!("{}/min", k.requests_per_minute)),
+                "{}: {}",
+                k.name,
+                k.docs.rate
+            );
             assert!(!k.activities.is_empty(), "{}", k.name);
         }
     }
