@@ -1184,6 +1184,59 @@ async fn html_askbot_wiki_posts_count_unknown_a_looping_next_link_ends_and_votes
     assert_eq!(totals(&h)[&key("acme", "ask", "post")], 3);
 }
 
+/// Real Askbot pages (askbot.org's question 2488, as Perceval's tests
+/// captured them): the question and five answers are community wiki
+/// (no author), the second page's hidden "next" link says `page=None`,
+/// which Askbot serves as page 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_real_askbot_pages_with_wiki_posts_and_a_page_none_link() {
+    let server = MockServer::start().await;
+    let page = |n: u32| fixture(&format!("html/askbot_2488_page{n}.html"));
+    Mock::given(method("GET"))
+        .and(path("/en/question/2488/list-of-askbot-sites/"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page(2)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/en/question/2488/list-of-askbot-sites/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page(1)))
+        .mount(&server)
+        .await;
+    let accounts = format!("{ACCOUNTS}\n{EXTRA_ACCOUNTS}").replace(
+        "handles = { forum = [\"wile_e\"] }",
+        "handles = { forum = [\"wile_e\"], ask = [\"William Stein\", \"graeme\"] }",
+    );
+    let h = Home::with(
+        &format!(
+            "{CONFIG}\n[[source]]\nname = \"ask\"\nkind = \"html\"\nurl = \"{}/en/question/2488/list-of-askbot-sites/?sort=votes\"\n\
+             post = \".post.js-question, .post.answer\"\nauthor = \".user-info a\"\ntime = \"abbr.timeago\"\nnext = \".paginator .next a\"\n\
+             backfill_days = 9000\nrequests_per_minute = 0\n",
+            server.uri()
+        ),
+        &accounts,
+    );
+    let o = lull(&h, &["poll", "--json"], &[]).await;
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let r = &reports(&o)["ask"];
+    // 11 posts on page 1 and 2 on page 2, read once each; William Stein's
+    // and graeme's answers count for acme, the wiki posts and everyone
+    // else are unmatched, listed for mapping.
+    assert_eq!(r["read"], 13, "{r}\n{err}");
+    assert_eq!(r["counted"], 2, "{r}\n{err}");
+    assert_eq!(r["unmatched"], 11, "{r}\n{err}");
+    assert!(err.contains("loop"), "{err}");
+    assert!(!err.contains("raise max_pages"), "{err}");
+    let reqs = server.received_requests().await.unwrap_or_default();
+    assert_eq!(reqs.len(), 3, "page 1, page 2, page=None: {reqs:?}");
+    let unmatched = stdout(&lull(&h, &["accounts", "--unmatched"], &[]).await);
+    assert!(unmatched.contains("(no author shown)"), "{unmatched}");
+    // Read again: nothing new (ids are the posts' element ids).
+    let o = lull(&h, &["poll", "--json"], &[]).await;
+    assert_eq!(reports(&o)["ask"]["counted"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_sources_store_nothing_name_the_problem_and_others_still_succeed() {
     let server = MockServer::start().await;
