@@ -188,6 +188,21 @@ struct Part {
     created_at: i64,
     #[serde(default)]
     author: Option<Author>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+impl Part {
+    /// Someone wrote something: a comment, or a reply that reopened a
+    /// closed conversation (`open` with a body; an admin's reopening has
+    /// none). Assignments, notes' state changes and ratings are not.
+    fn is_message(&self) -> bool {
+        match self.part_type.as_str() {
+            "comment" => true,
+            "open" => self.body.as_deref().is_some_and(|b| !b.trim().is_empty()),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -381,7 +396,8 @@ impl Connector for Intercom {
                             .unwrap_or_default();
                         for p in parts {
                             let at = unix(&url, "created_at", p.created_at)?;
-                            if at < from || p.part_type != "comment" {
+                            let message = p.is_message();
+                            if at < from || !message {
                                 continue;
                             }
                             match p.author {
@@ -485,7 +501,7 @@ pub(crate) static KIND: Kind = Kind {
     keys: &["token_env", "replies"],
     docs: Docs {
         keys: r#"`token_env`, `replies` (false)"#,
-        reads: r#"conversations a customer started (kind `ticket`, once by id, on the day created) from `POST /conversations/search` over an `updated_at` window (150 a page, `starting_after`), from where the previous poll ended; conversations an admin, bot or campaign started are staff. With `replies = true`, the customer's own comments (kind `reply`), one `GET /conversations/{id}` per changed conversation; admins' and bots' parts are staff. Author → e-mail, then the companies of the contact (`company_id` of the conversation, or `GET /contacts/{id}`) as their website's `@domain` and their name (for `handles`); contacts and companies are read once and remembered in the cursor (20,000 most recent contacts)"#,
+        reads: r#"conversations a customer started (kind `ticket`, once by id, on the day created) from `POST /conversations/search` over an `updated_at` window (150 a page, `starting_after`), from where the previous poll ended; conversations an admin, bot or campaign started are staff. With `replies = true`, the customer's own comments and the replies that reopen a closed conversation (kind `reply`), one `GET /conversations/{id}` per changed conversation; admins' and bots' messages are staff; assignments, state changes and ratings are no messages. Author → e-mail, then the companies of the contact (`company_id` of the conversation, or `GET /contacts/{id}`) as their website's `@domain` and their name (for `handles`); contacts and companies are read once and remembered in the cursor (20,000 most recent contacts)"#,
         credentials: r#"an access token (`Authorization: Bearer`) of an app in the workspace with "Read conversations", "Read and list users and companies" and "Read one user and one company"; `url` is the workspace's region (`https://api.intercom.io`, `https://api.eu.intercom.io`, `https://api.au.intercom.io`)"#,
         rate: r#"120/min (Intercom allows 10,000 per app)"#,
     },
@@ -559,6 +575,22 @@ mod tests {
             old.contacts.unwrap().first().unwrap().id,
             "5bc8f7ae2d96695c18a"
         );
+    }
+
+    #[test]
+    fn comments_and_reopening_replies_are_messages_state_changes_are_not() {
+        let part = |t: &str, body: Option<&str>| Part {
+            id: "1".into(),
+            part_type: t.into(),
+            created_at: 1,
+            author: None,
+            body: body.map(str::to_string),
+        };
+        assert!(part("comment", Some("<p>hi</p>")).is_message());
+        assert!(part("open", Some("<p>still broken</p>")).is_message());
+        assert!(!part("open", None).is_message());
+        assert!(!part("assignment", Some("<p>x</p>")).is_message());
+        assert!(!part("close", None).is_message());
     }
 
     #[test]
