@@ -427,3 +427,94 @@ fn every_kind_has_an_example_in_the_config_and_every_example_checks() {
         );
     }
 }
+
+/// Answers 503 with `Retry-After: 0` (so every retry goes at once, paced
+/// only by the limiter) and notes when each request arrived.
+#[derive(Clone, Default)]
+struct Busy {
+    seen: Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl wiremock::Respond for Busy {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        self.seen.lock().unwrap().push(Instant::now());
+        ResponseTemplate::new(503).insert_header("retry-after", "0")
+    }
+}
+
+/// Every kind's requests go through the limiter: each example source of
+/// `config/lull.toml`, pointed at a server that keeps answering 503, is
+/// polled at 300 requests a minute with 9 retries — ten requests, of
+/// which no window of 1 s may hold more than 5 (+1 at its edge) by the
+/// server's clock, and which take at least 1.8 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_is_paced_by_its_rate_by_the_servers_clock() {
+    let server = MockServer::start().await;
+    let busy = Busy::default();
+    Mock::given(wiremock::matchers::any())
+        .respond_with(busy.clone())
+        .mount(&server)
+        .await;
+    let local = url::Url::parse(&server.uri()).unwrap();
+    for table in example_sources() {
+        let mut text = String::new();
+        let mut env = Vec::new();
+        let mut kind = String::new();
+        for line in table.lines() {
+            let (key, value) = match line.split_once(" = ") {
+                Some((k, v)) => (k.trim(), v.split(" #").next().unwrap_or("").trim()),
+                None => ("", ""),
+            };
+            match key {
+                "url" => {
+                    let mut u = url::Url::parse(value.trim_matches('"')).unwrap();
+                    u.set_scheme("http").unwrap();
+                    u.set_host(local.host_str()).unwrap();
+                    u.set_port(local.port()).unwrap();
+                    text.push_str(&format!("url = \"{u}\"\n"));
+                }
+                "schedule" | "requests_per_minute" | "retries" | "timeout_secs" => {}
+                k => {
+                    if k == "kind" {
+                        kind = value.trim_matches('"').to_string();
+                    }
+                    if k.ends_with("_env") {
+                        env.push(value.trim_matches('"').to_string());
+                    }
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        text.push_str("requests_per_minute = 300\nretries = 9\n");
+        let h = Home::with(
+            &format!(
+                "[store]\npath = \"data/lull.db\"\n[accounts]\nfile = \"accounts.toml\"\n\n{text}"
+            ),
+            ACCOUNTS,
+        );
+        busy.seen.lock().unwrap().clear();
+        let mut cmd = h.cmd(&["poll"]);
+        for var in &env {
+            cmd.env(var, "example-secret");
+        }
+        let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        // Every request failed: the poll fails, naming the 503.
+        assert_eq!(o.status.code(), Some(1), "{kind}: {}", stderr(&o));
+        assert!(stderr(&o).contains("503"), "{kind}: {}", stderr(&o));
+        let mut times = busy.seen.lock().unwrap().clone();
+        times.sort();
+        assert_eq!(times.len(), 10, "{kind}: one request and 9 retries");
+        for (i, a) in times.iter().enumerate() {
+            let n = times[i..]
+                .iter()
+                .filter(|t| t.duration_since(*a) < Duration::from_secs(1))
+                .count();
+            assert!(n <= 6, "{kind}: {n} requests within 1 s from #{i}");
+        }
+        let whole = times[9].duration_since(times[0]);
+        assert!(whole >= Duration::from_millis(1750), "{kind}: {whole:?}");
+    }
+}
