@@ -295,6 +295,29 @@ impl Slack {
     }
 }
 
+/// What a poll heard in the channels: people's messages, and how many
+/// were bots'.
+#[derive(Default)]
+struct Heard {
+    said: Vec<Said>,
+    bots: u64,
+}
+
+impl Heard {
+    fn note(&mut self, channel: &str, m: &Message, at: DateTime<Utc>) {
+        if spoken(m) {
+            self.said.push(Said {
+                channel: channel.to_string(),
+                ts: m.ts.clone(),
+                at,
+                user: m.user.clone().unwrap_or_default(),
+            });
+        } else if m.bot_id.is_some() {
+            self.bots += 1;
+        }
+    }
+}
+
 /// Is this message a person speaking (not a bot, not a join or a topic
 /// change)?
 fn spoken(m: &Message) -> bool {
@@ -309,8 +332,7 @@ impl Connector for Slack {
             let mut cursor: Cursor = cx.cursor().unwrap_or_default();
             let latest = time_ts(cx.now);
             let watch = Duration::days(i64::from(self.thread_days));
-            let mut said: Vec<Said> = Vec::new();
-            let mut bots = 0u64;
+            let mut heard = Heard::default();
             let mut covered_from = cx.now;
             for channel in &self.channels {
                 let from = cursor
@@ -339,16 +361,7 @@ impl Connector for Slack {
                 for m in &history {
                     let at = ts_time(&url, &m.ts)?;
                     if at >= from {
-                        if spoken(m) {
-                            said.push(Said {
-                                channel: channel.clone(),
-                                ts: m.ts.clone(),
-                                at,
-                                user: m.user.clone().unwrap_or_default(),
-                            });
-                        } else if m.bot_id.is_some() {
-                            bots += 1;
-                        }
+                        heard.note(channel, m, at);
                     }
                     let is_parent = m.thread_ts.as_deref() == Some(m.ts.as_str())
                         && m.reply_count.unwrap_or(0) > 0;
@@ -377,27 +390,17 @@ impl Connector for Slack {
                         .await?;
                     for m in replies.iter().filter(|m| m.ts != parent) {
                         let at = ts_time(&url, &m.ts)?;
-                        if at < from {
-                            continue;
-                        }
-                        if spoken(m) {
-                            said.push(Said {
-                                channel: channel.clone(),
-                                ts: m.ts.clone(),
-                                at,
-                                user: m.user.clone().unwrap_or_default(),
-                            });
-                        } else if m.bot_id.is_some() {
-                            bots += 1;
+                        if at >= from {
+                            heard.note(channel, m, at);
                         }
                     }
                 }
             }
             let mut out = Harvest {
-                staff: bots,
+                staff: heard.bots,
                 ..Harvest::default()
             };
-            for s in said {
+            for s in heard.said {
                 let p = self.person(cx, &mut cursor.users, &s.user).await?;
                 if p.staff {
                     out.staff += 1;
