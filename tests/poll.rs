@@ -10,7 +10,7 @@ use std::process::Output;
 
 use chrono::{Duration, Utc};
 use common::shapes::{self, Forum};
-use common::{ACCOUNTS, CONFIG, Home, stderr, stdout};
+use common::{ACCOUNTS, CONFIG, Home, fixture, stderr, stdout};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, path_regex, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -36,22 +36,8 @@ fn home(sources: &str) -> Home {
     )
 }
 
-fn fixture(name: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Runs lull off the async runtime (the mock server lives on it).
 async fn lull(h: &Home, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = h.cmd(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || cmd.output().expect("run lull"))
-        .await
-        .expect("join")
+    h.run_async(args, env).await
 }
 
 /// `poll --json` reports by source name.

@@ -52,21 +52,11 @@ fn home(sources: &str) -> Home {
 }
 
 fn fixture(name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    serde_json::from_str(&common::fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 async fn lull(h: &Home, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = h.cmd(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || cmd.output().expect("run lull"))
-        .await
-        .expect("join")
+    h.run_async(args, env).await
 }
 
 fn report(o: &Output, source: &str) -> Value {

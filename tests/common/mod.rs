@@ -87,6 +87,18 @@ impl Home {
         self.cmd(args).output().expect("run lull")
     }
 
+    /// Runs lull with `env` off the async runtime (a mock server lives on
+    /// it).
+    pub async fn run_async(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.cmd(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().expect("run lull"))
+            .await
+            .expect("join")
+    }
+
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Output {
         let mut child = self
             .cmd(args)
@@ -114,6 +126,14 @@ impl Home {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A file under tests/fixtures, as text.
+pub fn fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 pub fn stdout(o: &Output) -> String {
