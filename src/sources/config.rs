@@ -347,5 +347,14 @@ mod tests {
             err.contains("lull.toml:21:13: `token_env` names an environment variable"),
             "{err}"
         );
+        // A count too large for its type is refused, not cut down.
+        let text = "[[source]]\nname = \"f\"\nkind = \"html\"\nurl = \"https://f.example\"\npreset = \"phpbb\"\nmax_pages = 5000000000\n";
+        let err = crate::config::Config::from_text(std::path::Path::new("lull.toml"), text.into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lull.toml:6:13: `max_pages` must be a whole number"),
+            "{err}"
+        );
     }
 }

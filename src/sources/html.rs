@@ -614,13 +614,13 @@ fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
             k.problem("name", msg);
         }
     }
-    let max_pages = k.at_least("max_pages", 1, u64::from(DEFAULT_MAX_PAGES));
+    let max_pages = k.at_least("max_pages", 1, DEFAULT_MAX_PAGES);
     if k.failed() {
         return None;
     }
     Some(Arc::new(Settings {
         selectors: sel,
-        max_pages: u32::try_from(max_pages?).unwrap_or(u32::MAX),
+        max_pages: max_pages?,
     }))
 }
 

@@ -215,12 +215,12 @@ impl<'a> Keys<'a> {
         })
     }
 
-    /// A required number of at least `min`, or `default` when not set.
-    pub fn at_least(&mut self, key: &str, min: u64, default: u64) -> Option<u64> {
+    /// A count of at least `min`, or `default` when not set.
+    pub fn at_least(&mut self, key: &str, min: u32, default: u32) -> Option<u32> {
         if !self.is_set(key) {
             return Some(default);
         }
-        let v = self.u64(key)?;
+        let v = self.u32(key)?;
         if v < min {
             self.problem(key, format!("`{key}` must be at least {min}"));
             return None;

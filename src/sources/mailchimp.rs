@@ -241,14 +241,14 @@ struct Settings {
 fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
     let api_key_env = k.env("api_key_env");
     let machine_open = super::email::machine_open(k);
-    let window = k.at_least("opens_window_days", 1, u64::from(DEFAULT_OPENS_WINDOW_DAYS));
+    let window = k.at_least("opens_window_days", 1, DEFAULT_OPENS_WINDOW_DAYS);
     if k.failed() {
         return None;
     }
     Some(Arc::new(Settings {
         api_key_env: api_key_env?,
         machine_open: machine_open?,
-        opens_window_days: u32::try_from(window?).unwrap_or(u32::MAX),
+        opens_window_days: window?,
     }))
 }
 

@@ -501,7 +501,7 @@ fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
             }
         }
     }
-    let thread_days = k.at_least("thread_days", 1, u64::from(DEFAULT_THREAD_DAYS));
+    let thread_days = k.at_least("thread_days", 1, DEFAULT_THREAD_DAYS);
     let admins_are_staff = k.bool("admins_are_staff").unwrap_or(true);
     if k.failed() {
         return None;
@@ -509,7 +509,7 @@ fn configure(k: &mut Keys<'_>) -> Option<Arc<dyn kind::Settings>> {
     Some(Arc::new(Settings {
         token_env: token_env?,
         channels: channels?,
-        thread_days: u32::try_from(thread_days?).unwrap_or(u32::MAX),
+        thread_days: thread_days?,
         admins_are_staff,
     }))
 }
