@@ -42,6 +42,23 @@ impl Kind {
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    /// The Markdown row the README's Sources table carries for this kind.
+    pub fn docs_row(&self) -> String {
+        let d = &self.docs;
+        format!(
+            "| `{}` | {} | {} | {} | {} |",
+            self.name, d.keys, d.reads, d.credentials, d.rate
+        )
+    }
+
+    /// How an alert names a count of `activity`, if this kind stores it.
+    pub(super) fn words_for(&self, activity: &str) -> Option<&'static str> {
+        self.activities
+            .iter()
+            .find(|(a, _)| *a == activity)
+            .map(|(_, words)| *words)
+    }
 }
 
 impl fmt::Debug for Kind {
@@ -63,17 +80,6 @@ pub struct Docs {
     pub reads: &'static str,
     pub credentials: &'static str,
     pub rate: &'static str,
-}
-
-impl Kind {
-    /// The Markdown row the README's Sources table carries for this kind.
-    pub fn docs_row(&self) -> String {
-        let d = &self.docs;
-        format!(
-            "| `{}` | {} | {} | {} | {} |",
-            self.name, d.keys, d.reads, d.credentials, d.rate
-        )
-    }
 }
 
 /// A configured source's own settings, as its kind checked them.

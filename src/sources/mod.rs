@@ -23,6 +23,25 @@ mod slack;
 pub mod timefmt;
 mod zendesk;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::accounts::{Registry, Resolved};
+use crate::limits::Limits;
+use crate::store::{Committed, Ingest, Origin, Owner, Span, Store, StoreError};
+use crate::types::{Day, SourceName};
+
+pub use config::SourceConfig;
+pub use http::SourceError;
+pub use kind::Kind;
+
 /// Every connector kind lull has. Adding one is a module that exports its
 /// [`Kind`] and one line here.
 static KINDS: &[&Kind] = &[
@@ -57,33 +76,17 @@ pub fn kinds() -> Vec<&'static Kind> {
 }
 
 /// How an alert names a count of the activity kind `activity` ("forum
-/// posts"), from the kinds that store it.
+/// posts"), from the kinds that store it. Asked per channel by alerts and
+/// console pages, so it builds no list.
 pub fn activity_words(activity: &str) -> Option<&'static str> {
-    kinds()
-        .into_iter()
-        .flat_map(|k| k.activities.iter())
-        .find(|(a, _)| *a == activity)
-        .map(|(_, words)| *words)
+    KINDS
+        .iter()
+        .find_map(|k| k.words_for(activity))
+        .or_else(|| {
+            let r = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+            r.iter().find_map(|k| k.words_for(activity))
+        })
 }
-
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tracing::Instrument;
-
-use crate::accounts::{Registry, Resolved};
-use crate::limits::Limits;
-use crate::store::{Committed, Ingest, Origin, Owner, Span, Store, StoreError};
-use crate::types::{Day, SourceName};
-
-pub use config::SourceConfig;
-pub use http::SourceError;
-pub use kind::Kind;
 
 /// One thing a customer did, as a connector read it.
 #[derive(Debug, Clone, PartialEq)]
