@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use common::service::{free_port, service_config, try_get};
-use common::{Home, stderr, stdout};
+use common::{Clocked, Home, assert_paced, stderr, stdout};
 use lull::sources::http::Auth;
 use lull::sources::kind::{self, Connect, Connection, Docs, Keys, Kind, Settings};
 use lull::sources::{Activity, Connector, Harvest, PollContext, PollFuture, SourceError};
@@ -428,20 +428,6 @@ fn every_kind_has_an_example_in_the_config_and_every_example_checks() {
     }
 }
 
-/// Answers 503 with `Retry-After: 0` (so every retry goes at once, paced
-/// only by the limiter) and notes when each request arrived.
-#[derive(Clone, Default)]
-struct Busy {
-    seen: Arc<std::sync::Mutex<Vec<Instant>>>,
-}
-
-impl wiremock::Respond for Busy {
-    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
-        self.seen.lock().unwrap().push(Instant::now());
-        ResponseTemplate::new(503).insert_header("retry-after", "0")
-    }
-}
-
 /// Every kind's requests go through the limiter: each example source of
 /// `config/lull.toml`, pointed at a server that keeps answering 503, is
 /// polled at 300 requests a minute with 9 retries — ten requests, of
@@ -450,7 +436,12 @@ impl wiremock::Respond for Busy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_is_paced_by_its_rate_by_the_servers_clock() {
     let server = MockServer::start().await;
-    let busy = Busy::default();
+    // 503 with `Retry-After: 0`: every retry goes at once, paced only by
+    // the limiter.
+    let busy = Clocked {
+        answer: ResponseTemplate::new(503).insert_header("retry-after", "0"),
+        seen: Arc::default(),
+    };
     Mock::given(wiremock::matchers::any())
         .respond_with(busy.clone())
         .mount(&server)
@@ -507,13 +498,7 @@ async fn every_kind_is_paced_by_its_rate_by_the_servers_clock() {
         let mut times = busy.seen.lock().unwrap().clone();
         times.sort();
         assert_eq!(times.len(), 10, "{kind}: one request and 9 retries");
-        for (i, a) in times.iter().enumerate() {
-            let n = times[i..]
-                .iter()
-                .filter(|t| t.duration_since(*a) < Duration::from_secs(1))
-                .count();
-            assert!(n <= 6, "{kind}: {n} requests within 1 s from #{i}");
-        }
+        assert_paced(&kind, &times, Duration::from_secs(1), 6);
         let whole = times[9].duration_since(times[0]);
         assert!(whole >= Duration::from_millis(1750), "{kind}: {whole:?}");
     }

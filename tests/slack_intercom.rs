@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{CONFIG, Home, stderr, stdout};
+use common::{CONFIG, Clocked, Home, assert_paced, stderr, stdout};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path, path_regex, query_param};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const ACCOUNTS: &str = r#"
 [[account]]
@@ -88,34 +88,11 @@ fn k(a: &str, kind: &str) -> (String, String) {
     (a.into(), kind.into())
 }
 
-/// Answers with `body` and notes when each request arrived, by the
-/// server's clock.
-#[derive(Clone)]
-struct Clocked {
-    body: Value,
-    seen: Arc<Mutex<Vec<Instant>>>,
-}
-
-impl Respond for Clocked {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        self.seen.lock().unwrap().push(Instant::now());
-        ResponseTemplate::new(200).set_body_json(&self.body)
-    }
-}
-
-/// At most `max` requests in any window of `window`.
-fn assert_paced(seen: &[Instant], window: Duration, max: usize) {
-    let mut t = seen.to_vec();
-    t.sort();
-    for (i, a) in t.iter().enumerate() {
-        let n = t[i..]
-            .iter()
-            .filter(|x| x.duration_since(*a) < window)
-            .count();
-        assert!(
-            n <= max,
-            "{n} requests within {window:?} from #{i} (max {max})"
-        );
+/// Answers with `body` (JSON) and notes when it was asked.
+fn json_clocked(body: Value, seen: &Arc<Mutex<Vec<Instant>>>) -> Clocked {
+    Clocked {
+        answer: ResponseTemplate::new(200).set_body_json(&body),
+        seen: seen.clone(),
     }
 }
 
@@ -129,10 +106,7 @@ const QUIET: &str = "C0G9QKBBL";
 /// replies, and `users.info` from the recorded users list.
 async fn slack_server(seen: &Arc<Mutex<Vec<Instant>>>) -> MockServer {
     let server = MockServer::start().await;
-    let clocked = |body: Value| Clocked {
-        body,
-        seen: seen.clone(),
-    };
+    let clocked = |body: Value| json_clocked(body, seen);
     let page1 = fixture("slack/conversations.history.json");
     let replies = fixture("slack/conversations.replies.json");
     let parent = {
@@ -264,7 +238,12 @@ async fn slack_counts_messages_and_thread_replies_once_and_leaves_out_bots_admin
         .collect();
     assert_eq!(asked.len(), 3, "{asked:?}");
     // Paced: 600 a minute is one every 100 ms; never a burst.
-    assert_paced(&seen.lock().unwrap(), Duration::from_millis(1000), 11);
+    assert_paced(
+        "slack",
+        &seen.lock().unwrap(),
+        Duration::from_millis(1000),
+        11,
+    );
 
     // Again: nothing counted twice, no person asked again, and each
     // channel is read from its own cursor (the last thread_days only).
@@ -374,10 +353,7 @@ async fn slack_429_waits_as_long_as_retry_after_says() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/conversations.history"))
-        .respond_with(Clocked {
-            body: json!({"ok": true, "messages": []}),
-            seen: seen.clone(),
-        })
+        .respond_with(json_clocked(json!({"ok": true, "messages": []}), &seen))
         .with_priority(2)
         .mount(&server)
         .await;
@@ -409,10 +385,7 @@ fn conversation(id: &str, author: Value, contact: &str, created: i64) -> Value {
 
 async fn intercom_server(seen: &Arc<Mutex<Vec<Instant>>>) -> MockServer {
     let server = MockServer::start().await;
-    let clocked = |body: Value| Clocked {
-        body,
-        seen: seen.clone(),
-    };
+    let clocked = |body: Value| json_clocked(body, seen);
     let now = Utc::now().timestamp();
     let joe = json!({"type": "user", "id": JOE, "name": "Joe Bloggs", "email": "joe@bloggs.com"});
     // Page 1: the SDK's example (an admin started it: staff) and Joe's.
@@ -548,7 +521,12 @@ async fn intercom_counts_conversations_customers_start_and_their_replies_not_adm
         |q| q.headers.get("authorization").and_then(|v| v.to_str().ok())
             == Some("Bearer dG9rOmludGVyY29tLXNlY3JldA==")
     ));
-    assert_paced(&seen.lock().unwrap(), Duration::from_millis(1000), 11);
+    assert_paced(
+        "intercom",
+        &seen.lock().unwrap(),
+        Duration::from_millis(1000),
+        11,
+    );
 
     // Again: nothing twice, no contact or company asked again, and the
     // search starts where the first poll ended.

@@ -128,6 +128,43 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Answers every request with `answer` and notes when each arrived, by
+/// the server's clock.
+#[derive(Clone)]
+pub struct Clocked {
+    pub answer: wiremock::ResponseTemplate,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl wiremock::Respond for Clocked {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        self.seen.lock().unwrap().push(std::time::Instant::now());
+        self.answer.clone()
+    }
+}
+
+/// At most `max` of the times `seen` in any window of `window`; `what`
+/// names the case in the failure.
+pub fn assert_paced(
+    what: &str,
+    seen: &[std::time::Instant],
+    window: std::time::Duration,
+    max: usize,
+) {
+    let mut t = seen.to_vec();
+    t.sort();
+    for (i, a) in t.iter().enumerate() {
+        let n = t[i..]
+            .iter()
+            .filter(|x| x.duration_since(*a) < window)
+            .count();
+        assert!(
+            n <= max,
+            "{what}: {n} requests within {window:?} from #{i} (max {max})"
+        );
+    }
+}
+
 /// A file under tests/fixtures, as text.
 pub fn fixture(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
