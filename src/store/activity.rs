@@ -7,8 +7,8 @@ use super::coverage::{self, Origin, Span};
 use super::identity;
 use super::varint::{get_day, get_varint, put_day, put_varint};
 use super::{
-    P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, Store, StoreError, TREE_ACTIVITY, check_name,
-    day_key, key1, key2,
+    Accounts, P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, Store, StoreError, TREE_ACTIVITY,
+    check_name, day_key, key1, key2,
 };
 use crate::types::{AccountId, Day, Kind, SourceName};
 
@@ -498,19 +498,31 @@ impl Store {
         &self,
         from: Option<Day>,
     ) -> impl Iterator<Item = Result<Series, StoreError>> + '_ {
-        self.activity.scan_prefix([P_BUCKET]).map(move |r| match r {
-            Err(e) => Err(self.fail("reading series", e)),
-            Ok((k, v)) => match decode_series_key(&k).zip(decode_series_from(&v, from)) {
-                Some(((account, source, kind), (first, entries))) => Ok(Series {
-                    account,
-                    source,
-                    kind,
-                    first,
-                    entries,
-                }),
-                None => Err(damaged("an account's daily series", &k)),
-            },
-        })
+        self.series_between(from, Accounts::ALL)
+    }
+
+    /// [`Store::series_from`] for the accounts of one range: ranges that
+    /// split the key space can be read on several threads at once.
+    pub fn series_between(
+        &self,
+        from: Option<Day>,
+        accounts: Accounts<'_>,
+    ) -> impl Iterator<Item = Result<Series, StoreError>> + '_ {
+        self.activity
+            .range(accounts.keys(P_BUCKET))
+            .map(move |r| match r {
+                Err(e) => Err(self.fail("reading series", e)),
+                Ok((k, v)) => match decode_series_key(&k).zip(decode_series_from(&v, from)) {
+                    Some(((account, source, kind), (first, entries))) => Ok(Series {
+                        account,
+                        source,
+                        kind,
+                        first,
+                        entries,
+                    }),
+                    None => Err(damaged("an account's daily series", &k)),
+                },
+            })
     }
 
     /// The runs of days `source` is covered (by polls and imports alike),
@@ -827,5 +839,50 @@ mod tests {
         assert_eq!(decode_series(&repeated), None);
         assert_eq!(decode_series(&v[..1]), None);
         assert_eq!(decode_series(b"\x01\xffnot"), None);
+    }
+
+    #[test]
+    fn ranges_cut_at_any_ids_read_every_account_once_in_store_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::tests::open(dir.path());
+        // Ids that are prefixes of each other, and bytes on both sides of
+        // the separator's place.
+        let ids = ["a", "a!", "a1", "a1!", "a10", "a2", "b", "é"];
+        let mut ingest = Ingest::default();
+        for (n, a) in ids.iter().enumerate() {
+            for kind in ["post", "ticket"] {
+                let id = format!("{a}-{kind}");
+                ingest
+                    .add_once("forum", &id, Owner::Account(a), kind, Day(n as i32))
+                    .unwrap();
+                ingest.seen_by(a, "forum", kind, Day(n as i32), "someone");
+            }
+        }
+        store.commit(&ingest).unwrap();
+        let keys = |s: Series| (s.account.0, s.kind.0);
+        let all: Vec<_> = store.series().map(|s| keys(s.unwrap())).collect();
+        assert_eq!(all.len(), 2 * ids.len());
+        // Cuts at stored ids, between them and beyond them.
+        let cuts = ["a", "a\u{1}", "a1", "a10", "a11", "a1!", "b", "c", "é"];
+        for lo in 0..cuts.len() {
+            for hi in lo..cuts.len() {
+                let mut bounds = vec![None];
+                bounds.extend(cuts[lo..=hi].iter().map(|c| Some(*c)));
+                bounds.sort();
+                bounds.push(None);
+                let mut series = Vec::new();
+                let mut people = Vec::new();
+                for w in bounds.windows(2) {
+                    let range = Accounts { lo: w[0], hi: w[1] };
+                    series.extend(store.series_between(None, range).map(|s| keys(s.unwrap())));
+                    people.extend(store.people_between(range).map(|p| {
+                        let p = p.unwrap();
+                        (p.account.0, p.kind.0)
+                    }));
+                }
+                assert_eq!(series, all, "cut at {:?}", &cuts[lo..=hi]);
+                assert_eq!(people, all, "cut at {:?}", &cuts[lo..=hi]);
+            }
+        }
     }
 }

@@ -110,6 +110,30 @@ const GENERATION: &[u8] = b"";
 
 const SEP: u8 = 0;
 
+/// A range of account ids, `lo` included, `hi` not (`None`: no bound),
+/// for the key spaces ordered by account (series, people).
+#[derive(Debug, Clone, Copy)]
+pub struct Accounts<'a> {
+    pub lo: Option<&'a str>,
+    pub hi: Option<&'a str>,
+}
+
+impl Accounts<'_> {
+    pub const ALL: Accounts<'static> = Accounts { lo: None, hi: None };
+
+    /// The keys of this range in the key space `prefix` · account · `SEP` …
+    /// An id holds no `SEP`, the smallest byte, so an account's keys sort
+    /// after `prefix` · id and before `prefix` · any greater id: ranges cut
+    /// at ids never cut an account in two.
+    fn keys(&self, prefix: u8) -> std::ops::Range<Vec<u8>> {
+        let bound = |id: Option<&str>, none: u8| match id {
+            Some(id) => [&[prefix], id.as_bytes()].concat(),
+            None => vec![none],
+        };
+        bound(self.lo, prefix)..bound(self.hi, prefix + 1)
+    }
+}
+
 // Key spaces of the `activity` tree (see the table above).
 /// Version 2's dedupe markers: source · day → sorted id hashes.
 const P_DEDUPE_V2: u8 = b'd';

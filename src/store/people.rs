@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::activity::{channel_key, damaged, decode_series_key};
 use super::varint::{get_day, get_varint, put_day, put_varint};
-use super::{P_PEOPLE, SEP, Store, StoreError, check_name};
+use super::{Accounts, P_PEOPLE, SEP, Store, StoreError, check_name};
 use crate::types::{AccountId, Day, Kind, SourceName};
 
 /// One channel's people: name → active days (sorted).
@@ -143,24 +143,41 @@ impl Store {
 
     /// Every channel's people, ordered by account.
     pub fn people(&self) -> impl Iterator<Item = Result<ChannelPeople, StoreError>> + '_ {
-        self.scan_people(vec![P_PEOPLE])
+        self.people_between(Accounts::ALL)
+    }
+
+    /// [`Store::people`] of the accounts of one range.
+    pub fn people_between(
+        &self,
+        accounts: Accounts<'_>,
+    ) -> impl Iterator<Item = Result<ChannelPeople, StoreError>> + '_ {
+        self.activity
+            .range(accounts.keys(P_PEOPLE))
+            .map(|r| self.channel_people(r))
     }
 
     fn scan_people(
         &self,
         prefix: Vec<u8>,
     ) -> impl Iterator<Item = Result<ChannelPeople, StoreError>> + '_ {
-        self.activity.scan_prefix(prefix).map(|r| {
-            let (k, v) = r.map_err(|e| self.fail("reading people", e))?;
-            let (account, source, kind) = decode_series_key(&k)
-                .filter(|_| walk(&v, |_, _| {}).is_some())
-                .ok_or_else(|| damaged("who was active on a channel", &k))?;
-            Ok(ChannelPeople {
-                account,
-                source,
-                kind,
-                value: v,
-            })
+        self.activity
+            .scan_prefix(prefix)
+            .map(|r| self.channel_people(r))
+    }
+
+    fn channel_people(
+        &self,
+        r: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Result<ChannelPeople, StoreError> {
+        let (k, v) = r.map_err(|e| self.fail("reading people", e))?;
+        let (account, source, kind) = decode_series_key(&k)
+            .filter(|_| walk(&v, |_, _| {}).is_some())
+            .ok_or_else(|| damaged("who was active on a channel", &k))?;
+        Ok(ChannelPeople {
+            account,
+            source,
+            kind,
+            value: v,
         })
     }
 }
