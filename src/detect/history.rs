@@ -7,7 +7,46 @@
 //! s7[i-7]`), from which the sum over days of one weekday in a window
 //! falls out directly.
 
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
 use crate::types::Day;
+
+thread_local! {
+    /// Day arrays this thread finished with, kept for the next account: a
+    /// daily run builds a dozen arrays of a few hundred days per account,
+    /// 100,000 times, and fresh memory for each (zeroed pages from the
+    /// kernel) cost more than the sums themselves.
+    static SPARE: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare arrays kept per thread: enough for one account's history.
+const SPARES: usize = 32;
+
+/// `n` zeros, in a spare array of this thread when it has one.
+pub fn zeroed(n: usize) -> Vec<f64> {
+    let mut v = SPARE
+        .try_with(|s| s.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    v.clear();
+    v.resize(n, 0.0);
+    v
+}
+
+/// Keeps `v` for [`zeroed`] on this thread (up to [`SPARES`] arrays).
+pub fn spare(v: Vec<f64>) {
+    if v.capacity() == 0 {
+        return;
+    }
+    let _ = SPARE.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARES {
+            s.push(v);
+        }
+    });
+}
 
 /// The days a detection pass looks at: `first..=last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +77,8 @@ impl Timeline {
 /// No values at all (a source that never covered anything).
 pub static EMPTY: Prefix = Prefix {
     plain: Vec::new(),
-    s7: Vec::new(),
+    values: Vec::new(),
+    s7: OnceLock::new(),
 };
 
 /// Prefix sums over a day-indexed array of values.
@@ -46,29 +86,51 @@ pub static EMPTY: Prefix = Prefix {
 pub struct Prefix {
     /// `plain[i]` = sum of values before index i (len n + 1).
     plain: Vec<f64>,
-    /// `s7[i]` = value[i] + s7[i - 7] (len n).
-    s7: Vec<f64>,
+    /// The values themselves (len n).
+    values: Vec<f64>,
+    /// `s7[i]` = value[i] + s7[i - 7] (len n), made on the first
+    /// weekday sum: most prefixes never need one.
+    s7: OnceLock<Vec<f64>>,
 }
 
 impl Prefix {
     pub fn from_values(values: &[f64]) -> Prefix {
-        let mut plain = Vec::with_capacity(values.len() + 1);
+        let mut v = zeroed(0);
+        v.extend_from_slice(values);
+        Prefix::from_vec(v)
+    }
+
+    /// The sums of `values`, which the prefix keeps.
+    pub fn from_vec(values: Vec<f64>) -> Prefix {
+        let mut plain = zeroed(0);
+        plain.reserve(values.len() + 1);
         let mut acc = 0.0;
         plain.push(0.0);
-        for v in values {
+        for v in &values {
             acc += v;
             plain.push(acc);
         }
-        let mut s7 = values.to_vec();
-        for i in 7..s7.len() {
-            s7[i] += s7[i - 7];
+        Prefix {
+            plain,
+            values,
+            s7: OnceLock::new(),
         }
-        Prefix { plain, s7 }
+    }
+
+    fn s7(&self) -> &[f64] {
+        self.s7.get_or_init(|| {
+            let mut s7 = zeroed(0);
+            s7.extend_from_slice(&self.values);
+            for i in 7..s7.len() {
+                s7[i] += s7[i - 7];
+            }
+            s7
+        })
     }
 
     /// Sum over indices `lo..=hi`, clipped to the timeline; 0 when empty.
     pub fn sum(&self, lo: i64, hi: i64) -> f64 {
-        let n = self.s7.len() as i64;
+        let n = self.values.len() as i64;
         let (lo, hi) = (lo.max(0), hi.min(n - 1));
         if lo > hi {
             return 0.0;
@@ -78,7 +140,7 @@ impl Prefix {
 
     /// Sum over the indices `i` in `lo..=hi` with `i % 7 == residue`.
     pub fn sum_residue(&self, lo: i64, hi: i64, residue: i64) -> f64 {
-        let n = self.s7.len() as i64;
+        let n = self.values.len() as i64;
         let (lo, hi) = (lo.max(0), hi.min(n - 1));
         if lo > hi {
             return 0.0;
@@ -88,17 +150,36 @@ impl Prefix {
         if first > last {
             return 0.0;
         }
+        let s7 = self.s7();
         let below = if first >= 7 {
-            self.s7[(first - 7) as usize]
+            s7[(first - 7) as usize]
         } else {
             0.0
         };
-        self.s7[last as usize] - below
+        s7[last as usize] - below
     }
 
-    /// The value at one index.
+    /// The values, one per day of the timeline.
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The value at one index (0 off the timeline).
     pub fn at(&self, i: i64) -> f64 {
-        self.sum(i, i)
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.values.get(i))
+            .map_or(0.0, |v| *v)
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        spare(std::mem::take(&mut self.plain));
+        spare(std::mem::take(&mut self.values));
+        if let Some(s7) = self.s7.take() {
+            spare(s7);
+        }
     }
 }
 
@@ -106,7 +187,7 @@ impl Prefix {
 /// entries; entries off the timeline are dropped (later days are not
 /// seen: judging day D reads nothing after D).
 pub fn dense(timeline: Timeline, entries: &[(Day, u64)]) -> Vec<f64> {
-    let mut v = vec![0.0; timeline.len()];
+    let mut v = zeroed(timeline.len());
     accumulate(timeline, &mut v, entries);
     v
 }

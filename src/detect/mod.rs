@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use daily::{CHART_WEEKS, DayRun, STALE_SOURCE, Snooze, StaleNotice, judge_day, snoozes};
 pub use history::Timeline;
-use history::{Prefix, accumulate, dense};
+use history::{Prefix, accumulate, dense, zeroed};
 pub use judge::{ChannelStatus, Judgement};
 pub use outbox::Queued;
 pub use params::{DetectConfig, Thresholds, WatchConfig};
@@ -33,7 +33,7 @@ pub use quiet::{Breadth, Quiet};
 pub use state::{Episode, Memory, NoticeKind, State, Today, Verdict};
 
 use crate::accounts::{Account, Registry};
-use crate::store::{ChannelPeople, Series, Store, StoreError};
+use crate::store::{Accounts, ChannelPeople, Series, Store, StoreError};
 use crate::types::{AccountId, Day, Kind, SourceName};
 
 /// What a channel counts.
@@ -329,16 +329,44 @@ impl Inputs {
             }
             coverage.insert(source, days);
         }
-        let mut totals: HashMap<(SourceName, Kind), Vec<f64>> = HashMap::new();
-        for s in store.series_from(Some(timeline.first)) {
-            let s = s?;
-            if registry.by_id(s.account.as_str()).is_none() {
-                continue;
+        // Summed over ranges of accounts on every core (counts are whole
+        // numbers: the order of the additions changes nothing).
+        type Totals = HashMap<(SourceName, Kind), Vec<f64>>;
+        let ranges = account_ranges(registry);
+        let parts = on_workers(
+            workers(),
+            &ranges,
+            |range, _| -> Result<Totals, StoreError> {
+                let mut totals = Totals::new();
+                for s in store.series_between(Some(timeline.first), *range) {
+                    let s = s?;
+                    if registry.by_id(s.account.as_str()).is_none() {
+                        continue;
+                    }
+                    let into = totals
+                        .entry((s.source.clone(), s.kind.clone()))
+                        .or_insert_with(|| vec![0.0; n]);
+                    accumulate(timeline, into, &s.entries);
+                }
+                Ok(totals)
+            },
+            &mut |_| {},
+        );
+        let mut totals = Totals::new();
+        for part in parts {
+            for (key, values) in part? {
+                match totals.entry(key) {
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(values);
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut e) => {
+                        e.get_mut()
+                            .iter_mut()
+                            .zip(values)
+                            .for_each(|(a, b)| *a += b);
+                    }
+                }
             }
-            let into = totals
-                .entry((s.source.clone(), s.kind.clone()))
-                .or_insert_with(|| vec![0.0; n]);
-            accumulate(timeline, into, &s.entries);
         }
         let mut community_index = HashMap::new();
         let mut community_all = Vec::new();
@@ -403,30 +431,17 @@ impl<'a> Detector<'a> {
         self
     }
 
-    /// Streams every registered account's history (accounts with no stored
-    /// activity get an empty one), in store order then registry order.
-    /// Series and people are both stored by account, so they are read side
-    /// by side in one pass each.
-    pub fn for_each_account(
-        &self,
-        store: &Store,
-        mut f: impl FnMut(AccountHistory),
-    ) -> Result<(), StoreError> {
-        self.for_each_stored(
-            store,
-            |i, series, people| f(self.history(i, series, people)),
-        )
-    }
-
-    /// Every account's stored series and people, in store order (accounts
-    /// without any at the end), before they become a history.
+    /// The stored series and people of the registered accounts in
+    /// `range`, account by account in store order, before they become a
+    /// history. Series and people are both stored by account, so they are
+    /// read side by side in one pass each.
     fn for_each_stored(
         &self,
         store: &Store,
+        range: Accounts<'_>,
         mut f: impl FnMut(usize, Vec<Series>, Vec<ChannelPeople>),
     ) -> Result<(), StoreError> {
-        let mut seen = vec![false; self.registry.len()];
-        let mut people = store.people().peekable();
+        let mut people = store.people_between(range).peekable();
         let mut people_of = |account: &AccountId| -> Result<Vec<ChannelPeople>, StoreError> {
             let mut out = Vec::new();
             loop {
@@ -448,7 +463,7 @@ impl<'a> Detector<'a> {
             }
         };
         let mut current: Option<(usize, Vec<Series>)> = None;
-        for s in store.series_from(Some(self.timeline.first)) {
+        for s in store.series_between(Some(self.timeline.first), range) {
             let s = s?;
             let Some(idx) = self.registry.by_id(s.account.as_str()) else {
                 continue;
@@ -460,75 +475,70 @@ impl<'a> Detector<'a> {
                 }
             }
             current.get_or_insert_with(|| (idx, Vec::new())).1.push(s);
-            seen[idx] = true;
         }
         if let Some((i, series)) = current.take() {
             let p = people_of(&series[0].account)?;
             f(i, series, p);
         }
-        for (i, seen) in seen.into_iter().enumerate() {
-            if !seen {
-                f(i, Vec::new(), Vec::new());
-            }
-        }
         Ok(())
     }
 
-    /// Runs `f` on every account's history, on every core: series are
-    /// read in store order on this thread, and workers build each history
-    /// and run `f` on it; results
-    /// come back in reading order, so the outcome is the same as one
-    /// thread's. `progress` hears how many are done.
+    /// Runs `f` on every registered account's history, on every core, and
+    /// gives the outcomes in store order, then the accounts without stored
+    /// activity (an empty history each) in registry order: the same order
+    /// and outcome as one thread reading the store from start to end.
+    ///
+    /// The store is cut into ranges of account ids, several per core, and
+    /// each worker reads, builds and judges whole ranges: reading is half
+    /// of a daily run's work, so it is shared too. `progress` hears how
+    /// many accounts are done.
     pub fn map_accounts<R: Send>(
         &self,
         store: &Store,
         f: impl Fn(AccountHistory) -> R + Sync,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<R>, StoreError> {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let mut results: Vec<(usize, R)> = Vec::with_capacity(self.registry.len());
-        type Job = (usize, usize, Vec<Series>, Vec<ChannelPeople>);
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(workers * 4);
-        let queue = std::sync::Mutex::new(queue);
-        let (done_tx, done) = std::sync::mpsc::channel::<(usize, R)>();
-        std::thread::scope(|scope| -> Result<(), StoreError> {
-            for _ in 0..workers {
-                let (queue, done_tx, f) = (&queue, done_tx.clone(), &f);
-                scope.spawn(move || {
-                    loop {
-                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((seq, i, series, people)) = job else {
-                            break;
-                        };
-                        // Building the history is most of an account's
-                        // work on a daily run: it happens here too.
-                        let h = self.history(i, series, people);
-                        if done_tx.send((seq, f(h))).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(done_tx);
-            let mut seq = 0;
-            // A worker stops early only by panicking, and the scope passes
-            // that panic on when it ends: no result goes missing silently.
-            let read = self.for_each_stored(store, |i, series, people| {
-                let _ = jobs.send((seq, i, series, people));
-                seq += 1;
-                results.extend(done.try_iter());
-                progress(results.len());
-            });
-            drop(jobs);
-            read?;
-            for r in done.iter() {
+        let workers = workers();
+        let ranges = account_ranges(self.registry);
+        let stored = on_workers(
+            workers,
+            &ranges,
+            |range, tick| {
+                let mut out = Vec::new();
+                self.for_each_stored(store, *range, |i, series, people| {
+                    out.push((i, f(self.history(i, series, people))));
+                    tick();
+                })?;
+                Ok(out)
+            },
+            &mut progress,
+        );
+        let mut results = Vec::with_capacity(self.registry.len());
+        let mut seen = vec![false; self.registry.len()];
+        for part in stored {
+            for (i, r) in part? {
+                seen[i] = true;
                 results.push(r);
-                progress(results.len());
             }
-            Ok(())
-        })?;
-        results.sort_unstable_by_key(|(seq, _)| *seq);
-        Ok(results.into_iter().map(|(_, r)| r).collect())
+        }
+        let unseen: Vec<usize> = (0..seen.len()).filter(|i| !seen[*i]).collect();
+        let chunks: Vec<&[usize]> = unseen.chunks(1024).collect();
+        let done = results.len();
+        let empty = on_workers(
+            workers,
+            &chunks,
+            |chunk, tick| {
+                let mut out = Vec::with_capacity(chunk.len());
+                for i in chunk.iter() {
+                    out.push(f(self.history(*i, Vec::new(), Vec::new())));
+                    tick();
+                }
+                out
+            },
+            &mut |n| progress(done + n),
+        );
+        results.extend(empty.into_iter().flatten());
+        Ok(results)
     }
 
     /// Builds the channels of one account from its stored series and
@@ -559,9 +569,9 @@ impl<'a> Detector<'a> {
                 let mut v = kinds
                     .get(kind)
                     .map(|e| dense(self.timeline, e))
-                    .unwrap_or_else(|| vec![0.0; self.timeline.len()]);
+                    .unwrap_or_else(|| zeroed(self.timeline.len()));
                 mask(&mut v, cov.map(|i| self.coverage[i].0.as_slice()));
-                Prefix::from_values(&v)
+                Prefix::from_vec(v)
             };
             let community = |kind: &Kind| {
                 self.community_index
@@ -629,12 +639,13 @@ impl<'a> Detector<'a> {
         first_activity: Option<Day>,
     ) -> AccountActivity {
         let n = self.timeline.len();
-        let mut events = vec![0.0; n];
-        let mut covered = vec![0.0; n];
+        let mut events = zeroed(n);
+        let mut covered = zeroed(n);
         for c in channels {
-            for (i, e) in events.iter_mut().enumerate() {
-                *e += c.num.at(i as i64);
-            }
+            events
+                .iter_mut()
+                .zip(c.num.values())
+                .for_each(|(e, v)| *e += v);
             if let Some(k) = c.cov {
                 covered
                     .iter_mut()
@@ -648,8 +659,8 @@ impl<'a> Detector<'a> {
             .collect();
         AccountActivity::new(
             self.timeline,
-            &events,
-            &covered,
+            events,
+            covered,
             people,
             t.breadth_days,
             first_activity,
@@ -1021,6 +1032,83 @@ impl<'a> Detector<'a> {
             queued_at: None,
         }
     }
+}
+
+/// The threads a detection pass uses: every core (up to 8).
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// The registered accounts' ids cut into ranges that together cover the
+/// whole key space, several per worker so that a slow range does not
+/// leave the other cores idle.
+fn account_ranges(registry: &Registry) -> Vec<Accounts<'_>> {
+    let mut ids: Vec<&str> = registry.accounts().iter().map(|a| a.id.as_str()).collect();
+    ids.sort_unstable();
+    let parts = (workers() * 8).clamp(1, ids.len().max(1));
+    let cut = |k: usize| (k > 0 && k < parts).then(|| ids[k * ids.len() / parts]);
+    (0..parts)
+        .map(|k| Accounts {
+            lo: cut(k),
+            hi: cut(k + 1),
+        })
+        .collect()
+}
+
+/// Runs `job` on every element of `jobs` on up to `workers` threads,
+/// each taking the next job when it finishes one, and gives the outcomes
+/// in the order of `jobs`. A job calls its tick once per account done;
+/// `progress` hears the running total on this thread (every few hundred,
+/// and at the end).
+fn on_workers<J: Sync, T: Send>(
+    workers: usize,
+    jobs: &[J],
+    job: impl Fn(&J, &dyn Fn()) -> T + Sync,
+    progress: &mut dyn FnMut(usize),
+) -> Vec<T> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<T>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    // Ticks reach this thread in batches: waking it for every account
+    // cost more than the accounts' sums.
+    const BATCH: usize = 256;
+    let (tick, ticks) = std::sync::mpsc::channel::<usize>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(jobs.len()) {
+            let (next, slots, job, tick) = (&next, &slots, &job, tick.clone());
+            scope.spawn(move || {
+                let pending = std::cell::Cell::new(0);
+                let count = || {
+                    pending.set(pending.get() + 1);
+                    if pending.get() == BATCH {
+                        let _ = tick.send(pending.replace(0));
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(j) = jobs.get(i) else {
+                        break;
+                    };
+                    let out = job(j, &count);
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+                }
+                let _ = tick.send(pending.replace(0));
+            });
+        }
+        drop(tick);
+        let mut done = 0;
+        for n in ticks {
+            done += n;
+            progress(done);
+        }
+    });
+    // Every slot is filled: a worker stops early only by panicking, and
+    // the scope passes that panic on before this line.
+    slots
+        .into_iter()
+        .filter_map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
 }
 
 /// The last index at or before `d` with a non-zero value (binary search

@@ -52,20 +52,18 @@ impl AccountActivity {
     /// `people` the account's channels' people.
     pub(super) fn new(
         timeline: Timeline,
-        events: &[f64],
-        covered: &[f64],
+        events: Vec<f64>,
+        covered: Vec<f64>,
         people: Vec<ChannelPeople>,
         breadth_days: u32,
         first_activity: Option<Day>,
     ) -> AccountActivity {
-        let active: Vec<f64> = events
-            .iter()
-            .map(|e| if *e > 0.0 { 1.0 } else { 0.0 })
-            .collect();
+        let mut active = super::history::zeroed(0);
+        active.extend(events.iter().map(|e| if *e > 0.0 { 1.0 } else { 0.0 }));
         AccountActivity {
-            events: Prefix::from_values(events),
-            active: Prefix::from_values(&active),
-            covered: Prefix::from_values(covered),
+            events: Prefix::from_vec(events),
+            active: Prefix::from_vec(active),
+            covered: Prefix::from_vec(covered),
             people,
             breadth: OnceCell::new(),
             timeline,
@@ -78,7 +76,7 @@ impl AccountActivity {
         self.breadth
             .get_or_init(|| {
                 let (series, has) = breadth_series(self.timeline, &self.people, self.breadth_days);
-                has.then(|| Prefix::from_values(&series))
+                has.then(|| Prefix::from_vec(series))
             })
             .as_ref()
     }
@@ -182,7 +180,7 @@ fn breadth_series(timeline: Timeline, people: &[ChannelPeople], window: u32) -> 
             add_span(&mut diff, s, e, n);
         }
     }
-    let mut out = Vec::with_capacity(timeline.len());
+    let mut out = super::history::zeroed(0);
     let mut acc = 0i64;
     for d in diff.iter().take(timeline.len()) {
         acc += d;
