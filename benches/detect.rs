@@ -12,6 +12,9 @@
 
 mod common;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -38,7 +41,7 @@ fn main() {
     let big = nums.first().copied().unwrap_or(100_000);
     let small = nums.get(1).copied().unwrap_or(10_000);
     for (n, phases) in [
-        (big, &["build", "detect-first", "detect-next"][..]),
+        (big, &["build", "detect-first", "detect-next", "scan"][..]),
         (small, &["build", "backtest"][..]),
     ] {
         for p in phases {
@@ -112,11 +115,41 @@ fn phase(name: &str, accounts: usize) {
             // again on the same store, a day later each time).
             let (previous, _) = store.detection_state().expect("state");
             let at = previous.map_or(last_day(), |p| p.plus(1));
+            // What a running service does each day (its store and accounts
+            // are open already), timed apart from opening them.
+            let opened = t0.elapsed().as_secs_f64();
+            let t = Instant::now();
             let run = judge_day(&store, &registry, &DetectConfig::default(), at).expect("detect");
+            let judged = t.elapsed().as_secs_f64();
             run.record(&store, None).expect("record");
             format!(
-                "detect, next day (one day from saved state): {accounts} accounts, {} notices",
-                run.notices.len()
+                "detect, next day (one day from saved state): {accounts} accounts, {} notices; \
+                 opening store and accounts {opened:.2} s, judging {judged:.2} s, \
+                 judging and recording {:.2} s",
+                run.notices.len(),
+                t.elapsed().as_secs_f64()
+            )
+        }
+        "scan" => {
+            // The floor under a daily run that reads every account: one
+            // thread reading the last 500 days of every series, then every
+            // people value, doing nothing with them.
+            let (store, _registry) = open(accounts);
+            let t = Instant::now();
+            let entries: usize = store
+                .series_from(Some(last_day().plus(-500)))
+                .map(|s| s.expect("series").entries.len())
+                .sum();
+            let series = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let mut people = 0;
+            for p in store.people() {
+                p.expect("people");
+                people += 1;
+            }
+            format!(
+                "read, one thread: {entries} series entries in {series:.2} s, then {people} people values in {:.2} s",
+                t.elapsed().as_secs_f64()
             )
         }
         "backtest" => {
