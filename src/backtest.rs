@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::Registry;
 use crate::detect::{
-    AccountHistory, DetectConfig, Detector, Notice, NoticeKind, Weekly, timeline_for, watch,
+    AccountHistory, DetectConfig, Detector, Notice, NoticeKind, PeopleRead, Weekly, timeline_for,
+    watch,
 };
 use crate::store::{Store, StoreError};
 use crate::types::Day;
@@ -62,9 +63,9 @@ pub fn run(
     let detector = Detector::load(store, registry, config, timeline)?;
     // One account's replay, on any thread: its notices, its watch-list
     // candidates, and its weekly activity when it was named.
-    let replay = |h: AccountHistory| -> Replayed {
+    let replay = |h: &AccountHistory| -> Replayed {
         let mut out = Replayed::default();
-        detector.replay(&h, Default::default(), history, to, from, |n| {
+        detector.replay(h, Default::default(), history, to, from, |n| {
             if n.notice == NoticeKind::Watch {
                 out.candidates.push(n);
             } else {
@@ -79,13 +80,13 @@ pub fn run(
             let account = registry.get(h.account);
             out.weekly = Some((
                 account.id.to_string(),
-                detector.weekly(&h, from.plus(-182), to),
+                detector.weekly(h, from.plus(-182), to),
             ));
         }
         out
     };
     // Replayed on every core, in the order one thread would.
-    let results = detector.map_accounts(store, replay, progress)?;
+    let results = detector.map_accounts(store, PeopleRead::WithSeries, replay, progress)?;
     let mut notices = Vec::new();
     let mut candidates = Vec::new();
     let mut weekly = BTreeMap::new();

@@ -378,6 +378,27 @@ fn a_team_that_dwindles_is_silent_sooner_than_one_that_pauses() {
         "1 of the 5 people usually active in 90 days was active in the 90 days before it went quiet"
     );
     assert_eq!(v[0]["quiet"]["people"]["active"], 1);
+    // Daily runs from saved states read people only for the accounts whose
+    // judgement asks: the day before, nobody is silent yet; on day 430 the
+    // dwindled team decides it, and the alert says who was around.
+    let rows = detect(&h, 429, true);
+    assert_ne!(state_of(&rows, "dwindle"), "silent", "{rows:?}");
+    let at = day(430).to_string();
+    let out = h.run(&["detect", "--at", &at, "--json", "--no-send"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 notice(s) queued"),
+        "{}",
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let dwindle = v
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["account"] == "dwindle"))
+        .expect("dwindle judged");
+    assert_eq!(dwindle["state"], "silent", "{dwindle}");
+    assert_eq!(dwindle["notice"], "silent", "{dwindle}");
+    assert_eq!(dwindle["quiet"]["people"]["active"], 1, "{dwindle}");
 }
 
 #[test]

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Queued;
 use super::{
-    AccountJudgement, DetectConfig, Detector, Memory, Notice, NoticeKind, timeline_for, watch,
+    AccountJudgement, DetectConfig, Detector, Memory, Notice, NoticeKind, PeopleRead, timeline_for,
+    watch,
 };
 use crate::accounts::Registry;
 use crate::store::{QueuedNotice, Store, StoreError};
@@ -94,7 +95,8 @@ pub struct DayRun {
     pub stale: BTreeMap<SourceName, Day>,
     /// Sources already reported stale before this run.
     pub reported_stale: BTreeMap<SourceName, Day>,
-    saved: HashMap<AccountId, Vec<u8>>,
+    /// The digest of each account's saved state (xxh3-128 of its bytes).
+    saved: HashMap<AccountId, u128>,
 }
 
 /// Judges day `at`. Accounts with saved state continue from the day after
@@ -121,6 +123,12 @@ pub fn judge_day(
         }
         m
     };
+    // What was saved, as digests: enough to tell which states changed,
+    // without holding every state's bytes through the run.
+    let saved: HashMap<AccountId, u128> = saved
+        .into_iter()
+        .map(|(a, b)| (a, xxhash_rust::xxh3::xxh3_128(&b)))
+        .collect();
     let resume = previous.filter(|_| !already_judged).map(|p| p.plus(1));
     let all_saved = registry
         .accounts()
@@ -138,8 +146,17 @@ pub fn judge_day(
     let detector = Detector::load(store, registry, config, timeline)?.with_snoozes(snoozed);
     // Each account on any core: its judgement, its notices (with the
     // chart's weeks and who was last seen) and its watch-list candidate.
+    // From saved states, a run judges a day or so: few accounts are where
+    // people decide, and only theirs are read. Replaying whole histories
+    // asks for most accounts' people at some point: read them all.
+    let people = if earliest == Day(i32::MIN / 2) {
+        PeopleRead::WithSeries
+    } else {
+        PeopleRead::WhenAsked
+    };
     let judged = detector.map_accounts(
         store,
+        people,
         |h| {
             let id = &registry.get(h.account).id;
             let (memory, from) = match (memories.get(id), resume) {
@@ -148,7 +165,7 @@ pub fn judge_day(
             };
             let mut notices = Vec::new();
             let mut candidates: Vec<Notice> = Vec::new();
-            let judgement = detector.replay(&h, memory, from, at, at, |n| {
+            let judgement = detector.replay(h, memory, from, at, at, |n| {
                 if n.notice == NoticeKind::Watch {
                     candidates.push(n);
                 } else {
@@ -156,10 +173,10 @@ pub fn judge_day(
                 }
             });
             if let Some(c) = candidates.last_mut() {
-                c.weekly = Some(detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at));
+                c.weekly = Some(detector.weekly(h, at.plus(1 - 7 * CHART_WEEKS), at));
             }
             if !notices.is_empty() {
-                let weekly = detector.weekly(&h, at.plus(1 - 7 * CHART_WEEKS), at);
+                let weekly = detector.weekly(h, at.plus(1 - 7 * CHART_WEEKS), at);
                 for n in &mut notices {
                     n.weekly = Some(weekly.clone());
                     for r in &mut n.evidence {
@@ -236,7 +253,7 @@ impl DayRun {
         let mut states = Vec::new();
         for a in &self.accounts {
             let bytes = serde_json::to_vec(&a.memory).unwrap_or_default();
-            if self.saved.get(&a.account) != Some(&bytes) {
+            if self.saved.get(&a.account) != Some(&xxhash_rust::xxh3::xxh3_128(&bytes)) {
                 states.push((a.account.clone(), bytes));
             }
         }

@@ -267,6 +267,18 @@ pub struct AccountJudgement {
     pub memory: Memory,
 }
 
+/// When a pass over every account reads their people (who acted: the
+/// breadth of the silent tier and of notices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeopleRead {
+    /// Side by side with the series: a backtest's many days ask for most
+    /// accounts' breadth at some point.
+    WithSeries,
+    /// Only for an account whose judgement asks, which is then made again
+    /// with them: on one day few accounts are where breadth decides.
+    WhenAsked,
+}
+
 /// What every account's judgement shares, read from the store once: each
 /// source's coverage and the community totals, on a timeline. Owned, so
 /// a service can keep it between requests (one account's page needs it,
@@ -439,29 +451,35 @@ impl<'a> Detector<'a> {
         &self,
         store: &Store,
         range: Accounts<'_>,
-        mut f: impl FnMut(usize, Vec<Series>, Vec<ChannelPeople>),
+        people: PeopleRead,
+        mut f: impl FnMut(usize, Vec<Series>, Option<Vec<ChannelPeople>>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut people = store.people_between(range).peekable();
-        let mut people_of = |account: &AccountId| -> Result<Vec<ChannelPeople>, StoreError> {
-            let mut out = Vec::new();
-            loop {
-                match people.peek() {
-                    Some(Ok(p)) if p.account.as_str() < account.as_str() => {}
-                    Some(Ok(p)) if p.account == *account => {}
-                    Some(Err(_)) => {
-                        if let Some(Err(e)) = people.next() {
-                            return Err(e);
+        let mut people =
+            (people == PeopleRead::WithSeries).then(|| store.people_between(range).peekable());
+        let mut people_of =
+            |account: &AccountId| -> Result<Option<Vec<ChannelPeople>>, StoreError> {
+                let Some(people) = people.as_mut() else {
+                    return Ok(None);
+                };
+                let mut out = Vec::new();
+                loop {
+                    match people.peek() {
+                        Some(Ok(p)) if p.account.as_str() < account.as_str() => {}
+                        Some(Ok(p)) if p.account == *account => {}
+                        Some(Err(_)) => {
+                            if let Some(Err(e)) = people.next() {
+                                return Err(e);
+                            }
+                        }
+                        _ => return Ok(Some(out)),
+                    }
+                    if let Some(Ok(p)) = people.next() {
+                        if p.account == *account {
+                            out.push(p);
                         }
                     }
-                    _ => return Ok(out),
                 }
-                if let Some(Ok(p)) = people.next() {
-                    if p.account == *account {
-                        out.push(p);
-                    }
-                }
-            }
-        };
+            };
         let mut current: Option<(usize, Vec<Series>)> = None;
         for s in store.series_between(Some(self.timeline.first), range) {
             let s = s?;
@@ -471,14 +489,14 @@ impl<'a> Detector<'a> {
             if current.as_ref().is_some_and(|(i, _)| *i != idx) {
                 if let Some((i, series)) = current.take() {
                     let p = people_of(&series[0].account)?;
-                    f(i, series, p);
+                    f(i, series, p)?;
                 }
             }
             current.get_or_insert_with(|| (idx, Vec::new())).1.push(s);
         }
         if let Some((i, series)) = current.take() {
             let p = people_of(&series[0].account)?;
-            f(i, series, p);
+            f(i, series, p)?;
         }
         Ok(())
     }
@@ -495,7 +513,8 @@ impl<'a> Detector<'a> {
     pub fn map_accounts<R: Send>(
         &self,
         store: &Store,
-        f: impl Fn(AccountHistory) -> R + Sync,
+        people: PeopleRead,
+        f: impl Fn(&AccountHistory) -> R + Sync,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<R>, StoreError> {
         let workers = workers();
@@ -505,9 +524,10 @@ impl<'a> Detector<'a> {
             &ranges,
             |range, tick| {
                 let mut out = Vec::new();
-                self.for_each_stored(store, *range, |i, series, people| {
-                    out.push((i, f(self.history(i, series, people))));
+                self.for_each_stored(store, *range, people, |i, series, people| {
+                    out.push((i, self.judged(store, i, series, people, &f)?));
                     tick();
+                    Ok(())
                 })?;
                 Ok(out)
             },
@@ -530,7 +550,7 @@ impl<'a> Detector<'a> {
             |chunk, tick| {
                 let mut out = Vec::with_capacity(chunk.len());
                 for i in chunk.iter() {
-                    out.push(f(self.history(*i, Vec::new(), Vec::new())));
+                    out.push(f(&self.history(*i, Vec::new(), Some(Vec::new()))));
                     tick();
                 }
                 out
@@ -541,13 +561,35 @@ impl<'a> Detector<'a> {
         Ok(results)
     }
 
+    /// `f` on the history of one account. Without its people (not read
+    /// yet), and if `f` asked for them, they are read and `f` runs again:
+    /// only the outcome that saw them counts.
+    fn judged<R>(
+        &self,
+        store: &Store,
+        account: usize,
+        series: Vec<Series>,
+        people: Option<Vec<ChannelPeople>>,
+        f: &impl Fn(&AccountHistory) -> R,
+    ) -> Result<R, StoreError> {
+        let mut h = self.history(account, series, people);
+        let first = f(&h);
+        if !h.activity.asked_for_people() {
+            return Ok(first);
+        }
+        let people = store.people_of(&self.registry.get(account).id)?;
+        let t = self.thresholds(self.registry.get(account));
+        h.activity.set_people(self.activity_people(people, t));
+        Ok(f(&h))
+    }
+
     /// Builds the channels of one account from its stored series and
-    /// people.
+    /// people (`None`: not read).
     fn history(
         &self,
         account: usize,
         series: Vec<Series>,
-        people: Vec<ChannelPeople>,
+        people: Option<Vec<ChannelPeople>>,
     ) -> AccountHistory {
         let t = self.thresholds(self.registry.get(account));
         let first_activity = series
@@ -634,7 +676,7 @@ impl<'a> Detector<'a> {
     fn activity(
         &self,
         channels: &[ChannelHistory],
-        people: Vec<ChannelPeople>,
+        people: Option<Vec<ChannelPeople>>,
         t: &Thresholds,
         first_activity: Option<Day>,
     ) -> AccountActivity {
@@ -653,10 +695,7 @@ impl<'a> Detector<'a> {
                     .for_each(|(v, c)| *v = f64::max(*v, *c));
             }
         }
-        let people: Vec<ChannelPeople> = people
-            .into_iter()
-            .filter(|p| self.config.is_activity_for(p.kind.as_str(), t))
-            .collect();
+        let people = people.map(|p| self.activity_people(p, t));
         AccountActivity::new(
             self.timeline,
             events,
@@ -665,6 +704,14 @@ impl<'a> Detector<'a> {
             t.breadth_days,
             first_activity,
         )
+    }
+
+    /// The people of the channels that are activity for `t`.
+    fn activity_people(&self, people: Vec<ChannelPeople>, t: &Thresholds) -> Vec<ChannelPeople> {
+        people
+            .into_iter()
+            .filter(|p| self.config.is_activity_for(p.kind.as_str(), t))
+            .collect()
     }
 
     /// The thresholds for an account (its segment's, or the defaults).
@@ -936,7 +983,7 @@ impl<'a> Detector<'a> {
         series: Vec<Series>,
         people: Vec<ChannelPeople>,
     ) -> AccountHistory {
-        self.history(account, series, people)
+        self.history(account, series, Some(people))
     }
 
     /// Channel reports with the quiet-since and last-activity evidence.

@@ -12,7 +12,7 @@
 //! within `Thresholds::span_days`, so a daily run and a backtest decide
 //! the same on the same data.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -35,11 +35,14 @@ pub(super) struct AccountActivity {
     active: Prefix,
     /// 1 on days any source the account is active on covered.
     covered: Prefix,
-    /// The account's people, and (built when first needed: most days of
-    /// most accounts never ask) the distinct people active in the breadth
-    /// window ending on each day.
-    people: Vec<ChannelPeople>,
+    /// The account's people (`None`: not read from the store), and (built
+    /// when first needed: most days of most accounts never ask) the
+    /// distinct people active in the breadth window ending on each day.
+    people: Option<Vec<ChannelPeople>>,
     breadth: OnceCell<Option<Prefix>>,
+    /// A judgement asked for the breadth while the people were not read:
+    /// it must be made again with them.
+    asked: Cell<bool>,
     timeline: Timeline,
     breadth_days: u32,
     /// The first day any activity of the account was stored (all of its
@@ -49,12 +52,12 @@ pub(super) struct AccountActivity {
 
 impl AccountActivity {
     /// `events` and `covered` are per-day values on the timeline;
-    /// `people` the account's channels' people.
+    /// `people` the account's channels' people, if read.
     pub(super) fn new(
         timeline: Timeline,
         events: Vec<f64>,
         covered: Vec<f64>,
-        people: Vec<ChannelPeople>,
+        people: Option<Vec<ChannelPeople>>,
         breadth_days: u32,
         first_activity: Option<Day>,
     ) -> AccountActivity {
@@ -66,6 +69,7 @@ impl AccountActivity {
             covered: Prefix::from_vec(covered),
             people,
             breadth: OnceCell::new(),
+            asked: Cell::new(false),
             timeline,
             breadth_days,
             first_activity,
@@ -75,10 +79,27 @@ impl AccountActivity {
     fn people_series(&self) -> Option<&Prefix> {
         self.breadth
             .get_or_init(|| {
-                let (series, has) = breadth_series(self.timeline, &self.people, self.breadth_days);
+                let Some(people) = &self.people else {
+                    self.asked.set(true);
+                    return None;
+                };
+                let (series, has) = breadth_series(self.timeline, people, self.breadth_days);
                 has.then(|| Prefix::from_vec(series))
             })
             .as_ref()
+    }
+
+    /// Whether a judgement asked for the people before they were read
+    /// (what it decided is then not to be used).
+    pub(super) fn asked_for_people(&self) -> bool {
+        self.asked.get()
+    }
+
+    /// The account's people, read after a judgement asked for them.
+    pub(super) fn set_people(&mut self, people: Vec<ChannelPeople>) {
+        self.people = Some(people);
+        self.breadth = OnceCell::new();
+        self.asked.set(false);
     }
 
     /// The last day index at or before `d` with activity.
