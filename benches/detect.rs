@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use lull::accounts::Registry;
 use lull::config::{IdentityConfig, StoreConfig};
-use lull::detect::{DetectConfig, judge_day};
+use lull::detect::{DetectConfig, Keep, judge_day, judge_day_keeping};
 use lull::store::Store;
 use lull::types::Day;
 
@@ -126,19 +126,32 @@ fn phase(name: &str, accounts: usize) {
             t0 = Instant::now();
             let (store, registry) = open_at(accounts, "next.db");
             let (previous, _) = store.detection_state().expect("state");
-            assert_eq!(previous, Some(last_day().plus(-1)), "run detect-first first");
+            assert_eq!(
+                previous,
+                Some(last_day().plus(-1)),
+                "run detect-first first"
+            );
             let at = last_day();
             // What a running service does each day (its store and accounts
             // are open already), timed apart from opening them.
             let opened = t0.elapsed().as_secs_f64();
+            let rss_opened = rss_mib("VmRSS:");
             let t = Instant::now();
-            let run = judge_day(&store, &registry, &DetectConfig::default(), at).expect("detect");
+            // Keeping what the service keeps of each judgement.
+            let run = judge_day_keeping(
+                &store,
+                &registry,
+                &DetectConfig::default(),
+                at,
+                Keep::States,
+            )
+            .expect("detect");
             let judged = t.elapsed().as_secs_f64();
             run.record(&store, None).expect("record");
             format!(
                 "detect, next day (one day from saved state): {accounts} accounts, {} notices; \
-                 opening store and accounts {opened:.2} s, judging {judged:.2} s, \
-                 judging and recording {:.2} s",
+                 opening store and accounts {opened:.2} s (RSS {rss_opened} MiB), \
+                 judging {judged:.2} s, judging and recording {:.2} s",
                 run.notices.len(),
                 t.elapsed().as_secs_f64()
             )
@@ -194,7 +207,10 @@ fn phase(name: &str, accounts: usize) {
 /// Replaces the bench folder's store `to` with a copy of `from`.
 fn copy_store(accounts: usize, from: &str, to: &str) {
     let d = dir(accounts);
-    assert!(d.join(from).exists(), "no {from}: run the earlier phases first");
+    assert!(
+        d.join(from).exists(),
+        "no {from}: run the earlier phases first"
+    );
     let _ = std::fs::remove_dir_all(d.join(to));
     let status = Command::new("cp")
         .arg("-r")
@@ -207,11 +223,16 @@ fn copy_store(accounts: usize, from: &str, to: &str) {
 
 /// Peak resident set of this process (Linux).
 fn peak_rss_mib() -> u64 {
+    rss_mib("VmHWM:")
+}
+
+/// A memory figure of this process in MiB (Linux), by its /proc name.
+fn rss_mib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })

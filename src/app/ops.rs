@@ -12,7 +12,7 @@ use crate::accounts::Registry;
 use crate::alert::{Delivered, MailRecord, Mailer};
 use crate::backtest::Backtest;
 use crate::config::Config;
-use crate::detect::{AccountJudgement, NoticeKind, Snooze, judge_day};
+use crate::detect::{AccountJudgement, Keep, NoticeKind, Snooze, judge_day_keeping};
 use crate::import::{Options, Report};
 use crate::store::{Origin, UnmatchedActor};
 use crate::types::{AccountId, Day, SourceName};
@@ -102,6 +102,10 @@ pub struct DetectRequest {
     pub at: Option<Day>,
     /// Judge and report, record nothing.
     pub dry_run: bool,
+    /// Keep only each account's state in the outcome's `accounts` (the
+    /// service's own runs, which count states): not part of the API.
+    #[serde(skip)]
+    pub states_only: bool,
 }
 
 /// A notice decided, as `lull detect` lists it.
@@ -559,7 +563,12 @@ impl App {
         let live = self.live();
         let span = tracing::info_span!("detection", day = %at, dry_run = req.dry_run);
         let _enter = span.enter();
-        let run = judge_day(&self.store, &live.registry, &live.detect, at)?;
+        let keep = if req.states_only {
+            Keep::States
+        } else {
+            Keep::All
+        };
+        let run = judge_day_keeping(&self.store, &live.registry, &live.detect, at, keep)?;
         let ops = live.alerts.ops_email.as_ref().map(|m| m.to_string());
         let queued = if req.dry_run {
             0

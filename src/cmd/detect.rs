@@ -15,7 +15,11 @@ pub fn run(
     no_send: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let run = b.detect(&DetectRequest { at, dry_run })?;
+    let run = b.detect(&DetectRequest {
+        at,
+        dry_run,
+        states_only: false,
+    })?;
     if run.already_judged {
         say!(
             "note: detection already ran for {} (last judged day); showing the judgement again, nothing new is queued",

@@ -99,6 +99,19 @@ pub struct DayRun {
     saved: HashMap<AccountId, u128>,
 }
 
+/// What a day's run keeps of each account's judgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Everything: channel reports, the quiet, name and CSM (what `lull
+    /// detect --json`, the API and the accounts list show).
+    #[default]
+    All,
+    /// The account, its state, notice, watch flag and saved memory (what
+    /// the service's own runs record and count): at 100,000 accounts the
+    /// rest is ~150 MB the service never reads.
+    States,
+}
+
 /// Judges day `at`. Accounts with saved state continue from the day after
 /// the last run (catching up missed days silently; what is still due is
 /// told today); accounts without start from the beginning of history.
@@ -107,6 +120,17 @@ pub fn judge_day(
     registry: &Registry,
     config: &DetectConfig,
     at: Day,
+) -> Result<DayRun, StoreError> {
+    judge_day_keeping(store, registry, config, at, Keep::All)
+}
+
+/// [`judge_day`], keeping `keep` of each account's judgement.
+pub fn judge_day_keeping(
+    store: &Store,
+    registry: &Registry,
+    config: &DetectConfig,
+    at: Day,
+    keep: Keep,
 ) -> Result<DayRun, StoreError> {
     let (previous, saved) = store.detection_state()?;
     let already_judged = previous.is_some_and(|p| p >= at);
@@ -165,13 +189,16 @@ pub fn judge_day(
             };
             let mut notices = Vec::new();
             let mut candidates: Vec<Notice> = Vec::new();
-            let judgement = detector.replay(h, memory, from, at, at, |n| {
+            let mut judgement = detector.replay(h, memory, from, at, at, |n| {
                 if n.notice == NoticeKind::Watch {
                     candidates.push(n);
                 } else {
                     notices.push(n);
                 }
             });
+            if keep == Keep::States {
+                judgement.keep_state_only();
+            }
             if let Some(c) = candidates.last_mut() {
                 c.weekly = Some(detector.weekly(h, at.plus(1 - 7 * CHART_WEEKS), at));
             }

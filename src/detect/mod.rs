@@ -22,7 +22,10 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 
-pub use daily::{CHART_WEEKS, DayRun, STALE_SOURCE, Snooze, StaleNotice, judge_day, snoozes};
+pub use daily::{
+    CHART_WEEKS, DayRun, Keep, STALE_SOURCE, Snooze, StaleNotice, judge_day, judge_day_keeping,
+    snoozes,
+};
 pub use history::Timeline;
 use history::{Prefix, accumulate, dense, zeroed};
 pub use judge::{ChannelStatus, Judgement};
@@ -265,6 +268,18 @@ pub struct AccountJudgement {
     pub quiet: Option<Quiet>,
     #[serde(skip)]
     pub memory: Memory,
+}
+
+impl AccountJudgement {
+    /// Drops what only a reader of the judgement needs (channel reports,
+    /// the quiet, name, CSM, segment): see [`Keep::States`].
+    pub fn keep_state_only(&mut self) {
+        self.name = String::new();
+        self.csm = String::new();
+        self.segment = None;
+        self.channels = Vec::new();
+        self.quiet = None;
+    }
 }
 
 /// When a pass over every account reads their people (who acted: the
