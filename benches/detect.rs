@@ -113,9 +113,13 @@ fn phase(name: &str, accounts: usize) {
                 last_day().plus(-1),
             )
             .expect("detect");
+            let judged = t0.elapsed().as_secs_f64();
+            let rss_judged = rss_mib("VmRSS:");
+            let peak_judged = peak_rss_mib();
             run.record(&store, None).expect("record");
             format!(
-                "detect, first run (replays {DAYS} days to build state): {accounts} accounts, {} notices",
+                "detect, first run (replays {DAYS} days to build state): {accounts} accounts, {} notices; \
+                 judged in {judged:.2} s (RSS {rss_judged} MiB, peak so far {peak_judged} MiB), then recorded",
                 run.notices.len()
             )
         }
