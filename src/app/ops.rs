@@ -102,10 +102,10 @@ pub struct DetectRequest {
     pub at: Option<Day>,
     /// Judge and report, record nothing.
     pub dry_run: bool,
-    /// Keep only each account's state in the outcome's `accounts` (the
-    /// service's own runs, which count states): not part of the API.
+    /// What the outcome's `accounts` keep of each judgement (the service's
+    /// own runs keep only states): not part of the API.
     #[serde(skip)]
-    pub states_only: bool,
+    pub keep: Keep,
 }
 
 /// A notice decided, as `lull detect` lists it.
@@ -563,12 +563,7 @@ impl App {
         let live = self.live();
         let span = tracing::info_span!("detection", day = %at, dry_run = req.dry_run);
         let _enter = span.enter();
-        let keep = if req.states_only {
-            Keep::States
-        } else {
-            Keep::All
-        };
-        let run = judge_day_keeping(&self.store, &live.registry, &live.detect, at, keep)?;
+        let run = judge_day_keeping(&self.store, &live.registry, &live.detect, at, req.keep)?;
         let ops = live.alerts.ops_email.as_ref().map(|m| m.to_string());
         let queued = if req.dry_run {
             0

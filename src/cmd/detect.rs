@@ -18,7 +18,7 @@ pub fn run(
     let run = b.detect(&DetectRequest {
         at,
         dry_run,
-        states_only: false,
+        ..Default::default()
     })?;
     if run.already_judged {
         say!(

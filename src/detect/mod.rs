@@ -382,17 +382,8 @@ impl Inputs {
         let mut totals = Totals::new();
         for part in parts {
             for (key, values) in part? {
-                match totals.entry(key) {
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(values);
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut e) => {
-                        e.get_mut()
-                            .iter_mut()
-                            .zip(values)
-                            .for_each(|(a, b)| *a += b);
-                    }
-                }
+                let into = totals.entry(key).or_insert_with(|| vec![0.0; n]);
+                into.iter_mut().zip(values).for_each(|(a, b)| *a += b);
             }
         }
         let mut community_index = HashMap::new();

@@ -655,7 +655,7 @@ impl Service {
         let run = self.app.detect(&crate::app::ops::DetectRequest {
             at: Some(day),
             dry_run: false,
-            states_only: true,
+            keep: crate::detect::Keep::States,
         })?;
         if run.already_judged {
             tracing::info!(%day, "already judged today; nothing new");
