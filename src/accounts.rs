@@ -5,9 +5,12 @@
 //! three things: a customer account, the vendor's own staff (never counted),
 //! or nobody known (counted as *unmatched* so the mapping can be fixed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
+// Looked up for every imported line: a fast hash (keys come from the
+// accounts file and the config).
+use foldhash::{HashMap, HashMapExt, HashSet};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 

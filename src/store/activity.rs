@@ -1,7 +1,11 @@
 //! Activity: what ingests write (events counted once, their daily
 //! series, unmatched actors, who was seen last, cursors) and its reads.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// Every event of a batch goes through these maps: a fast hash (ids are
+// already xxh3 hashes; names come from the accounts file and sources).
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::coverage::{self, Origin, Span};
 use super::identity;

@@ -740,7 +740,7 @@ impl Restorer {
                 day,
                 events,
             }) => {
-                let mut map = std::collections::HashMap::new();
+                let mut map = foldhash::HashMap::default();
                 for (h, a) in events {
                     let h: [u8; 16] = B64
                         .decode(h)
