@@ -529,7 +529,7 @@ async fn import(
         app.import(
             lines,
             &name,
-            crate::import::DEFAULT_BATCH as usize,
+            crate::import::SERVICE_BATCH as usize,
             |_, _| {},
             |_| {},
         )

@@ -47,17 +47,27 @@ struct Event {
 struct Interner {
     index: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
+    /// The string interned last: lines of a file, and an event's
+    /// [`Ingest::seen_by`] after its [`Ingest::add`], repeat it.
+    last: Option<u32>,
 }
 
 impl Interner {
     fn intern(&mut self, s: &str) -> Result<u32, StoreError> {
-        if let Some(&i) = self.index.get(s) {
+        if let Some(i) = self.last.filter(|&i| &*self.names[i as usize] == s) {
             return Ok(i);
         }
-        check_name(s)?;
-        let i = self.names.len() as u32;
-        self.names.push(s.into());
-        self.index.insert(s.into(), i);
+        let i = match self.index.get(s) {
+            Some(&i) => i,
+            None => {
+                check_name(s)?;
+                let i = self.names.len() as u32;
+                self.names.push(s.into());
+                self.index.insert(s.into(), i);
+                i
+            }
+        };
+        self.last = Some(i);
         Ok(i)
     }
 
