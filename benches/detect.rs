@@ -152,12 +152,16 @@ fn phase(name: &str, accounts: usize) {
             .expect("detect");
             let judged = t.elapsed().as_secs_f64();
             run.record(&store, None).expect("record");
+            let (notices, took) = (run.notices.len(), t.elapsed().as_secs_f64());
+            // What stays once the run is dropped: the service's RSS
+            // between runs.
+            drop(run);
+            lull::service::release_freed_memory();
             format!(
-                "detect, next day (one day from saved state): {accounts} accounts, {} notices; \
+                "detect, next day (one day from saved state): {accounts} accounts, {notices} notices; \
                  opening store and accounts {opened:.2} s (RSS {rss_opened} MiB), \
-                 judging {judged:.2} s, judging and recording {:.2} s",
-                run.notices.len(),
-                t.elapsed().as_secs_f64()
+                 judging {judged:.2} s, judging and recording {took:.2} s; RSS after {} MiB",
+                rss_mib("VmRSS:")
             )
         }
         "scan" => {
@@ -165,6 +169,7 @@ fn phase(name: &str, accounts: usize) {
             // thread reading the last 500 days of every series, then every
             // people value, doing nothing with them.
             let (store, _registry) = open(accounts);
+            let rss_opened = rss_mib("VmRSS:");
             let t = Instant::now();
             let entries: usize = store
                 .series_from(Some(last_day().plus(-500)))
@@ -178,8 +183,10 @@ fn phase(name: &str, accounts: usize) {
                 people += 1;
             }
             format!(
-                "read, one thread: {entries} series entries in {series:.2} s, then {people} people values in {:.2} s",
-                t.elapsed().as_secs_f64()
+                "read, one thread: {entries} series entries in {series:.2} s, then {people} people values in {:.2} s; \
+                 RSS {rss_opened} MiB opened, {} MiB after",
+                t.elapsed().as_secs_f64(),
+                rss_mib("VmRSS:")
             )
         }
         "backtest" => {

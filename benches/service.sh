@@ -6,6 +6,7 @@
 #
 #   benches/service.sh [ACCOUNTS]
 #   SRC=bench-out/compact-100000 benches/service.sh
+#   CACHE_MB=16 benches/service.sh     (store.cache_mb; default: lull's)
 #
 # Uses the store `cargo bench --bench detect` builds (bench-out/detect-people-N),
 # copied, so that run is not changed. Linux only (/proc).
@@ -30,6 +31,7 @@ write_config() { # $1: time zone
 timezone = "$1"
 [store]
 path = "lull.db"
+${CACHE_MB:+cache_mb = $CACHE_MB}
 [accounts]
 file = "accounts.toml"
 [service]
