@@ -209,6 +209,21 @@ pub fn import(
     Ok(report)
 }
 
+/// Lines read before they are parsed, on every core, then stored in file
+/// order.
+const CHUNK_LINES: usize = 16_384;
+
+/// Lines read from the input, not parsed yet: one buffer, and where each
+/// line ends in it.
+#[derive(Default)]
+struct Chunk {
+    text: Vec<u8>,
+    /// Per line: its end in `text`, or `None` for a line too long to keep.
+    lines: Vec<Option<usize>>,
+    /// The file's line number of the first line.
+    first: u64,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn read_lines(
     mut reader: impl BufRead,
@@ -220,88 +235,82 @@ fn read_lines(
     on_reject: &mut impl FnMut(u64, &str),
     on_progress: &mut impl FnMut(u64),
 ) -> Result<(), ImportError> {
-    let mut buf = Vec::with_capacity(512);
     let mut batch = Ingest::default();
+    let mut chunk = Chunk::default();
     let mut line_no = 0u64;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     loop {
-        buf.clear();
-        let read_err = |source| ImportError::Read {
-            input: input.to_string(),
-            line: line_no + 1,
-            source,
-        };
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        on_progress(n as u64);
-        if n > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
-            // Skip the rest of the line.
-            let mut rest = Vec::new();
-            loop {
-                rest.clear();
-                let m = (&mut reader)
-                    .take(MAX_LINE_BYTES as u64)
-                    .read_until(b'\n', &mut rest)
-                    .map_err(|source| ImportError::Read {
+        chunk.text.clear();
+        chunk.lines.clear();
+        chunk.first = line_no + 1;
+        let mut failed = None;
+        let mut at_end = false;
+        while chunk.lines.len() < CHUNK_LINES {
+            match read_line(&mut reader, &mut chunk.text, on_progress) {
+                Ok(None) => {
+                    at_end = true;
+                    break;
+                }
+                Ok(Some(kept)) => {
+                    line_no += 1;
+                    chunk.lines.push(kept.then_some(chunk.text.len()));
+                }
+                Err(source) => {
+                    failed = Some(ImportError::Read {
                         input: input.to_string(),
-                        line: line_no,
+                        line: line_no + 1,
                         source,
-                    })?;
-                on_progress(m as u64);
-                if m == 0 || rest.last() == Some(&b'\n') {
+                    });
                     break;
                 }
             }
-            report.rejected += 1;
-            on_reject(
-                line_no,
-                &format!("the line is longer than {MAX_LINE_BYTES} bytes: not an event"),
-            );
-            continue;
         }
-        // A byte-order mark (Windows editors) is not part of the data.
-        let line: &[u8] = if line_no == 1 {
-            buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&buf)
-        } else {
-            &buf
-        };
-        match parse_line(line, registry, options) {
-            Ok(Parsed::Blank) => continue,
-            Ok(Parsed::Event(e)) => {
-                widen(&mut report.covered, &e.source, e.day);
-                let owner = match &e.owner {
-                    Who::Account(a) => Owner::Account(a),
-                    Who::Unmatched(actor) => Owner::Unmatched { actor },
-                };
-                // Names were checked for NUL by the parser, so this cannot
-                // fail; if it did, the line is reported like any other.
-                if let Err(err) = batch.add(&e.source, &e.id, owner, &e.kind, e.day, e.count) {
+        // Parsed on every core (lines borrow from the chunk), then stored
+        // one by one in file order: the first of two lines with one id
+        // wins, and rejects come in line order.
+        let parsed = parse_chunk(&chunk, registry, options, workers);
+        let mut writer_gone = false;
+        for (i, p) in parsed.into_iter().enumerate() {
+            let line = chunk.first + i as u64;
+            match p {
+                Ok(Parsed::Blank) => continue,
+                Ok(Parsed::Event(e)) => {
+                    widen(&mut report.covered, &e.source, e.day);
+                    let owner = match &e.owner {
+                        Who::Account(a) => Owner::Account(a),
+                        Who::Unmatched(actor) => Owner::Unmatched { actor },
+                    };
+                    // Names were checked for NUL by the parser, so this
+                    // cannot fail; if it did, the line is reported like any
+                    // other.
+                    if let Err(err) = batch.add(&e.source, &e.id, owner, &e.kind, e.day, e.count) {
+                        report.rejected += 1;
+                        on_reject(line, &err.to_string());
+                    } else if let (Who::Account(a), Some(actor)) = (&e.owner, &e.seen_as) {
+                        batch.seen_by(a, &e.source, &e.kind, e.day, actor);
+                    }
+                }
+                Ok(Parsed::Staff { source, day }) => {
+                    widen(&mut report.covered, &source, day);
+                    report.staff += 1;
+                }
+                Err(msg) => {
                     report.rejected += 1;
-                    on_reject(line_no, &err.to_string());
-                } else if let (Who::Account(a), Some(actor)) = (&e.owner, &e.seen_as) {
-                    batch.seen_by(a, &e.source, &e.kind, e.day, actor);
+                    on_reject(line, &msg);
                 }
             }
-            Ok(Parsed::Staff { source, day }) => {
-                widen(&mut report.covered, &source, day);
-                report.staff += 1;
-            }
-            Err(msg) => {
-                report.rejected += 1;
-                on_reject(line_no, &msg);
-            }
-        }
-        if batch.len() >= options.batch_size {
             // A closed channel means the writer failed; its error is
             // reported by the caller.
-            if tx.send(std::mem::take(&mut batch)).is_err() {
+            if batch.len() >= options.batch_size && tx.send(std::mem::take(&mut batch)).is_err() {
+                writer_gone = true;
                 break;
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if at_end || writer_gone {
+            break;
         }
     }
     report.lines = line_no;
@@ -309,6 +318,86 @@ fn read_lines(
         let _ = tx.send(batch);
     }
     Ok(())
+}
+
+/// Appends the next line to `buf`: `Some(true)` when kept, `Some(false)`
+/// when it was longer than [`MAX_LINE_BYTES`] (read to its end and
+/// dropped), `None` at the end of the input.
+fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    on_progress: &mut impl FnMut(u64),
+) -> std::io::Result<Option<bool>> {
+    let start = buf.len();
+    let n = reader
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    on_progress(n as u64);
+    if n <= MAX_LINE_BYTES || buf.last() == Some(&b'\n') {
+        return Ok(Some(true));
+    }
+    // Skip the rest of the line.
+    buf.truncate(start);
+    let mut rest = Vec::new();
+    loop {
+        rest.clear();
+        let m = reader
+            .take(MAX_LINE_BYTES as u64)
+            .read_until(b'\n', &mut rest)?;
+        on_progress(m as u64);
+        if m == 0 || rest.last() == Some(&b'\n') {
+            return Ok(Some(false));
+        }
+    }
+}
+
+/// Every line of `chunk` parsed, in order, on up to `workers` threads.
+fn parse_chunk<'a>(
+    chunk: &'a Chunk,
+    registry: &'a Registry,
+    options: &Options,
+    workers: usize,
+) -> Vec<Result<Parsed<'a>, String>> {
+    let parse = |lo: usize, hi: usize| -> Vec<Result<Parsed<'a>, String>> {
+        let mut start = chunk.lines[..lo].iter().rev().find_map(|e| *e).unwrap_or(0);
+        (lo..hi)
+            .map(|i| {
+                let Some(end) = chunk.lines[i] else {
+                    return Err(format!(
+                        "the line is longer than {MAX_LINE_BYTES} bytes: not an event"
+                    ));
+                };
+                let raw = &chunk.text[start..end];
+                start = end;
+                // A byte-order mark (Windows editors) is not part of the data.
+                let raw = if chunk.first + i as u64 == 1 {
+                    raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw)
+                } else {
+                    raw
+                };
+                parse_line(raw, registry, options)
+            })
+            .collect()
+    };
+    let n = chunk.lines.len();
+    let parts = workers.clamp(1, n.max(1));
+    if parts == 1 {
+        return parse(0, n);
+    }
+    let cut = |k: usize| k * n / parts;
+    std::thread::scope(|scope| {
+        let rest: Vec<_> = (1..parts)
+            .map(|k| scope.spawn(move || parse(cut(k), cut(k + 1))))
+            .collect();
+        let mut all = parse(0, cut(1));
+        for h in rest {
+            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        all
+    })
 }
 
 fn widen(covered: &mut BTreeMap<SourceName, (Day, Day)>, source: &str, day: Day) {
@@ -659,6 +748,70 @@ mod tests {
     ) -> Result<Report, ImportError> {
         let opts = test_options(batch);
         import(reader, "t", s, &registry(), opts, |_, _| {}, |_| {})
+    }
+
+    #[test]
+    fn lines_parsed_in_chunks_on_every_core_are_stored_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let n = 2 * CHUNK_LINES + 100;
+        let event = |i: usize, id: usize| {
+            format!(
+                "{{\"account\":\"acme\",\"source\":\"forum\",\"at\":\"2026-03-{:02}T10:00:00Z\",\"id\":\"{id}\"}}\n",
+                1 + i % 28
+            )
+        };
+        let mut text = String::from("\u{feff}");
+        let mut bad = Vec::new();
+        for i in 1..=n {
+            if i == CHUNK_LINES || i == CHUNK_LINES + 1 || i == n {
+                // Bad lines on both sides of a chunk's end, and last.
+                text.push_str("{not json\n");
+                bad.push(i as u64);
+            } else if i == 7 {
+                text.push_str(&"x".repeat(MAX_LINE_BYTES + 10));
+                text.push('\n');
+                bad.push(7);
+            } else if i == CHUNK_LINES + 50 {
+                // The id of line 2 again, on another day: counted once,
+                // on line 2's day.
+                text.push_str(&event(0, 2));
+            } else {
+                text.push_str(&event(i, i));
+            }
+        }
+        let mut rejected = Vec::new();
+        let r = import(
+            text.as_bytes(),
+            "t",
+            &s,
+            &registry(),
+            test_options(1000),
+            |l, m| rejected.push((l, m.to_string())),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.lines, n as u64);
+        assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), bad);
+        assert!(rejected[0].1.contains("longer than"), "{:?}", rejected[0]);
+        assert!(rejected[1].1.starts_with("bad JSON"), "{:?}", rejected[1]);
+        assert_eq!(r.committed.counted, (n - bad.len() - 1) as u64);
+        assert_eq!(r.committed.duplicates, 1);
+        // Per day, what the good lines say: line 1 behind its byte-order
+        // mark, and line 2's id on line 2's day (2026-03-03), not on the
+        // later line's (2026-03-01).
+        let mut expected = BTreeMap::new();
+        for i in (1..=n).filter(|i| !bad.contains(&(*i as u64)) && *i != CHUNK_LINES + 50) {
+            *expected.entry(1 + i % 28).or_insert(0u64) += 1;
+        }
+        let mut stored = BTreeMap::new();
+        for b in s.buckets(None, None) {
+            let b = b.unwrap();
+            *stored
+                .entry(b.day.to_string()[8..].parse::<usize>().unwrap())
+                .or_insert(0u64) += b.count;
+        }
+        assert_eq!(stored, expected);
     }
 
     #[test]
