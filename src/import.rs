@@ -210,8 +210,10 @@ pub fn import(
 }
 
 /// Lines read before they are parsed, on every core, then stored in file
-/// order.
+/// order: this many, or fewer when they reach [`CHUNK_BYTES`] (lines may
+/// be up to [`MAX_LINE_BYTES`] long, so a chunk is bounded by bytes too).
 const CHUNK_LINES: usize = 16_384;
+const CHUNK_BYTES: usize = 8 << 20;
 
 /// Lines read from the input, not parsed yet: one buffer, and where each
 /// line ends in it.
@@ -245,7 +247,7 @@ fn read_lines(
         chunk.first = line_no + 1;
         let mut failed = None;
         let mut at_end = false;
-        while chunk.lines.len() < CHUNK_LINES {
+        while chunk.lines.len() < CHUNK_LINES && chunk.text.len() < CHUNK_BYTES {
             match read_line(&mut reader, &mut chunk.text, on_progress) {
                 Ok(None) => {
                     at_end = true;
@@ -772,6 +774,12 @@ mod tests {
                 text.push_str(&"x".repeat(MAX_LINE_BYTES + 10));
                 text.push('\n');
                 bad.push(7);
+            } else if (100..109).contains(&i) {
+                // Long lines, 8 MiB together: a chunk ends by bytes here.
+                text.push_str(&event(i, i).replace(
+                    &format!("\"id\":\"{i}\""),
+                    &format!("\"id\":\"{i}-{}\"", "y".repeat(1_000_000)),
+                ));
             } else if i == CHUNK_LINES + 50 {
                 // The id of line 2 again, on another day: counted once,
                 // on line 2's day.
