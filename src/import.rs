@@ -216,12 +216,12 @@ const CHUNK_LINES: usize = 16_384;
 const CHUNK_BYTES: usize = 8 << 20;
 
 /// Lines read from the input, not parsed yet: one buffer, and where each
-/// line ends in it.
+/// line is in it.
 #[derive(Default)]
 struct Chunk {
     text: Vec<u8>,
-    /// Per line: its end in `text`, or `None` for a line too long to keep.
-    lines: Vec<Option<usize>>,
+    /// Per line: its bytes in `text`, or `None` for a line too long to keep.
+    lines: Vec<Option<std::ops::Range<usize>>>,
     /// The file's line number of the first line.
     first: u64,
 }
@@ -248,6 +248,7 @@ fn read_lines(
         let mut failed = None;
         let mut at_end = false;
         while chunk.lines.len() < CHUNK_LINES && chunk.text.len() < CHUNK_BYTES {
+            let start = chunk.text.len();
             match read_line(&mut reader, &mut chunk.text, on_progress) {
                 Ok(None) => {
                     at_end = true;
@@ -255,7 +256,7 @@ fn read_lines(
                 }
                 Ok(Some(kept)) => {
                     line_no += 1;
-                    chunk.lines.push(kept.then_some(chunk.text.len()));
+                    chunk.lines.push(kept.then_some(start..chunk.text.len()));
                 }
                 Err(source) => {
                     failed = Some(ImportError::Read {
@@ -364,16 +365,14 @@ fn parse_chunk<'a>(
     workers: usize,
 ) -> Vec<Result<Parsed<'a>, String>> {
     let parse = |lo: usize, hi: usize| -> Vec<Result<Parsed<'a>, String>> {
-        let mut start = chunk.lines[..lo].iter().rev().find_map(|e| *e).unwrap_or(0);
         (lo..hi)
             .map(|i| {
-                let Some(end) = chunk.lines[i] else {
+                let Some(at) = chunk.lines[i].clone() else {
                     return Err(format!(
                         "the line is longer than {MAX_LINE_BYTES} bytes: not an event"
                     ));
                 };
-                let raw = &chunk.text[start..end];
-                start = end;
+                let raw = &chunk.text[at];
                 // A byte-order mark (Windows editors) is not part of the data.
                 let raw = if chunk.first + i as u64 == 1 {
                     raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw)
