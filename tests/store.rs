@@ -467,6 +467,16 @@ fn damage_value(store: &Path, tree: &str, key: &[u8]) -> bool {
     !keys.is_empty()
 }
 
+/// Stores bytes no reader accepts under `key` of `tree`, which holds
+/// none yet.
+fn plant_value(store: &Path, tree: &str, key: &[u8]) {
+    let db = sled::Config::new().path(store).open().unwrap();
+    let t = db.open_tree(tree).unwrap();
+    assert!(t.get(key).unwrap().is_none(), "{tree} already has {key:?}");
+    t.insert(key, &b"\x01\xffnot"[..]).unwrap();
+    db.flush().unwrap();
+}
+
 #[test]
 fn a_value_damaged_in_each_key_space_is_reported_by_name_never_skipped() {
     let base = busy_home();
@@ -509,17 +519,50 @@ fn a_value_damaged_in_each_key_space_is_reported_by_name_never_skipped() {
         ),
         ("outbox", b"", "outbox entry", &["alerts", "--json"]),
     ];
+    // Key spaces the busy store leaves empty get one damaged value of
+    // their own: a delivery record (under its Message-ID), feedback on an
+    // alert (f · account · 0 · day 2026-03-01 · kind) and a source marked
+    // stale (t · source).
+    let planted: [(&str, &[u8], &str, &[&str]); 3] = [
+        (
+            "mail",
+            b"<lull.20260301.abcd@vendor.example>",
+            "delivery record",
+            &["alerts", "--json"],
+        ),
+        (
+            "alerts",
+            b"facme\0\x80\x00\x50\x21silent",
+            "feedback",
+            &["backtest", "--from", "2026-02-25", "--to", "2026-03-01"],
+        ),
+        (
+            "alerts",
+            b"tforum",
+            "stale-source marker",
+            &["detect", "--dry-run", "--at", "2026-03-02"],
+        ),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|c| (c, false))
+        .chain(planted.into_iter().map(|c| (c, true)));
     let mut failed = Vec::new();
-    for (tree, key, name, args) in cases {
+    for ((tree, key, name, args), plant) in cases {
         let h = Home::with(
             &std::fs::read_to_string(base.path().join("lull.toml")).unwrap(),
             common::ACCOUNTS,
         );
         copy_dir(&base.path().join("data"), &h.path().join("data"));
-        assert!(
-            damage_value(&h.path().join("data/lull.db"), tree, key),
-            "the busy store has no {name}"
-        );
+        let store = h.path().join("data/lull.db");
+        if plant {
+            plant_value(&store, tree, key);
+        } else {
+            assert!(
+                damage_value(&store, tree, key),
+                "the busy store has no {name}"
+            );
+        }
         let out = h.run_stdin(args, &forum_event);
         let (err, said) = (stderr(&out), stdout(&out));
         // An unreadable outbox entry does not hold back the others: it is
