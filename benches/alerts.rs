@@ -158,7 +158,7 @@ fn main() {
             })
             .collect();
         store
-            .record_detection(last, &[], &copies, &[])
+            .record_detection::<lull::detect::Memory>(last, &[], &copies, &[])
             .expect("backlog");
         queued += copies.len();
     }

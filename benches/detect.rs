@@ -129,7 +129,7 @@ fn phase(name: &str, accounts: usize) {
             copy_store(accounts, "first.db", "next.db");
             t0 = Instant::now();
             let (store, registry) = open_at(accounts, "next.db");
-            let (previous, _) = store.detection_state().expect("state");
+            let previous = store.last_judged_day().expect("state");
             assert_eq!(
                 previous,
                 Some(last_day().plus(-1)),

@@ -94,6 +94,10 @@ pub struct MailRecord {
     pub unknown_outcomes: u32,
 }
 
+impl crate::store::Value for MailRecord {
+    const WHAT: &'static str = "the delivery record";
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -178,15 +182,7 @@ pub fn pending(store: &Store, v: View<'_>) -> Result<Vec<MailRecord>, StoreError
 }
 
 fn previous(store: &Store, id: &str) -> Result<Option<MailRecord>, StoreError> {
-    match store.mail_record(id)? {
-        None => Ok(None),
-        Some(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| StoreError::Damaged {
-                what: format!("the delivery record of {id} ({e})"),
-                key: id.to_string(),
-            }),
-    }
+    store.mail_record(id)
 }
 
 /// Every recorded message (sent, failed, retried) and the queued ones.
@@ -194,14 +190,10 @@ pub fn all(store: &Store, v: View<'_>) -> Result<Vec<MailRecord>, StoreError> {
     let mut out: Vec<MailRecord> = pending(store, v)?;
     let queued: std::collections::HashSet<String> =
         out.iter().map(|r| r.message_id.clone()).collect();
-    for (id, bytes) in store.mail()? {
+    for (id, r) in store.mail::<MailRecord>()? {
         if queued.contains(&id) {
             continue;
         }
-        let r: MailRecord = serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
-            what: format!("the delivery record of {id} ({e})"),
-            key: id.clone(),
-        })?;
         if !matches!(r.status, Status::Queued | Status::Sending) {
             out.push(r);
         }
@@ -488,7 +480,7 @@ async fn send_one(
                     tracing::error!(error = %e, "alert cannot be composed; recorded as failed");
                     record.status = Status::Failed;
                     record.error = Some(e.to_string());
-                    store.record_mail(&o.message_id, &to_json(&record), &o.notices)?;
+                    store.record_mail(&o.message_id, &record, &o.notices)?;
                     return Ok(Outcome::Failed);
                 }
             }
@@ -496,7 +488,7 @@ async fn send_one(
         // The attempt is on disk before a byte goes out: if lull stops
         // during the send, the next run knows the outcome is unknown.
         record.status = Status::Sending;
-        store.record_mail(&o.message_id, &to_json(&record), &[])?;
+        store.record_mail(&o.message_id, &record, &[])?;
         record.status = Status::Queued;
         let sent = match (message, senders.mailer) {
             (Some(m), Some(mailer)) => {
@@ -517,21 +509,21 @@ async fn send_one(
                 record.sent_at = Some(Utc::now());
                 record.bytes = Some(bytes);
                 record.error = None;
-                store.record_mail(&o.message_id, &to_json(&record), &o.notices)?;
+                store.record_mail(&o.message_id, &record, &o.notices)?;
                 tracing::info!(bytes, "{what} sent");
                 Ok(Outcome::Sent)
             }
             Err(SendError::Permanent(e)) => {
                 record.status = Status::Failed;
                 record.error = Some(e.clone());
-                store.record_mail(&o.message_id, &to_json(&record), &o.notices)?;
+                store.record_mail(&o.message_id, &record, &o.notices)?;
                 tracing::error!(error = %e, "{what} rejected by the receiver; recorded as failed");
                 Ok(Outcome::Failed)
             }
             Err(SendError::Unknown(message)) => {
                 record.unknown_outcomes += 1;
                 record.error = Some(message.clone());
-                store.record_mail(&o.message_id, &to_json(&record), &[])?;
+                store.record_mail(&o.message_id, &record, &[])?;
                 tracing::warn!(error = %message, attempts = record.attempts, "no answer from the receiver: the outcome is unknown; the message stays queued and is sent again with the same id");
                 Ok(Outcome::Retry {
                     error: message,
@@ -541,7 +533,7 @@ async fn send_one(
             }
             Err(SendError::Throttled { message, after }) => {
                 record.error = Some(message.clone());
-                store.record_mail(&o.message_id, &to_json(&record), &[])?;
+                store.record_mail(&o.message_id, &record, &[])?;
                 tracing::warn!(error = %message, attempts = record.attempts, wait_secs = after.map(|a| a.as_secs()), "receiver asks to wait; the message stays queued");
                 Ok(Outcome::Retry {
                     error: message,
@@ -554,7 +546,7 @@ async fn send_one(
                 connection,
             }) => {
                 record.error = Some(message.clone());
-                store.record_mail(&o.message_id, &to_json(&record), &[])?;
+                store.record_mail(&o.message_id, &record, &[])?;
                 tracing::warn!(error = %message, attempts = record.attempts, "{what} not sent; stays queued");
                 Ok(Outcome::Retry {
                     error: message,
@@ -566,8 +558,4 @@ async fn send_one(
     }
     .instrument(span)
     .await
-}
-
-fn to_json(r: &MailRecord) -> Vec<u8> {
-    serde_json::to_vec(r).unwrap_or_default()
 }

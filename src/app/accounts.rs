@@ -365,19 +365,10 @@ impl App {
                 }
             })
             .collect();
-        let episode = match self.store.state_of(&account.id)? {
-            Some(bytes) => {
-                serde_json::from_slice::<Memory>(&bytes)
-                    .map_err(|e| {
-                        AppError::from(crate::store::StoreError::Damaged {
-                            what: format!("the detection state of account {id} ({e})"),
-                            key: format!("s{id}"),
-                        })
-                    })?
-                    .episode
-            }
-            None => None,
-        };
+        let episode = self
+            .store
+            .state_of::<Memory>(&account.id)?
+            .and_then(|m| m.episode);
         let mail = self
             .messages()?
             .into_iter()
@@ -460,16 +451,10 @@ fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<
     let started = Instant::now();
     let generation = store.generation();
     let mut rows = summarise(store, &live.registry, &live.detect, today)?;
-    let (_, states) = store.detection_state()?;
+    let states = store.states::<Memory>()?;
     let mut snoozed = snoozes(store, today)?;
     for row in &mut rows {
-        if let Some(bytes) = states.get(&row.account) {
-            let m: Memory = serde_json::from_slice(bytes).map_err(|e| {
-                AppError::from(crate::store::StoreError::Damaged {
-                    what: format!("the detection state of account {} ({e})", row.account),
-                    key: format!("s{}", row.account),
-                })
-            })?;
+        if let Some(m) = states.get(&row.account) {
             row.state = m.state.as_str().to_string();
             if m.state == State::Silent {
                 row.silent_since = m.episode.map(|e| e.since.unwrap_or(e.started));

@@ -73,6 +73,10 @@ pub struct Feedback {
     pub note: Option<String>,
 }
 
+impl crate::store::Value for Feedback {
+    const WHAT: &'static str = "feedback";
+}
+
 /// Feedback asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeedbackRequest {
@@ -351,10 +355,7 @@ impl App {
             via: via.to_string(),
             note: note.map(str::to_string),
         };
-        let bytes =
-            serde_json::to_vec(&f).map_err(|e| AppError::new("internal", 500, e.to_string()))?;
-        self.store
-            .set_feedback(&account, req.day, &req.kind, &bytes)?;
+        self.store.set_feedback(&account, req.day, &req.kind, &f)?;
         metrics::counter!(FEEDBACK_TOTAL, "verdict" => f.verdict.as_str()).increment(1);
         tracing::info!(account = %account, day = %req.day, kind = %req.kind, verdict = f.verdict.as_str(), by, via, "feedback recorded");
         Ok(f)
@@ -363,17 +364,7 @@ impl App {
     /// Feedback on one account's alerts (or everyone's), oldest alert first.
     pub fn feedback(&self, id: Option<&str>) -> Result<Vec<Feedback>, AppError> {
         let account = id.map(|i| self.known(i)).transpose()?;
-        let mut out = Vec::new();
-        for (a, day, kind, bytes) in self.store.feedback(account.as_ref())? {
-            let f: Feedback = serde_json::from_slice(&bytes).map_err(|e| {
-                AppError::from(crate::store::StoreError::Damaged {
-                    what: format!("feedback on {a} {day} {kind} ({e})"),
-                    key: format!("f{a}"),
-                })
-            })?;
-            out.push(f);
-        }
-        Ok(out)
+        Ok(self.store.feedback(account.as_ref())?)
     }
 
     /// Sets `lull_feedback_total` to what the store holds (at start).

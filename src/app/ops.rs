@@ -233,9 +233,7 @@ impl App {
             set_at: self.clock.now(),
             by: Some(by.to_string()),
         };
-        let bytes =
-            serde_json::to_vec(&s).map_err(|e| AppError::new("internal", 500, e.to_string()))?;
-        let dropped = self.store.set_snooze(&account, Some(&bytes))?;
+        let dropped = self.store.set_snooze(&account, Some(&s))?;
         tracing::info!(account = %account, until = %req.until, by, dropped, "account snoozed");
         self.invalidate();
         Ok(SnoozeOutcome {
@@ -250,7 +248,7 @@ impl App {
     pub fn unsnooze(&self, id: &str, by: &str) -> Result<SnoozeOutcome, AppError> {
         let account = self.known(id)?;
         let previous = crate::detect::snoozes(&self.store, Day(i32::MIN / 2))?.remove(&account);
-        self.store.set_snooze(&account, None)?;
+        self.store.set_snooze::<Snooze>(&account, None)?;
         tracing::info!(account = %account, by, "snooze lifted");
         self.invalidate();
         Ok(SnoozeOutcome {

@@ -49,6 +49,10 @@ pub struct Snooze {
     pub by: Option<String>,
 }
 
+impl crate::store::Value for Snooze {
+    const WHAT: &'static str = "the snooze";
+}
+
 /// Who was seen on the channel's last active day, if the store knows.
 fn last_seen_by(store: &Store, account: &str, r: &super::ChannelReport) -> Option<String> {
     // A rate channel (`open/delivered`): who opened.
@@ -65,11 +69,7 @@ fn last_seen_by(store: &Store, account: &str, r: &super::ChannelReport) -> Optio
 /// Every snooze in the store that still holds on or after `day`.
 pub fn snoozes(store: &Store, day: Day) -> Result<BTreeMap<AccountId, Snooze>, StoreError> {
     let mut out = BTreeMap::new();
-    for (a, bytes) in store.snoozes()? {
-        let s: Snooze = serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
-            what: format!("the snooze of account {a} ({e})"),
-            key: format!("z{a}"),
-        })?;
+    for (a, s) in store.snoozes::<Snooze>()? {
         if s.until >= day {
             out.insert(a, s);
         }
@@ -95,8 +95,8 @@ pub struct DayRun {
     pub stale: BTreeMap<SourceName, Day>,
     /// Sources already reported stale before this run.
     pub reported_stale: BTreeMap<SourceName, Day>,
-    /// The digest of each account's saved state (xxh3-128 of its bytes).
-    saved: HashMap<AccountId, u128>,
+    /// Each account's saved state, to record only those that changed.
+    saved: HashMap<AccountId, Memory>,
 }
 
 /// What a day's run keeps of each account's judgement.
@@ -132,27 +132,15 @@ pub fn judge_day_keeping(
     at: Day,
     keep: Keep,
 ) -> Result<DayRun, StoreError> {
-    let (previous, saved) = store.detection_state()?;
+    let previous = store.last_judged_day()?;
     let already_judged = previous.is_some_and(|p| p >= at);
+    // A day already judged replays history and records nothing: the saved
+    // states are not read.
     let memories: HashMap<AccountId, Memory> = if already_judged {
         HashMap::new()
     } else {
-        let mut m = HashMap::with_capacity(saved.len());
-        for (a, b) in &saved {
-            let memory = serde_json::from_slice(b).map_err(|e| StoreError::Damaged {
-                what: format!("the detection state of account {a} ({e})"),
-                key: format!("s{a}"),
-            })?;
-            m.insert(a.clone(), memory);
-        }
-        m
+        store.states()?
     };
-    // What was saved, as digests: enough to tell which states changed,
-    // without holding every state's bytes through the run.
-    let saved: HashMap<AccountId, u128> = saved
-        .into_iter()
-        .map(|(a, b)| (a, xxhash_rust::xxh3::xxh3_128(&b)))
-        .collect();
     let resume = previous.filter(|_| !already_judged).map(|p| p.plus(1));
     let all_saved = registry
         .accounts()
@@ -257,7 +245,7 @@ pub fn judge_day_keeping(
         already_judged,
         stale,
         reported_stale: store.stale_sources()?,
-        saved,
+        saved: memories,
     })
 }
 
@@ -277,13 +265,12 @@ impl DayRun {
             return Ok(0);
         }
         let now = chrono::Utc::now();
-        let mut states = Vec::new();
-        for a in &self.accounts {
-            let bytes = serde_json::to_vec(&a.memory).unwrap_or_default();
-            if self.saved.get(&a.account) != Some(&xxhash_rust::xxh3::xxh3_128(&bytes)) {
-                states.push((a.account.clone(), bytes));
-            }
-        }
+        let states: Vec<(&AccountId, &Memory)> = self
+            .accounts
+            .iter()
+            .filter(|a| self.saved.get(&a.account) != Some(&a.memory))
+            .map(|a| (&a.account, &a.memory))
+            .collect();
         let mut outgoing: Vec<Queued> = self
             .notices
             .iter()

@@ -178,6 +178,10 @@ pub struct Today {
     pub last_activity: Option<Day>,
 }
 
+impl crate::store::Value for Memory {
+    const WHAT: &'static str = "the detection state";
+}
+
 impl Memory {
     /// Moves the machine to `day`. With `emit`, the notice due today is
     /// returned (and the episode records that the CSM was told); without,

@@ -1177,11 +1177,14 @@ mod tests {
         ];
         i.cursors = vec![("forum".into(), br#"{"before":7}"#.to_vec())];
         s.commit(&i).unwrap();
-        s.set_snooze(&"acme".into(), Some(br#"{"until":"2030-01-01"}"#))
-            .unwrap();
+        s.set_snooze(
+            &"acme".into(),
+            Some(&serde_json::json!({"until": "2030-01-01"})),
+        )
+        .unwrap();
         s.record_detection(
             Day(30),
-            &[("acme".into(), br#"{"state":"silent"}"#.to_vec())],
+            &[(&"acme".into(), &serde_json::json!({"state": "silent"}))],
             &[
                 crate::store::QueuedNotice {
                     day: Day(30),
@@ -1220,7 +1223,7 @@ mod tests {
             ("globex".to_string(), Some("email".to_string())),
         ];
         assert_eq!(copies(&s), want);
-        s.record_mail("<m1@x>", br#"{"status":"sent"}"#, &[])
+        s.record_mail("<m1@x>", &serde_json::json!({"status": "sent"}), &[])
             .unwrap();
         let one = dir.path().join("one.backup.gz");
         let t1 = s.backup_file(&one).unwrap();

@@ -8,6 +8,13 @@
 //! (the schema: backups, restores, upgrades); [`files`] (the seal and
 //! the store's folder).
 //!
+//! Reads and writes are typed. Values whose shape another module defines
+//! (an account's detection state, a snooze, feedback, a delivery record)
+//! implement [`Value`]: the store encodes and decodes them, and a value
+//! that does not decode is a [`StoreError::Damaged`] naming what it is,
+//! whose, and its key; no reader skips it. Outbox entries are
+//! [`QueuedNotice`]s, whose bodies the detector's `Queued` owns.
+//!
 //! # Layout
 //!
 //! sled's `Batch` is atomic (also across a crash) within one tree, and
@@ -73,6 +80,7 @@ mod outbox;
 pub mod people;
 mod snoozes;
 mod state;
+mod value;
 mod varint;
 
 use std::mem::ManuallyDrop;
@@ -86,8 +94,7 @@ pub use coverage::{Origin, Span};
 pub use identity::hash as id_hash;
 pub use outbox::QueuedNotice;
 pub use people::{ChannelPeople, People};
-pub use snoozes::FeedbackEntry;
-pub use state::SavedStates;
+pub use value::Value;
 
 use crate::config::StoreConfig;
 use crate::types::Day;
@@ -225,6 +232,8 @@ pub enum StoreError {
         "the store holds {what} that cannot be read (key {key}); restore a backup (`lull restore`)"
     )]
     Damaged { what: String, key: String },
+    #[error("cannot encode {what} for the store: {detail}")]
+    Encode { what: &'static str, detail: String },
     #[error("a name may not contain a 0 byte: {0:?}")]
     NulInName(String),
     #[error("{0}")]
@@ -936,7 +945,8 @@ pub(crate) mod tests {
     fn a_store_behind_its_seal_is_corrupt_and_names_the_backup() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
-        s.set_snooze(&"acme".into(), Some(b"{}")).unwrap();
+        s.set_snooze(&"acme".into(), Some(&serde_json::json!({})))
+            .unwrap();
         drop(s);
         // The seal says one more write was made durable than the store has.
         let mut seal = files::Seal::read(&dir.path().join("db")).unwrap().unwrap();

@@ -9,6 +9,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::activity::damaged;
 use super::state::transaction_err;
+use super::value::{Value, decode, encode};
 use super::{GENERATION, SEP, Store, StoreError, TREE_MAIL, TREE_OUTBOX, check_name, day_key};
 use crate::types::{AccountId, Day};
 
@@ -165,10 +166,10 @@ impl Store {
     /// while it is only being retried). Durable before returning: called
     /// right after the SMTP server accepted, this is the whole window in
     /// which a crash could send the message again.
-    pub fn record_mail(
+    pub fn record_mail<R: Value>(
         &self,
         message_id: &str,
-        record: &[u8],
+        record: &R,
         done: &[QueuedNotice],
     ) -> Result<(), StoreError> {
         if message_id.is_empty() {
@@ -176,6 +177,8 @@ impl Store {
                 "a delivery record needs a Message-ID".into(),
             ));
         }
+        let record = encode(record)?;
+        let record = record.as_slice();
         let mut w = self.begin(record.len() as u64)?;
         let keys = done
             .iter()
@@ -200,7 +203,7 @@ impl Store {
     }
 
     /// Every delivery record: (Message-ID, record).
-    pub fn mail(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    pub fn mail<R: Value>(&self) -> Result<Vec<(String, R)>, StoreError> {
         let mut out = Vec::new();
         for r in self.mail.iter() {
             let (k, v) = r.map_err(|e| self.fail("reading the delivery record", e))?;
@@ -208,17 +211,18 @@ impl Store {
                 continue;
             }
             let id = std::str::from_utf8(&k).map_err(|_| damaged("a delivery record", &k))?;
-            out.push((id.to_string(), v.to_vec()));
+            let record = decode(&k, &v, format_args!("of {id}"))?;
+            out.push((id.to_string(), record));
         }
         Ok(out)
     }
 
     /// The delivery record of one message.
-    pub fn mail_record(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .mail
+    pub fn mail_record<R: Value>(&self, message_id: &str) -> Result<Option<R>, StoreError> {
+        self.mail
             .get(message_id.as_bytes())
             .map_err(|e| self.fail("reading the delivery record", e))?
-            .map(|v| v.to_vec()))
+            .map(|v| decode(message_id.as_bytes(), &v, format_args!("of {message_id}")))
+            .transpose()
     }
 }

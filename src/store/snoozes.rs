@@ -8,6 +8,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::activity::damaged;
 use super::state::transaction_err;
+use super::value::{Value, decode, encode};
 use super::{
     GENERATION, P_FEEDBACK, P_NONCE, P_SNOOZE, QueuedNotice, SEP, Store, StoreError, TREE_ALERTS,
     TREE_OUTBOX, check_name, day_key, key_bare,
@@ -19,13 +20,15 @@ impl Store {
     /// a snooze, the account's notices still waiting in the outbox leave it
     /// in the same transaction (a snooze stops what was already decided,
     /// too); returns how many.
-    pub fn set_snooze(
+    pub fn set_snooze<S: Value>(
         &self,
         account: &AccountId,
-        value: Option<&[u8]>,
+        snooze: Option<&S>,
     ) -> Result<usize, StoreError> {
-        let mut w = self.begin(value.map_or(0, |v| v.len() as u64))?;
+        let value = snooze.map(encode).transpose()?;
+        let value = value.as_deref();
         let k = key_bare(P_SNOOZE, account.as_str())?;
+        let mut w = self.begin(value.map_or(0, |v| v.len() as u64))?;
         let mut drop = Vec::new();
         if value.is_some() {
             for r in self.outbox.iter() {
@@ -62,27 +65,29 @@ impl Store {
     }
 
     /// Every snoozed account and its snooze.
-    pub fn snoozes(&self) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError> {
+    pub fn snoozes<S: Value>(&self) -> Result<Vec<(AccountId, S)>, StoreError> {
         let mut out = Vec::new();
         for r in self.alerts.scan_prefix([P_SNOOZE]) {
             let (k, v) = r.map_err(|e| self.fail("reading snoozes", e))?;
             let a = std::str::from_utf8(&k[1..]).map_err(|_| damaged("a snooze", &k))?;
-            out.push((AccountId(a.to_string()), v.to_vec()));
+            let snooze = decode(&k, &v, format_args!("of account {a}"))?;
+            out.push((AccountId(a.to_string()), snooze));
         }
         Ok(out)
     }
 
     /// Records feedback on an account's notice (of `day` and `kind`);
     /// a later verdict on the same notice replaces it. Durable.
-    pub fn set_feedback(
+    pub fn set_feedback<F: Value>(
         &self,
         account: &AccountId,
         day: Day,
         kind: &str,
-        value: &[u8],
+        feedback: &F,
     ) -> Result<(), StoreError> {
-        let mut w = self.begin(value.len() as u64)?;
+        let value = encode(feedback)?;
         let key = feedback_key(account.as_str(), day, kind)?;
+        let mut w = self.begin(value.len() as u64)?;
         let mut batch = sled::Batch::default();
         batch.insert(key, value);
         let (gk, gv) = w.bump(TREE_ALERTS);
@@ -93,9 +98,9 @@ impl Store {
         w.finish()
     }
 
-    /// Feedback of one account (`Some`) or every account: (account, day,
-    /// kind, value).
-    pub fn feedback(&self, account: Option<&AccountId>) -> Result<Vec<FeedbackEntry>, StoreError> {
+    /// Feedback of one account (`Some`) or every account, by account, then
+    /// the notice's day and kind.
+    pub fn feedback<F: Value>(&self, account: Option<&AccountId>) -> Result<Vec<F>, StoreError> {
         let mut prefix = vec![P_FEEDBACK];
         if let Some(a) = account {
             prefix.extend_from_slice(check_name(a.as_str())?);
@@ -105,7 +110,7 @@ impl Store {
         for r in self.alerts.scan_prefix(&prefix) {
             let (k, v) = r.map_err(|e| self.fail("reading feedback", e))?;
             let (a, day, kind) = decode_feedback_key(&k).ok_or_else(|| damaged("feedback", &k))?;
-            out.push((a, day, kind, v.to_vec()));
+            out.push(decode(&k, &v, format_args!("on {a} {day} {kind}"))?);
         }
         Ok(out)
     }
@@ -138,9 +143,6 @@ impl Store {
         Ok(fresh)
     }
 }
-
-/// Stored feedback: (account, the alert's day, its kind, the JSON).
-pub type FeedbackEntry = (AccountId, Day, String, Vec<u8>);
 
 /// f · account · 0 · day · kind.
 pub(super) fn feedback_key(account: &str, day: Day, kind: &str) -> Result<Vec<u8>, StoreError> {

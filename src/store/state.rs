@@ -1,5 +1,5 @@
-//! Detection state (tree `alerts`): each account's state as the detector
-//! serialised it, the last judged day and the sources reported stale; and
+//! Detection state (tree `alerts`): each account's state (the detector's
+//! type, kept as a [`Value`]), the last judged day and the sources reported stale; and
 //! the one write that records a detection day (states, the outbox's new
 //! notices, stale sources) atomically.
 
@@ -10,14 +10,12 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::activity::damaged;
+use super::value::{Value, decode, encode};
 use super::{
     ALERTS_LAST_DAY, GENERATION, P_STALE, P_STATE, QueuedNotice, Store, StoreError, TREE_ALERTS,
     TREE_OUTBOX, day_key, key_bare,
 };
 use crate::types::{AccountId, Day, SourceName};
-
-/// Detection state per account, as the detector serialised it.
-pub type SavedStates = HashMap<AccountId, Vec<u8>>;
 
 pub(super) fn transaction_err<'s>(
     store: &'s Store,
@@ -49,27 +47,27 @@ impl Store {
         }
     }
 
-    /// The last day detection recorded, and each account's saved state
-    /// (opaque bytes owned by the detector).
-    pub fn detection_state(&self) -> Result<(Option<Day>, SavedStates), StoreError> {
-        let last = self.last_judged_day()?;
+    /// Each account's saved detection state.
+    pub fn states<S: Value>(&self) -> Result<HashMap<AccountId, S>, StoreError> {
         let mut states = HashMap::new();
         for r in self.alerts.scan_prefix([P_STATE]) {
             let (k, v) = r.map_err(|e| self.fail("reading detection state", e))?;
             let account = std::str::from_utf8(&k[1..])
                 .map_err(|_| damaged("an account's detection state", &k))?;
-            states.insert(AccountId(account.to_string()), v.to_vec());
+            let state = decode(&k, &v, format_args!("of account {account}"))?;
+            states.insert(AccountId(account.to_string()), state);
         }
-        Ok((last, states))
+        Ok(states)
     }
 
     /// One account's saved detection state.
-    pub fn state_of(&self, account: &AccountId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .alerts
-            .get(key_bare(P_STATE, account.as_str())?)
+    pub fn state_of<S: Value>(&self, account: &AccountId) -> Result<Option<S>, StoreError> {
+        let k = key_bare(P_STATE, account.as_str())?;
+        self.alerts
+            .get(&k)
             .map_err(|e| self.fail("reading detection state", e))?
-            .map(|v| v.to_vec()))
+            .map(|v| decode(&k, &v, format_args!("of account {account}")))
+            .transpose()
     }
 
     /// Records one detection day atomically: the day, the account states
@@ -78,21 +76,24 @@ impl Store {
     /// again (`None`). A notice's key is (day, account, kind), so recording
     /// the same day twice queues nothing twice. When this returns, all of
     /// it is on disk.
-    pub fn record_detection(
+    pub fn record_detection<S: Value>(
         &self,
         day: Day,
-        states: &[(AccountId, Vec<u8>)],
+        states: &[(&AccountId, &S)],
         notices: &[QueuedNotice],
         stale: &[(SourceName, Option<Day>)],
     ) -> Result<(), StoreError> {
-        let bytes = states.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
-            + notices.iter().map(|n| n.body.len() as u64).sum::<u64>();
-        let mut w = self.begin(bytes)?;
         let mut alert_keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         alert_keys.push((ALERTS_LAST_DAY.to_vec(), Some(day.to_key().to_vec())));
-        for (account, bytes) in states {
-            alert_keys.push((key_bare(P_STATE, account.as_str())?, Some(bytes.clone())));
+        for (account, state) in states {
+            alert_keys.push((key_bare(P_STATE, account.as_str())?, Some(encode(*state)?)));
         }
+        let bytes = alert_keys
+            .iter()
+            .map(|(_, v)| v.as_ref().map_or(0, |v| v.len() as u64))
+            .sum::<u64>()
+            + notices.iter().map(|n| n.body.len() as u64).sum::<u64>();
+        let mut w = self.begin(bytes)?;
         for (source, since) in stale {
             let k = key_bare(P_STALE, source.as_str())?;
             alert_keys.push((k, since.map(|d| d.to_key().to_vec())));
