@@ -77,6 +77,17 @@ pub fn snoozes(store: &Store, day: Day) -> Result<BTreeMap<AccountId, Snooze>, S
     Ok(out)
 }
 
+/// The first day a saved state has not seen: the day after the last judged
+/// one (`after_last`), or after the day the state was recorded for when a
+/// recording of a later day was cut short after writing it. `None`: judge
+/// the account from the beginning of its history.
+fn resume_day(memory: &Memory, after_last: Option<Day>) -> Option<Day> {
+    match (memory.recorded.map(|d| d.plus(1)), after_last) {
+        (Some(r), Some(p)) => Some(r.max(p)),
+        (r, p) => r.or(p),
+    }
+}
+
 /// One day's judgement of every account.
 #[derive(Debug)]
 pub struct DayRun {
@@ -150,6 +161,7 @@ pub fn judge_day_keeping(
         Some(r) if all_saved => r,
         _ => Day(i32::MIN / 2),
     };
+
     let (history, timeline) = timeline_for(store, config, earliest, at)?;
     let snoozed = snoozes(store, at)?
         .into_iter()
@@ -171,10 +183,10 @@ pub fn judge_day_keeping(
         people,
         |h| {
             let id = &registry.get(h.account).id;
-            let (memory, from) = match (memories.get(id), resume) {
-                (Some(m), Some(r)) => (*m, r),
-                _ => (Memory::default(), history),
-            };
+            let (memory, from) = memories
+                .get(id)
+                .and_then(|m| resume_day(m, resume).map(|r| (*m, r)))
+                .unwrap_or((Memory::default(), history));
             let mut notices = Vec::new();
             let mut candidates: Vec<Notice> = Vec::new();
             let mut judgement = detector.replay(h, memory, from, at, at, |n| {
@@ -261,16 +273,50 @@ impl DayRun {
     /// an `ops` address, one notice per source that went stale), in one
     /// atomic, flushed write. Refused for a day already judged.
     pub fn record(&self, store: &Store, ops: Option<&str>) -> Result<usize, StoreError> {
+        self.record_parts(store, ops, crate::store::STATES_PER_PART, usize::MAX)
+    }
+
+    /// [`DayRun::record`] in parts of `per_part` states, stopping after
+    /// `parts` of them: what a crash between parts leaves (tests).
+    #[doc(hidden)]
+    pub fn record_parts(
+        &self,
+        store: &Store,
+        ops: Option<&str>,
+        per_part: usize,
+        parts: usize,
+    ) -> Result<usize, StoreError> {
         if self.already_judged {
             return Ok(0);
         }
         let now = chrono::Utc::now();
-        let states: Vec<(&AccountId, &Memory)> = self
+        // The watch digest is chosen across accounts (a cap per CSM): its
+        // accounts' states land with the day, so a recording cut short
+        // never leaves part of a digest, which a second run would fill up
+        // past the cap.
+        let in_digest: std::collections::HashSet<&AccountId> = self
+            .notices
+            .iter()
+            .filter(|n| n.notice == NoticeKind::Watch)
+            .map(|n| &n.account)
+            .collect();
+        let (mut states, with_day): (Vec<_>, Vec<_>) = self
             .accounts
             .iter()
             .filter(|a| self.saved.get(&a.account) != Some(&a.memory))
-            .map(|a| (&a.account, &a.memory))
-            .collect();
+            .map(|a| {
+                let recorded = Some(self.day);
+                (
+                    &a.account,
+                    Memory {
+                        recorded,
+                        ..a.memory
+                    },
+                )
+            })
+            .partition(|(a, _)| !in_digest.contains(a));
+        let last = with_day.len();
+        states.extend(with_day);
         let mut outgoing: Vec<Queued> = self
             .notices
             .iter()
@@ -303,7 +349,156 @@ impl DayRun {
                 stale_changes.push((source.clone(), None));
             }
         }
-        store.record_detection(self.day, &states, &queued, &stale_changes)?;
+        store.record_detection_parts(
+            self.day,
+            &states,
+            last,
+            &queued,
+            &stale_changes,
+            per_part,
+            parts,
+        )?;
         Ok(queued.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Ingest, Origin, Owner, Span};
+
+    const ACCOUNTS: usize = 120;
+    /// A Monday: the watch digest's day.
+    const LAST: Day = Day(20_500);
+
+    /// 500 days of forum posts of 120 accounts: steady ones, ones that
+    /// stop (alerted), ones that stop and come back, dwindling ones.
+    fn store_and_registry(dir: &std::path::Path) -> (Store, Registry) {
+        let store = crate::store::tests::open(dir);
+        let mut text = String::new();
+        let mut i = Ingest::default();
+        for a in 0..ACCOUNTS {
+            let id = format!("a{a:03}");
+            text.push_str(&format!(
+                "[[account]]\nid = \"{id}\"\nname = \"Account {a}\"\ncsm = \"csm@vendor.example\"\n\n"
+            ));
+            for d in 20_000..=LAST.0 {
+                let to_end = LAST.0 - d;
+                let active = match a % 4 {
+                    0 => true,
+                    1 => to_end > 55 + (a as i32 % 11),
+                    2 => !(40..100).contains(&to_end),
+                    _ => to_end > 25 || d % 14 == 0,
+                };
+                if active {
+                    let event = format!("{a}-{d}");
+                    i.add("forum", &event, Owner::Account(&id), "post", Day(d), 2)
+                        .unwrap();
+                }
+            }
+        }
+        i.coverage = vec![(
+            "forum".into(),
+            Span {
+                first: Day(20_000),
+                last: LAST,
+            },
+            Origin::Poll,
+        )];
+        store.commit(&i).unwrap();
+        let registry = Registry::from_text(
+            std::path::Path::new("accounts.toml"),
+            text,
+            &crate::config::IdentityConfig::default(),
+        )
+        .unwrap();
+        (store, registry)
+    }
+
+    /// What a recording leaves: the last judged day, every state and every
+    /// queued notice (without the time it was queued).
+    fn recorded(store: &Store) -> (Option<Day>, Vec<(AccountId, Memory)>, Vec<String>) {
+        let mut states: Vec<(AccountId, Memory)> = store.states().unwrap().into_iter().collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        let notices = store
+            .queued()
+            .unwrap()
+            .into_iter()
+            .map(|q| {
+                let mut body: serde_json::Value = serde_json::from_slice(&q.body).unwrap();
+                body.as_object_mut().unwrap().remove("queued_at");
+                format!("{} {} {} {body}", q.day, q.account, q.kind)
+            })
+            .collect();
+        (store.last_judged_day().unwrap(), states, notices)
+    }
+
+    /// States per part in these tests.
+    const PER_PART: usize = 8;
+
+    /// Judges `at` and records it in parts of [`PER_PART`] states,
+    /// stopping after `parts` of them.
+    fn run(store: &Store, registry: &Registry, at: Day, parts: usize) {
+        let config = DetectConfig::default();
+        let day = judge_day(store, registry, &config, at).unwrap();
+        day.record_parts(store, None, PER_PART, parts).unwrap();
+    }
+
+    #[test]
+    fn a_saved_state_resumes_after_the_later_of_its_day_and_the_last_judged_one() {
+        let m = |recorded| Memory {
+            recorded,
+            ..Memory::default()
+        };
+        let (d, last) = (Day(100), Some(Day(91)));
+        assert_eq!(resume_day(&m(None), last), last);
+        assert_eq!(resume_day(&m(Some(Day(80))), last), last);
+        assert_eq!(resume_day(&m(Some(d)), last), Some(Day(101)));
+        assert_eq!(resume_day(&m(Some(d)), None), Some(Day(101)));
+        assert_eq!(resume_day(&m(None), None), None);
+    }
+
+    #[test]
+    fn a_recording_cut_between_its_parts_resumes_to_what_a_whole_one_records() {
+        // A first run (every account's state is new: 15 parts) and a
+        // catch-up of 20 days after a recorded day, in which accounts go
+        // silent, come back and dwindle.
+        for (before, at) in [(None, LAST), (Some(LAST.plus(-20)), LAST)] {
+            let whole = tempfile::tempdir().unwrap();
+            let (store, registry) = store_and_registry(whole.path());
+            if let Some(b) = before {
+                run(&store, &registry, b, usize::MAX);
+            }
+            run(&store, &registry, at, usize::MAX);
+            let want = recorded(&store);
+            assert_eq!(want.0, Some(at));
+            // Alerts, and a digest that left candidates out (its cap).
+            let count = |kind: &str| want.2.iter().filter(|n| n.contains(kind)).count();
+            assert!(count(" silent ") > 10, "{:#?}", want.2);
+            assert_eq!(count(" watch "), 5, "{:#?}", want.2);
+            // The digest's accounts land with the day, in the last part.
+            let written = want.1.iter().filter(|(_, m)| m.recorded == Some(at));
+            let parts = (written.count() - count(" watch ")).div_ceil(PER_PART);
+            assert!(parts >= 3, "{before:?}: {parts} parts");
+            for cut in 1..parts {
+                let dir = tempfile::tempdir().unwrap();
+                let (store, registry) = store_and_registry(dir.path());
+                if let Some(b) = before {
+                    run(&store, &registry, b, usize::MAX);
+                }
+                run(&store, &registry, at, cut);
+                let (last, states, _) = recorded(&store);
+                assert_eq!(last, before, "{before:?}, cut after {cut}: no day recorded");
+                let written = states
+                    .iter()
+                    .filter(|(_, m)| m.recorded == Some(at))
+                    .count();
+                assert_eq!(written, PER_PART * cut, "cut after {cut}");
+                // Judged again: the accounts already written go on from
+                // their own day, the others from the last judged one.
+                run(&store, &registry, at, usize::MAX);
+                assert_eq!(recorded(&store), want, "{before:?} → {at}, cut after {cut}");
+            }
+        }
     }
 }

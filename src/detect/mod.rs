@@ -888,6 +888,14 @@ impl<'a> Detector<'a> {
             }
             day = day.plus(1);
         }
+        if from > to
+            && let Some(d) = self.timeline.index(to)
+        {
+            // Nothing to step (the state already holds `to`: a recording
+            // cut short wrote it): the channels as of `to`, all the same.
+            last = Some(self.judge_channels(h, d, t));
+            last_quiet = Some(h.activity.judge(self.timeline, d, t));
+        }
         let channels = match (last, self.timeline.index(to)) {
             (Some(last), Some(d)) => self.reports(h, &last, d, t),
             _ => Vec::new(),

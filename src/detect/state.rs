@@ -165,6 +165,12 @@ pub struct Memory {
     /// The last day the account was on its CSM's watch digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch_listed: Option<Day>,
+    /// The day this state was recorded for. A big recording is written in
+    /// parts ([`crate::store::Store::record_detection`]); when a crash
+    /// cuts it short, the accounts already written are past the last
+    /// judged day and resume after this day, not after that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<Day>,
 }
 
 /// Today's signals for the machine.

@@ -1184,7 +1184,7 @@ mod tests {
         .unwrap();
         s.record_detection(
             Day(30),
-            &[(&"acme".into(), &serde_json::json!({"state": "silent"}))],
+            &[(&"acme".into(), serde_json::json!({"state": "silent"}))],
             &[
                 crate::store::QueuedNotice {
                     day: Day(30),

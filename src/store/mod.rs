@@ -34,7 +34,8 @@
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
 //! that sort in time order. Detection has two trees of its own, written
-//! together in one sled transaction ([`Store::record_detection`]):
+//! together in one sled transaction ([`Store::record_detection`]; a run
+//! that changes more than [`STATES_PER_PART`] states, in atomic parts):
 //! `alerts` holds each account's state (`s` · account → the detector's
 //! JSON), the last judged day, snoozes (`z` · account) and the sources
 //! reported stale (`t` · source → since); `outbox` holds the notices
@@ -94,6 +95,7 @@ pub use coverage::{Origin, Span};
 pub use identity::hash as id_hash;
 pub use outbox::QueuedNotice;
 pub use people::{ChannelPeople, People};
+pub use state::STATES_PER_PART;
 pub use value::Value;
 
 use crate::config::StoreConfig;
