@@ -117,6 +117,52 @@ impl Prefix {
         }
     }
 
+    /// [`Prefix::from_vec`] of `K` arrays of one length at once. Each sum
+    /// is a chain of dependent additions; walking `K` chains side by side
+    /// lets the processor overlap them (each is added in the same order as
+    /// alone, so the sums are the same to the last bit).
+    pub fn from_vecs<const K: usize>(values: [Vec<f64>; K]) -> [Prefix; K] {
+        let n = values.first().map_or(0, Vec::len);
+        if values.iter().any(|v| v.len() != n) {
+            return values.map(Prefix::from_vec);
+        }
+        let mut plain: [Vec<f64>; K] = std::array::from_fn(|_| zeroed(n + 1));
+        {
+            let mut acc = [0.0; K];
+            let outs: [&mut [f64]; K] = plain.each_mut().map(|p| &mut p[1..]);
+            let ins: [&[f64]; K] = values.each_ref().map(|v| &v[..n]);
+            for i in 0..n {
+                for k in 0..K {
+                    acc[k] += ins[k][i];
+                    outs[k][i] = acc[k];
+                }
+            }
+        }
+        let mut plain = plain.into_iter();
+        values.map(|values| Prefix {
+            plain: plain.next().unwrap_or_default(),
+            values,
+            s7: OnceLock::new(),
+        })
+    }
+
+    /// [`Prefix::from_vec`] of every array, up to four at once
+    /// ([`Prefix::from_vecs`]).
+    pub fn many(values: Vec<Vec<f64>>) -> Vec<Prefix> {
+        let mut out = Vec::with_capacity(values.len());
+        let mut rest = values.into_iter();
+        loop {
+            match (rest.next(), rest.next(), rest.next(), rest.next()) {
+                (Some(a), Some(b), Some(c), Some(d)) => out.extend(Prefix::from_vecs([a, b, c, d])),
+                (Some(a), Some(b), Some(c), None) => out.extend(Prefix::from_vecs([a, b, c])),
+                (Some(a), Some(b), None, _) => out.extend(Prefix::from_vecs([a, b])),
+                (Some(a), None, _, _) => out.push(Prefix::from_vec(a)),
+                (None, _, _, _) => break,
+            }
+        }
+        out
+    }
+
     fn s7(&self) -> &[f64] {
         self.s7.get_or_init(|| {
             let mut s7 = zeroed(0);

@@ -610,16 +610,20 @@ impl<'a> Detector<'a> {
                 .or_default()
                 .insert(s.kind, s.entries);
         }
-        let mut channels = Vec::new();
+        // Each channel's days (numerator, and denominator for a rate),
+        // summed into prefixes together once all are read.
+        let mut days: Vec<Vec<f64>> = Vec::new();
+        let mut built = Vec::new();
         for (source, kinds) in by_source {
             let cov = self.coverage_index.get(&source).copied();
-            let load = |kind: &Kind| {
+            let mut load = |kind: &Kind| {
                 let mut v = kinds
                     .get(kind)
                     .map(|e| dense(self.timeline, e))
                     .unwrap_or_else(|| zeroed(self.timeline.len()));
                 mask(&mut v, cov.map(|i| self.coverage[i].0.as_slice()));
-                Prefix::from_vec(v)
+                days.push(v);
+                days.len() - 1
             };
             let community = |kind: &Kind| {
                 self.community_index
@@ -635,36 +639,54 @@ impl<'a> Detector<'a> {
                 if t.weight(&rate.numerator) <= 0.0 {
                     continue;
                 }
-                channels.push(ChannelHistory {
-                    num: load(&numerator),
-                    den: Some(load(&denominator)),
+                let (num, den) = (load(&numerator), Some(load(&denominator)));
+                built.push((
+                    num,
+                    den,
                     cov,
-                    community: (community(&numerator), community(&denominator)),
-                    channel: Channel {
+                    (community(&numerator), community(&denominator)),
+                    Channel {
                         source: source.clone(),
                         kind: ChannelKind::Rate {
                             numerator,
                             denominator,
                         },
                     },
-                });
+                ));
             }
             for kind in kinds.keys() {
                 if self.config.is_rate_kind(kind.as_str()) || t.weight(kind.as_str()) <= 0.0 {
                     continue;
                 }
-                channels.push(ChannelHistory {
-                    num: load(kind),
-                    den: None,
+                built.push((
+                    load(kind),
+                    None,
                     cov,
-                    community: (community(kind), None),
-                    channel: Channel {
+                    (community(kind), None),
+                    Channel {
                         source: source.clone(),
                         kind: ChannelKind::Count(kind.clone()),
                     },
-                });
+                ));
             }
         }
+        let mut prefixes: Vec<Option<Prefix>> = Prefix::many(days).into_iter().map(Some).collect();
+        let mut take = |i: usize| {
+            prefixes
+                .get_mut(i)
+                .and_then(Option::take)
+                .unwrap_or_default()
+        };
+        let channels: Vec<ChannelHistory> = built
+            .into_iter()
+            .map(|(num, den, cov, community, channel)| ChannelHistory {
+                num: take(num),
+                den: den.map(&mut take),
+                cov,
+                community,
+                channel,
+            })
+            .collect();
         let activity = self.activity(&channels, people, t, first_activity);
         AccountHistory {
             account,

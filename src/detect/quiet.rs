@@ -63,10 +63,11 @@ impl AccountActivity {
     ) -> AccountActivity {
         let mut active = super::history::zeroed(0);
         active.extend(events.iter().map(|e| if *e > 0.0 { 1.0 } else { 0.0 }));
+        let [events, active, covered] = Prefix::from_vecs([events, active, covered]);
         AccountActivity {
-            events: Prefix::from_vec(events),
-            active: Prefix::from_vec(active),
-            covered: Prefix::from_vec(covered),
+            events,
+            active,
+            covered,
             people,
             breadth: OnceCell::new(),
             asked: Cell::new(false),
