@@ -11,8 +11,8 @@ use super::coverage::{self, Origin, Span};
 use super::identity;
 use super::varint::{get_day, get_varint, put_day, put_varint};
 use super::{
-    Accounts, P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, Store, StoreError, TREE_ACTIVITY,
-    check_name, day_key, key1, key2,
+    Accounts, P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, STORED_DAYS, Store, StoreError,
+    TREE_ACTIVITY, check_name, day_key, key1, key2,
 };
 use crate::types::{AccountId, Day, Kind, SourceName};
 
@@ -732,10 +732,11 @@ type Entries = Vec<(Day, u64)>;
 /// A series value's first day and its entries from `from` on (all when
 /// `None`), checked: whole varints, days in order and in range.
 fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entries)> {
-    let mut out = Vec::new();
     if v.is_empty() {
-        return Some((None, out));
+        return Some((None, Vec::new()));
     }
+    // An entry takes two bytes or more.
+    let mut out = Vec::with_capacity(v.len() / 2);
     let mut at = 0;
     let start = get_day(v, &mut at)?.0;
     let mut day = start;
@@ -748,7 +749,10 @@ fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entri
         first_entry = false;
         day = day.checked_add(i32::try_from(step).ok()?)?;
         let count = get_varint(v, &mut at)?;
-        let d = day_key(&Day(day).to_key())?;
+        if !STORED_DAYS.contains(&day) {
+            return None;
+        }
+        let d = Day(day);
         if from.is_none_or(|f| d >= f) {
             out.push((d, count));
         }

@@ -12,14 +12,22 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 pub(super) fn get_varint(v: &[u8], at: &mut usize) -> Option<u64> {
-    let mut x = 0u64;
-    for shift in (0..64).step_by(7) {
+    // Most counts and day distances fit one byte.
+    let b = *v.get(*at)?;
+    *at += 1;
+    if b & 0x80 == 0 {
+        return Some(u64::from(b));
+    }
+    let mut x = u64::from(b & 0x7f);
+    let mut shift = 7;
+    while shift < 64 {
         let b = *v.get(*at)?;
         *at += 1;
         x |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Some(x);
         }
+        shift += 7;
     }
     None
 }
