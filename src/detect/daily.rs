@@ -343,7 +343,10 @@ impl DayRun {
             .iter()
             .map(Queued::entry)
             .collect::<Result<Vec<QueuedNotice>, _>>()
-            .map_err(|e| StoreError::Backup(format!("encoding a notice for the outbox: {e}")))?;
+            .map_err(|e| StoreError::Encode {
+                what: "a notice for the outbox",
+                detail: e.to_string(),
+            })?;
         for source in self.reported_stale.keys() {
             if !self.stale.contains_key(source) {
                 stale_changes.push((source.clone(), None));
