@@ -175,14 +175,10 @@ pub fn pending(store: &Store, v: View<'_>) -> Result<Vec<MailRecord>, StoreError
             Ok(MailRecord::new(
                 o,
                 v.routing,
-                previous(store, &o.message_id)?,
+                store.mail_record(&o.message_id)?,
             ))
         })
         .collect()
-}
-
-fn previous(store: &Store, id: &str) -> Result<Option<MailRecord>, StoreError> {
-    store.mail_record(id)
 }
 
 /// Every recorded message (sent, failed, retried) and the queued ones.
@@ -465,7 +461,7 @@ async fn send_one(
         accounts = %o.accounts.join(","),
     );
     async {
-        let mut record = MailRecord::new(o, v.routing, previous(store, &o.message_id)?);
+        let mut record = MailRecord::new(o, v.routing, store.mail_record(&o.message_id)?);
         record.attempts += 1;
         record.last_attempt = Some(Utc::now());
         let is_email = v.routing.is_email(&o.receiver);

@@ -161,7 +161,6 @@ pub fn judge_day_keeping(
         Some(r) if all_saved => r,
         _ => Day(i32::MIN / 2),
     };
-
     let (history, timeline) = timeline_for(store, config, earliest, at)?;
     let snoozed = snoozes(store, at)?
         .into_iter()
@@ -270,8 +269,9 @@ impl DayRun {
     }
 
     /// Saves the states that changed and queues today's notices (and, with
-    /// an `ops` address, one notice per source that went stale), in one
-    /// atomic, flushed write. Refused for a day already judged.
+    /// an `ops` address, one notice per source that went stale), flushed:
+    /// in one atomic write, or in atomic parts when many states changed
+    /// ([`Store::record_detection`]). Refused for a day already judged.
     pub fn record(&self, store: &Store, ops: Option<&str>) -> Result<usize, StoreError> {
         self.record_parts(store, ops, crate::store::STATES_PER_PART, usize::MAX)
     }

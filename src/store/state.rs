@@ -1,7 +1,7 @@
 //! Detection state (tree `alerts`): each account's state (the detector's
-//! type, kept as a [`Value`]), the last judged day and the sources reported stale; and
-//! the one write that records a detection day (states, the outbox's new
-//! notices, stale sources) atomically.
+//! type, kept as a [`Value`]), the last judged day and the sources
+//! reported stale; and the write that records a detection day (states,
+//! the outbox's new notices, stale sources), atomically or in atomic parts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -177,7 +177,8 @@ impl Store {
             .sum::<u64>()
             + notice_keys.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
         let mut w = self.begin(bytes)?;
-        let alerts_gen = (!alert_keys.is_empty()).then(|| w.bump(TREE_ALERTS).1);
+        // Every part writes states, the last one the day: alerts changes.
+        let alerts_gen = w.bump(TREE_ALERTS).1;
         let outbox_gen = (!notice_keys.is_empty()).then(|| w.bump(TREE_OUTBOX).1);
         (&*self.alerts, &*self.outbox)
             .transaction(|(alerts, outbox)| {
@@ -187,9 +188,7 @@ impl Store {
                         None => alerts.remove(k.as_slice())?,
                     };
                 }
-                if let Some(g) = &alerts_gen {
-                    alerts.insert(GENERATION, g)?;
-                }
+                alerts.insert(GENERATION, &alerts_gen)?;
                 for (k, v) in &notice_keys {
                     outbox.insert(k.as_slice(), *v)?;
                 }
