@@ -584,3 +584,39 @@ fn a_value_damaged_in_each_key_space_is_reported_by_name_never_skipped() {
     }
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// The community totals are derived from the series: damaged, they are
+/// reported by name and summed again from the series when the store opens
+/// (a backup leaves them out; restoring a backup sums them the same way).
+#[test]
+fn damaged_community_totals_are_reported_by_name_and_summed_again() {
+    let base = busy_home();
+    let judge = ["detect", "--dry-run", "--json", "--at", "2026-03-02"];
+    let before = base.run(&judge);
+    assert!(before.status.success(), "{}", stderr(&before));
+    for key in [&b"T"[..], b"Tforum\0"] {
+        let h = Home::with(
+            &std::fs::read_to_string(base.path().join("lull.toml")).unwrap(),
+            common::ACCOUNTS,
+        );
+        copy_dir(&base.path().join("data"), &h.path().join("data"));
+        let store = h.path().join("data/lull.db");
+        assert!(damage_value(&store, "activity", key), "no {key:?} to damage");
+        let out = h.run(&judge);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("community totals"),
+            "damaged {key:?} not reported: {}",
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), stdout(&before), "judged differently");
+        // Summed again: the next command finds nothing to report.
+        let again = h.run(&judge);
+        assert!(
+            again.status.success() && !stderr(&again).contains("community totals"),
+            "{}",
+            stderr(&again)
+        );
+        assert_eq!(stdout(&again), stdout(&before));
+    }
+}

@@ -356,36 +356,26 @@ impl Inputs {
             }
             coverage.insert(source, days);
         }
-        // Summed over ranges of accounts on every core (counts are whole
-        // numbers: the order of the additions changes nothing).
-        type Totals = HashMap<(SourceName, Kind), Vec<f64>>;
-        let ranges = account_ranges(registry);
-        let parts = on_workers(
-            workers(),
-            &ranges,
-            |range, _| -> Result<Totals, StoreError> {
-                let mut totals = Totals::new();
-                for s in store.series_between(Some(timeline.first), *range) {
-                    let s = s?;
-                    if registry.by_id(s.account.as_str()).is_none() {
-                        continue;
-                    }
-                    let into = totals
-                        .entry((s.source.clone(), s.kind.clone()))
-                        .or_insert_with(|| vec![0.0; n]);
-                    accumulate(timeline, into, &s.entries);
-                }
-                Ok(totals)
-            },
-            &mut |_| {},
-        );
-        let mut totals = Totals::new();
-        for part in parts {
-            for (key, values) in part? {
-                let into = totals.entry(key).or_insert_with(|| vec![0.0; n]);
-                into.iter_mut().zip(values).for_each(|(a, b)| *a += b);
-            }
-        }
+        // Kept by the store as ingests commit; summed here only when the
+        // store's totals are behind its series.
+        let totals: Community =
+            match store.community_totals(timeline.first, timeline.last, |a| {
+                registry.by_id(a).is_some()
+            })? {
+                Some(kept) => kept
+                    .into_iter()
+                    .map(|(channel, days)| {
+                        let mut v = vec![0.0; n];
+                        for (day, count) in days {
+                            if let Some(i) = timeline.index(day) {
+                                v[i] = count as f64;
+                            }
+                        }
+                        (channel, v)
+                    })
+                    .collect(),
+                None => community_by_scan(store, registry, timeline)?,
+            };
         let mut community_index = HashMap::new();
         let mut community_all = Vec::new();
         for ((source, kind), mut v) in totals {
@@ -409,6 +399,49 @@ impl Inputs {
             any_coverage: Prefix::from_values(&any),
         })
     }
+}
+
+/// Per (source, kind), every registered account's counts on `timeline`
+/// summed day by day.
+type Community = HashMap<(SourceName, Kind), Vec<f64>>;
+
+/// [`Community`] read from every series, when the store's totals are not
+/// current: summed over ranges of accounts on every core (counts are
+/// whole numbers: the order of the additions changes nothing).
+fn community_by_scan(
+    store: &Store,
+    registry: &Registry,
+    timeline: Timeline,
+) -> Result<Community, StoreError> {
+    let n = timeline.len();
+    let ranges = account_ranges(registry);
+    let parts = on_workers(
+        workers(),
+        &ranges,
+        |range, _| -> Result<Community, StoreError> {
+            let mut totals = Community::new();
+            for s in store.series_between(Some(timeline.first), *range) {
+                let s = s?;
+                if registry.by_id(s.account.as_str()).is_none() {
+                    continue;
+                }
+                let into = totals
+                    .entry((s.source.clone(), s.kind.clone()))
+                    .or_insert_with(|| vec![0.0; n]);
+                accumulate(timeline, into, &s.entries);
+            }
+            Ok(totals)
+        },
+        &mut |_| {},
+    );
+    let mut totals = Community::new();
+    for part in parts {
+        for (key, values) in part? {
+            let into = totals.entry(key).or_insert_with(|| vec![0.0; n]);
+            into.iter_mut().zip(values).for_each(|(a, b)| *a += b);
+        }
+    }
+    Ok(totals)
 }
 
 impl<'a> Detector<'a> {

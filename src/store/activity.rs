@@ -9,6 +9,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::coverage::{self, Origin, Span};
 use super::identity;
+use super::totals;
 use super::varint::{get_day, get_varint, put_day, put_varint};
 use super::{
     Accounts, P_BUCKET, P_CURSOR, P_LAST, P_UNMATCHED, SEP, STORED_DAYS, Store, StoreError,
@@ -364,18 +365,26 @@ impl Store {
                 )?;
             }
         }
+        // What the series gain, the community totals gain too.
+        let mut added = totals::Added::default();
         for ((account, source, kind), days) in increments {
-            let key = series_key(
+            let (account, source, kind) = (
                 ingest.accounts.name(account),
                 ingest.sources.name(source),
                 ingest.kinds.name(kind),
-            )?;
+            );
+            let key = series_key(account, source, kind)?;
             let old = self.get(&key, "reading a series")?;
+            if old.is_none() {
+                added.new_account(account);
+            }
             let mut series = decode_series(old.as_deref().unwrap_or(&[]))
                 .ok_or_else(|| damaged("an account's daily series", &key))?;
             for (day, add) in days {
                 let c = series.entry(day).or_insert(0);
+                let before = *c;
                 *c = c.saturating_add(add);
+                added.count(source, kind, day, *c - before);
             }
             batch.insert(key, encode_series(&series));
         }
@@ -413,7 +422,10 @@ impl Store {
         for (source, cursor) in &ingest.cursors {
             batch.insert(key1(P_CURSOR, source.as_str())?, cursor.as_slice());
         }
+        let generation = super::generation(&self.activity)
+            .map_err(|e| self.fail("reading the store's generation", e))?;
         let (gk, gv) = w.bump(TREE_ACTIVITY);
+        self.add_to_totals(added, generation, &gv, &mut batch)?;
         batch.insert(gk, &gv);
         self.activity
             .apply_batch(batch)

@@ -241,6 +241,9 @@ pub(super) fn dump(
             continue;
         }
         ids.flush(&mut totals, &mut emit)?;
+        if super::totals::is_derived(&k) && schema >= 3 {
+            continue;
+        }
         let rec = match prefix {
             P_BUCKET => {
                 let days = if schema <= 2 {

@@ -1,7 +1,8 @@
 //! The store: every count lull trusts lives here, in sled.
 //!
 //! One module per concern: [`activity`] (what ingests write and its reads)
-//! with [`identity`] (which events were counted) and [`coverage`];
+//! with [`identity`] (which events were counted), [`coverage`] and
+//! `totals` (the community totals a commit keeps);
 //! [`people`]; `state` (detection state, stale sources, the atomic record
 //! of a detection day); `outbox` (notices waiting, and the mail log);
 //! `snoozes` (snoozes, feedback, used links); [`backup`] and `migrate`
@@ -31,6 +32,9 @@
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
 //! | `l` | account · source · kind | day · actor | who was seen last on the channel (for the alert e-mail) |
 //! | `h` | account · source · kind | each person and their active days | who was active on the channel ([`people`]) |
+//! | `T` | source · kind | (day, count) pairs, as a series | every account's counts summed: the community totals (derived, see `totals`) |
+//! | `T` | (alone) | a generation | the activity generation the totals are current at |
+//! | `a` | account | nothing | the accounts that have series (derived, with the totals) |
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
 //! that sort in time order. Detection has two trees of its own, written
@@ -81,6 +85,7 @@ mod outbox;
 pub mod people;
 mod snoozes;
 mod state;
+mod totals;
 mod value;
 mod varint;
 
@@ -96,6 +101,7 @@ pub use identity::hash as id_hash;
 pub use outbox::QueuedNotice;
 pub use people::{ChannelPeople, People};
 pub use state::STATES_PER_PART;
+pub use totals::Totals;
 pub use value::Value;
 
 use crate::config::StoreConfig;
@@ -133,7 +139,9 @@ impl Accounts<'_> {
     /// The keys of this range in the key space `prefix` · account · `SEP` …
     /// An id holds no `SEP`, the smallest byte, so an account's keys sort
     /// after `prefix` · id and before `prefix` · any greater id: ranges cut
-    /// at ids never cut an account in two.
+    /// at ids never cut an account in two. The same bounds serve a key
+    /// space of one key per account (`prefix` · account), which sorts
+    /// exactly as the ids do.
     fn keys(&self, prefix: u8) -> std::ops::Range<Vec<u8>> {
         let bound = |id: Option<&str>, none: u8| match id {
             Some(id) => [&[prefix], id.as_bytes()].concat(),
@@ -429,7 +437,7 @@ impl Store {
         );
         let [(_, activity), (_, alerts), (_, outbox), (_, mail)] = trees;
         let generation = seal.trees.values().sum();
-        Ok(Store {
+        let store = Store {
             cfg: cfg.clone(),
             db: ManuallyDrop::new(db),
             activity: ManuallyDrop::new(activity),
@@ -443,7 +451,13 @@ impl Store {
             refused: Mutex::new(None),
             writing_since: AtomicU64::new(0),
             generation: AtomicU64::new(generation),
-        })
+        };
+        // Derived data: if summing it fails, detection reads every series
+        // instead, and reports what it cannot read there.
+        if let Err(e) = totals::rebuild(&store) {
+            tracing::warn!(store = %path.display(), error = %e, "the community totals could not be summed; detection reads every account's series instead");
+        }
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
