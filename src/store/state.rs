@@ -12,8 +12,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use super::activity::damaged;
 use super::value::{Value, decode, encode};
 use super::{
-    ALERTS_LAST_DAY, GENERATION, P_STALE, P_STATE, QueuedNotice, Store, StoreError, TREE_ALERTS,
-    TREE_OUTBOX, day_key, key_bare,
+    ALERTS_LAST_DAY, Accounts, GENERATION, P_STALE, P_STATE, QueuedNotice, Store, StoreError,
+    TREE_ALERTS, TREE_OUTBOX, day_key, key_bare,
 };
 use crate::types::{AccountId, Day, SourceName};
 
@@ -55,8 +55,17 @@ impl Store {
 
     /// Each account's saved detection state.
     pub fn states<S: Value>(&self) -> Result<HashMap<AccountId, S>, StoreError> {
+        self.states_between(Accounts::ALL)
+    }
+
+    /// [`Store::states`] of the accounts in one range: ranges that split
+    /// the key space can be read on several threads at once.
+    pub fn states_between<S: Value>(
+        &self,
+        accounts: Accounts<'_>,
+    ) -> Result<HashMap<AccountId, S>, StoreError> {
         let mut states = HashMap::new();
-        for r in self.alerts.scan_prefix([P_STATE]) {
+        for r in self.alerts.range(accounts.keys(P_STATE)) {
             let (k, v) = r.map_err(|e| self.fail("reading detection state", e))?;
             let account = std::str::from_utf8(&k[1..])
                 .map_err(|_| damaged("an account's detection state", &k))?;
