@@ -34,7 +34,7 @@
 //! | `h` | account · source · kind | each person and their active days | who was active on the channel ([`people`]) |
 //! | `T` | source · kind | (day, count) pairs, as a series | every account's counts summed: the community totals (derived, see `totals`) |
 //! | `T` | (alone) | a generation | the activity generation the totals are current at |
-//! | `a` | account | nothing | the accounts that have series (derived, with the totals) |
+//! | `a` | bucket (1 byte, a hash of the name) | account names, each ended by a 0 byte | the accounts that have series (derived, with the totals) |
 //!
 //! `·` is a 0 byte (names may not contain one); days are 4 big-endian bytes
 //! that sort in time order. Detection has two trees of its own, written

@@ -3,21 +3,21 @@
 //! instead of every account's series a second time.
 //!
 //! Derived data, never backed up: `T` · source · 0 · kind → the summed
-//! series (the layout of an account's series), `a` · account → nothing
-//! (the accounts that have series, to leave out those the accounts file
-//! no longer lists), and `T` alone → the activity generation they are
-//! current at. [`Store::commit`] adds what it counts in the same atomic
-//! batch and moves the stamp along; any other writer of series (a
-//! restore, an upgrade, an older lull) leaves the stamp behind, and the
-//! next open sums every series again ([`rebuild`]). A reader that finds the
-//! stamp behind reads nothing from here ([`Store::community_totals`] says
-//! `None`).
+//! series (the layout of an account's series), `a` · bucket → the
+//! accounts that have series, by a hash of the name (to leave out those
+//! the accounts file no longer lists), and `T` alone → the activity
+//! generation they are current at. [`Store::commit`] adds what it counts
+//! in the same atomic batch and moves the stamp along; any other writer
+//! of series (a restore, an upgrade, an older lull) leaves the stamp
+//! behind, and the next open sums every series again ([`rebuild`]). A
+//! reader that finds the stamp behind, or a value damaged, reads the
+//! series instead ([`Store::community_totals`] says `None`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::activity::{damaged, decode_series, encode_series};
-use super::{SEP, Store, StoreError, check_name, key_bare};
-use crate::types::{Day, Kind, SourceName};
+use super::{SEP, Store, StoreError, check_name};
+use crate::types::{AccountId, Day, Kind, SourceName};
 
 const P_TOTALS: u8 = b'T';
 const P_ACCOUNT: u8 = b'a';
@@ -40,14 +40,12 @@ pub(super) struct Added<'a> {
 }
 
 impl<'a> Added<'a> {
+    /// `n` more on `day` (every channel a commit touches gets totals,
+    /// also when what it adds is 0, as a scan of the series would).
     pub fn count(&mut self, source: &'a str, kind: &'a str, day: Day, n: u64) {
+        let days = self.counts.entry((source, kind)).or_default();
         if n > 0 {
-            *self
-                .counts
-                .entry((source, kind))
-                .or_default()
-                .entry(day)
-                .or_insert(0) += n;
+            *days.entry(day).or_insert(0) += n;
         }
     }
 
@@ -71,6 +69,38 @@ fn decode_totals_key(k: &[u8]) -> Option<(SourceName, Kind)> {
     let source = std::str::from_utf8(parts.next()?).ok()?;
     let kind = std::str::from_utf8(parts.next()?).ok()?;
     Some((SourceName::from(source), Kind::from(kind)))
+}
+
+/// The accounts with series are listed in this many values, by a hash of
+/// the name: an account's first series rewrites one small value, and all
+/// of them are read in a few hundred look-ups (one key per account cost
+/// seconds to write and a fifth of a second to read at 100,000).
+const ACCOUNT_BUCKETS: u16 = 256;
+
+fn account_key(account: &str) -> Result<[u8; 2], StoreError> {
+    check_name(account)?;
+    let bucket = xxhash_rust::xxh3::xxh3_64(account.as_bytes()) % u64::from(ACCOUNT_BUCKETS);
+    Ok([P_ACCOUNT, bucket as u8])
+}
+
+/// A bucket of accounts: their names, sorted, each ended by a 0 byte.
+fn decode_accounts(v: &[u8]) -> Option<BTreeSet<String>> {
+    if v.last().is_some_and(|b| *b != SEP) {
+        return None;
+    }
+    v.split(|b| *b == SEP)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8(n.to_vec()).ok())
+        .collect()
+}
+
+fn encode_accounts<'n>(names: impl IntoIterator<Item = &'n str>) -> Vec<u8> {
+    let mut v = Vec::new();
+    for n in names {
+        v.extend_from_slice(n.as_bytes());
+        v.push(SEP);
+    }
+    v
 }
 
 impl Store {
@@ -131,11 +161,28 @@ impl Store {
             }
             sums.push((key, encode_series(&sum)));
         }
+        let mut buckets: BTreeMap<[u8; 2], Vec<&str>> = BTreeMap::new();
+        for account in added.accounts {
+            buckets
+                .entry(account_key(account)?)
+                .or_default()
+                .push(account);
+        }
+        for (key, new) in buckets {
+            let old = self.get(&key, "reading the community totals")?;
+            let Some(mut names) = decode_accounts(old.as_deref().unwrap_or(&[])) else {
+                left_behind(self, &damaged(WHAT_ACCOUNT, &key));
+                batch.remove(STAMP);
+                return Ok(());
+            };
+            names.extend(new.into_iter().map(str::to_string));
+            sums.push((
+                key.to_vec(),
+                encode_accounts(names.iter().map(String::as_str)),
+            ));
+        }
         for (key, value) in sums {
             batch.insert(key, value);
-        }
-        for account in added.accounts {
-            batch.insert(key_bare(P_ACCOUNT, account)?, &[][..]);
         }
         batch.insert(STAMP, &next[..]);
         Ok(())
@@ -183,19 +230,23 @@ impl Store {
             let Some((channel, days)) = decode_totals_key(&k).zip(decode_series(&v)) else {
                 return Ok(Err(damaged(WHAT, &k)));
             };
-            totals.insert(channel, days.range(from..=to).map(|(d, n)| (*d, *n)).collect());
+            totals.insert(
+                channel,
+                days.range(from..=to).map(|(d, n)| (*d, *n)).collect(),
+            );
         }
         // Accounts the accounts file no longer lists: their counts come
         // off again.
-        for k in self.activity.scan_prefix([P_ACCOUNT]).keys() {
-            let k = k.map_err(|e| self.fail("reading the community totals", e))?;
-            let Ok(account) = std::str::from_utf8(&k[1..]) else {
+        let mut left_out = Vec::new();
+        for r in self.activity.scan_prefix([P_ACCOUNT]) {
+            let (k, v) = r.map_err(|e| self.fail("reading the community totals", e))?;
+            let Some(names) = decode_accounts(&v).filter(|_| k.len() == 2) else {
                 return Ok(Err(damaged(WHAT_ACCOUNT, &k)));
             };
-            if keep(account) {
-                continue;
-            }
-            for s in self.account_series(&account.into())? {
+            left_out.extend(names.into_iter().filter(|a| !keep(a)));
+        }
+        for account in left_out {
+            for s in self.account_series(&AccountId(account))? {
                 let key = totals_key(s.source.as_str(), s.kind.as_str())?;
                 let days = totals.entry((s.source, s.kind)).or_default();
                 for (day, n) in s.entries {
@@ -230,50 +281,53 @@ fn left_behind(store: &Store, e: &StoreError) {
 pub(super) fn rebuild(store: &Store) -> Result<(), StoreError> {
     let generation = super::generation(&store.activity)
         .map_err(|e| store.fail("reading the community totals", e))?;
-    match store.totals_current(generation) {
+    let damage = match store.totals_current(generation) {
         Ok(true) => match damaged_totals(store)? {
             None => return Ok(()),
-            Some(e) => left_behind(store, &e),
+            Some(e) => Some(e),
         },
-        Ok(false) => {}
-        Err(e) => left_behind(store, &e),
+        Ok(false) => None,
+        Err(e) => Some(e),
+    };
+    if let Some(e) = damage {
+        tracing::warn!(store = %store.path().display(), error = %e, "the community totals cannot be used; summing them again from every series");
     }
     let started = std::time::Instant::now();
+    // Under the write lock, so no commit comes between the sum and the
+    // stamp; one atomic write of a few hundred values.
+    let w = store.begin(0)?;
     let mut batch = sled::Batch::default();
     for prefix in [P_TOTALS, P_ACCOUNT] {
         for k in store.activity.scan_prefix([prefix]).keys() {
             batch.remove(k.map_err(|e| store.fail("reading the community totals", e))?);
         }
     }
-    let mut totals = Totals::new();
+    let mut totals: HashMap<(SourceName, Kind), DaySums> = HashMap::new();
+    let mut buckets: BTreeMap<[u8; 2], Vec<u8>> = BTreeMap::new();
     let mut accounts = 0usize;
     let mut last_account = None;
     for s in store.series() {
         let s = s?;
         if last_account.as_ref() != Some(&s.account) {
-            batch.insert(key_bare(P_ACCOUNT, s.account.as_str())?, &[][..]);
+            // In store order, each bucket's names come sorted.
+            let names = buckets.entry(account_key(s.account.as_str())?).or_default();
+            names.extend(encode_accounts([s.account.as_str()]));
             accounts += 1;
             last_account = Some(s.account);
         }
-        let days = totals.entry((s.source, s.kind)).or_default();
-        for (day, n) in s.entries {
-            let sum = days.entry(day).or_insert(0);
-            *sum = sum.saturating_add(n);
-        }
+        totals
+            .entry((s.source, s.kind))
+            .or_default()
+            .add(&s.entries);
     }
-    let mut bytes = 0;
+    for (key, names) in buckets {
+        batch.insert(&key[..], names);
+    }
     for ((source, kind), days) in &totals {
-        let v = encode_series(days);
-        bytes += v.len() as u64;
-        batch.insert(totals_key(source.as_str(), kind.as_str())?, v);
-    }
-    let w = store.begin(bytes + 64 * accounts as u64)?;
-    // Nothing else writes while a store opens; should that change, a
-    // commit between the sum and here leaves the stamp behind.
-    let now = super::generation(&store.activity)
-        .map_err(|e| store.fail("reading the community totals", e))?;
-    if now != generation {
-        return Ok(());
+        batch.insert(
+            totals_key(source.as_str(), kind.as_str())?,
+            encode_series(&days.listed()),
+        );
     }
     batch.insert(STAMP, &generation.to_be_bytes()[..]);
     store
@@ -291,6 +345,52 @@ pub(super) fn rebuild(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Counts summed by day in one array (a map entry per count made summing
+/// 50 million of them take seconds), grown at either end as days come.
+#[derive(Default)]
+struct DaySums {
+    first: i32,
+    sums: Vec<u64>,
+}
+
+impl DaySums {
+    fn add(&mut self, entries: &[(Day, u64)]) {
+        let (Some(lo), Some(hi)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        let (lo, hi) = (lo.0.0, hi.0.0);
+        if self.sums.is_empty() {
+            self.first = lo;
+        }
+        if lo < self.first {
+            // Room for as many days again before the new first one, so
+            // series starting ever earlier do not shift the array each time.
+            let grow = (self.first - lo) as usize + self.sums.len();
+            let mut sums = vec![0; grow];
+            sums.append(&mut self.sums);
+            self.sums = sums;
+            self.first -= grow as i32;
+        }
+        let end = (hi - self.first) as usize + 1;
+        if end > self.sums.len() {
+            self.sums.resize(end, 0);
+        }
+        for (day, n) in entries {
+            let s = &mut self.sums[(day.0 - self.first) as usize];
+            *s = s.saturating_add(*n);
+        }
+    }
+
+    /// The days with a count.
+    fn listed(&self) -> BTreeMap<Day, u64> {
+        (self.first..)
+            .zip(&self.sums)
+            .filter(|(_, n)| **n > 0)
+            .map(|(d, n)| (Day(d), *n))
+            .collect()
+    }
+}
+
 /// The first totals value that does not decode, if any (a few values:
 /// one per source and kind).
 fn damaged_totals(store: &Store) -> Result<Option<StoreError>, StoreError> {
@@ -298,6 +398,12 @@ fn damaged_totals(store: &Store) -> Result<Option<StoreError>, StoreError> {
         let (k, v) = r.map_err(|e| store.fail("reading the community totals", e))?;
         if k.as_ref() != STAMP && decode_totals_key(&k).zip(decode_series(&v)).is_none() {
             return Ok(Some(damaged(WHAT, &k)));
+        }
+    }
+    for r in store.activity.scan_prefix([P_ACCOUNT]) {
+        let (k, v) = r.map_err(|e| store.fail("reading the community totals", e))?;
+        if k.len() != 2 || decode_accounts(&v).is_none() {
+            return Ok(Some(damaged(WHAT_ACCOUNT, &k)));
         }
     }
     Ok(None)
