@@ -120,8 +120,15 @@ impl Store {
     fn totals_current(&self, generation: u64) -> Result<bool, StoreError> {
         Ok(match self.totals_stamp()? {
             Some(stamp) => stamp == generation,
-            // A store never committed to has no series: nothing to sum.
-            None => generation == 0,
+            // A new store: no series, nothing to sum.
+            None => {
+                generation == 0
+                    && self
+                        .activity
+                        .scan_prefix([super::P_BUCKET])
+                        .next()
+                        .is_none()
+            }
         })
     }
 
