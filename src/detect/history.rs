@@ -234,15 +234,19 @@ impl Drop for Prefix {
 /// seen: judging day D reads nothing after D).
 pub fn dense(timeline: Timeline, entries: &[(Day, u64)]) -> Vec<f64> {
     let mut v = zeroed(timeline.len());
-    accumulate(timeline, &mut v, entries);
+    accumulate(timeline, &mut v, entries.iter().copied());
     v
 }
 
 /// Adds sparse entries into an existing dense array (community totals).
-pub fn accumulate(timeline: Timeline, into: &mut [f64], entries: &[(Day, u64)]) {
+pub fn accumulate(
+    timeline: Timeline,
+    into: &mut [f64],
+    entries: impl IntoIterator<Item = (Day, u64)>,
+) {
     for (day, count) in entries {
-        if let Some(i) = timeline.index(*day) {
-            into[i] += *count as f64;
+        if let Some(i) = timeline.index(day) {
+            into[i] += count as f64;
         }
     }
 }

@@ -366,11 +366,7 @@ impl Inputs {
                     .into_iter()
                     .map(|(channel, days)| {
                         let mut v = vec![0.0; n];
-                        for (day, count) in days {
-                            if let Some(i) = timeline.index(day) {
-                                v[i] = count as f64;
-                            }
-                        }
+                        accumulate(timeline, &mut v, days);
                         (channel, v)
                     })
                     .collect(),
@@ -428,7 +424,7 @@ fn community_by_scan(
                 let into = totals
                     .entry((s.source.clone(), s.kind.clone()))
                     .or_insert_with(|| vec![0.0; n]);
-                accumulate(timeline, into, &s.entries);
+                accumulate(timeline, into, s.entries.iter().copied());
             }
             Ok(totals)
         },

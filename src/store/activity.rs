@@ -422,10 +422,8 @@ impl Store {
         for (source, cursor) in &ingest.cursors {
             batch.insert(key1(P_CURSOR, source.as_str())?, cursor.as_slice());
         }
-        let generation = super::generation(&self.activity)
-            .map_err(|e| self.fail("reading the store's generation", e))?;
         let (gk, gv) = w.bump(TREE_ACTIVITY);
-        self.add_to_totals(added, generation, &gv, &mut batch)?;
+        self.add_to_totals(added, &gv, &mut batch)?;
         batch.insert(gk, &gv);
         self.activity
             .apply_batch(batch)

@@ -30,6 +30,9 @@ const WHAT_ACCOUNT: &str = "the list of accounts with activity";
 /// Per (source, kind), each day's summed count.
 pub type Totals = HashMap<(SourceName, Kind), BTreeMap<Day, u64>>;
 
+/// Keys and the values a commit gives them.
+type Writes = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What one commit adds to the totals.
 #[derive(Default)]
 pub(super) struct Added<'a> {
@@ -83,8 +86,12 @@ fn account_key(account: &str) -> Result<[u8; 2], StoreError> {
     Ok([P_ACCOUNT, bucket as u8])
 }
 
-/// A bucket of accounts: their names, sorted, each ended by a 0 byte.
-fn decode_accounts(v: &[u8]) -> Option<BTreeSet<String>> {
+/// A bucket of accounts (key `a` · bucket): their names, sorted, each
+/// ended by a 0 byte.
+fn decode_bucket(k: &[u8], v: &[u8]) -> Option<BTreeSet<String>> {
+    if k.len() != 2 {
+        return None;
+    }
     if v.last().is_some_and(|b| *b != SEP) {
         return None;
     }
@@ -115,9 +122,9 @@ impl Store {
             .map_err(|_| damaged(WHAT, STAMP))
     }
 
-    /// Whether the totals hold every series as of activity generation
-    /// `generation`.
-    fn totals_current(&self, generation: u64) -> Result<bool, StoreError> {
+    /// Whether the totals hold every series the activity tree holds now.
+    fn totals_current(&self) -> Result<bool, StoreError> {
+        let generation = self.activity_generation()?;
         Ok(match self.totals_stamp()? {
             Some(stamp) => stamp == generation,
             // A new store: no series, nothing to sum.
@@ -132,41 +139,58 @@ impl Store {
         })
     }
 
+    /// The activity tree's generation, as the last write left it.
+    fn activity_generation(&self) -> Result<u64, StoreError> {
+        super::generation(&self.activity)
+            .map_err(|e| self.fail("reading the store's generation", e))
+    }
+
     /// Puts what a commit counted into `batch`, which also moves the
-    /// activity generation from `generation` to `next` (the stamp goes
-    /// with it). Totals that were not current stay so; totals found
-    /// damaged are left behind (the stamp goes), to be summed again when
-    /// the store next opens: derived data never holds up a commit.
+    /// activity generation to `next` (the stamp goes with it). Totals that
+    /// were not current stay so; totals found damaged are left behind (the
+    /// stamp goes), to be summed again when the store next opens: derived
+    /// data never holds up a commit.
     pub(super) fn add_to_totals(
         &self,
         added: Added<'_>,
-        generation: u64,
         next: &[u8; 8],
         batch: &mut sled::Batch,
     ) -> Result<(), StoreError> {
-        match self.totals_current(generation) {
-            Ok(true) => {}
+        let writes = match self.totals_current() {
             Ok(false) => return Ok(()),
+            Ok(true) => self.totals_added(added)?,
+            Err(e) => Err(e),
+        };
+        match writes {
+            Ok(writes) => {
+                for (key, value) in writes {
+                    batch.insert(key, value);
+                }
+                batch.insert(STAMP, &next[..]);
+            }
             Err(e) => {
                 left_behind(self, &e);
                 batch.remove(STAMP);
-                return Ok(());
             }
         }
-        let mut sums = Vec::with_capacity(added.counts.len());
+        Ok(())
+    }
+
+    /// The values `added` changes, with what they become; `Ok(Err)` for
+    /// damaged totals.
+    fn totals_added(&self, added: Added<'_>) -> Result<Result<Writes, StoreError>, StoreError> {
+        let mut writes = Vec::with_capacity(added.counts.len());
         for ((source, kind), days) in added.counts {
             let key = totals_key(source, kind)?;
             let old = self.get(&key, "reading the community totals")?;
             let Some(mut sum) = decode_series(old.as_deref().unwrap_or(&[])) else {
-                left_behind(self, &damaged(WHAT, &key));
-                batch.remove(STAMP);
-                return Ok(());
+                return Ok(Err(damaged(WHAT, &key)));
             };
             for (day, n) in days {
                 let s = sum.entry(day).or_insert(0);
                 *s = s.saturating_add(n);
             }
-            sums.push((key, encode_series(&sum)));
+            writes.push((key, encode_series(&sum)));
         }
         let mut buckets: BTreeMap<[u8; 2], Vec<&str>> = BTreeMap::new();
         for account in added.accounts {
@@ -177,22 +201,16 @@ impl Store {
         }
         for (key, new) in buckets {
             let old = self.get(&key, "reading the community totals")?;
-            let Some(mut names) = decode_accounts(old.as_deref().unwrap_or(&[])) else {
-                left_behind(self, &damaged(WHAT_ACCOUNT, &key));
-                batch.remove(STAMP);
-                return Ok(());
+            let Some(mut names) = decode_bucket(&key, old.as_deref().unwrap_or(&[])) else {
+                return Ok(Err(damaged(WHAT_ACCOUNT, &key)));
             };
             names.extend(new.into_iter().map(str::to_string));
-            sums.push((
+            writes.push((
                 key.to_vec(),
                 encode_accounts(names.iter().map(String::as_str)),
             ));
         }
-        for (key, value) in sums {
-            batch.insert(key, value);
-        }
-        batch.insert(STAMP, &next[..]);
-        Ok(())
+        Ok(Ok(writes))
     }
 
     /// Every account's counts from `from` to `to` summed per (source,
@@ -221,9 +239,7 @@ impl Store {
         to: Day,
         keep: impl Fn(&str) -> bool,
     ) -> Result<Result<Option<Totals>, StoreError>, StoreError> {
-        let generation = super::generation(&self.activity)
-            .map_err(|e| self.fail("reading the community totals", e))?;
-        match self.totals_current(generation) {
+        match self.totals_current() {
             Ok(true) => {}
             Ok(false) => return Ok(Ok(None)),
             Err(e) => return Ok(Err(e)),
@@ -247,7 +263,7 @@ impl Store {
         let mut left_out = Vec::new();
         for r in self.activity.scan_prefix([P_ACCOUNT]) {
             let (k, v) = r.map_err(|e| self.fail("reading the community totals", e))?;
-            let Some(names) = decode_accounts(&v).filter(|_| k.len() == 2) else {
+            let Some(names) = decode_bucket(&k, &v) else {
                 return Ok(Err(damaged(WHAT_ACCOUNT, &k)));
             };
             left_out.extend(names.into_iter().filter(|a| !keep(a)));
@@ -286,14 +302,10 @@ fn left_behind(store: &Store, e: &StoreError) {
 /// them). One atomic write; a crash before it leaves them behind, to be
 /// summed again at the next open.
 pub(super) fn rebuild(store: &Store) -> Result<(), StoreError> {
-    let generation = super::generation(&store.activity)
-        .map_err(|e| store.fail("reading the community totals", e))?;
-    let damage = match store.totals_current(generation) {
-        Ok(true) => match damaged_totals(store)? {
-            None => return Ok(()),
-            Some(e) => Some(e),
-        },
-        Ok(false) => None,
+    // Current ones are read once, as detection would: a few hundred values.
+    let damage = match store.read_totals(Day(i32::MIN), Day(i32::MAX), |_| true)? {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => None,
         Err(e) => Some(e),
     };
     if let Some(e) = damage {
@@ -336,7 +348,7 @@ pub(super) fn rebuild(store: &Store) -> Result<(), StoreError> {
             encode_series(&days.listed()),
         );
     }
-    batch.insert(STAMP, &generation.to_be_bytes()[..]);
+    batch.insert(STAMP, &store.activity_generation()?.to_be_bytes()[..]);
     store
         .activity
         .apply_batch(batch)
@@ -396,24 +408,6 @@ impl DaySums {
             .map(|(d, n)| (Day(d), *n))
             .collect()
     }
-}
-
-/// The first totals value that does not decode, if any (a few values:
-/// one per source and kind).
-fn damaged_totals(store: &Store) -> Result<Option<StoreError>, StoreError> {
-    for r in store.activity.scan_prefix([P_TOTALS]) {
-        let (k, v) = r.map_err(|e| store.fail("reading the community totals", e))?;
-        if k.as_ref() != STAMP && decode_totals_key(&k).zip(decode_series(&v)).is_none() {
-            return Ok(Some(damaged(WHAT, &k)));
-        }
-    }
-    for r in store.activity.scan_prefix([P_ACCOUNT]) {
-        let (k, v) = r.map_err(|e| store.fail("reading the community totals", e))?;
-        if k.len() != 2 || decode_accounts(&v).is_none() {
-            return Ok(Some(damaged(WHAT_ACCOUNT, &k)));
-        }
-    }
-    Ok(None)
 }
 
 /// Whether `key` of the activity tree is derived data a backup leaves out
