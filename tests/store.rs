@@ -1,4 +1,4 @@
-//! The store over time and under damage: upgrading version-1 and version-2
+//! The store over time and under damage: upgrading version-1, -2 and -3
 //! stores (with
 //! `kill -9` at random moments of the upgrade), backups that hold
 //! everything, and damaged files refused as corrupt with the way back —
@@ -29,6 +29,10 @@ const V1: Old = Old {
 const V2: Old = Old {
     dir: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v2"),
     schema: 2,
+};
+const V3: Old = Old {
+    dir: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v3"),
+    schema: 3,
 };
 
 /// A home holding a copy of an old fixture store (`db`), with its config
@@ -172,6 +176,11 @@ fn a_version_2_store_is_upgraded_in_place_after_a_backup_and_reads_the_same() {
     upgraded_in_place_after_a_backup_and_reads_the_same(V2);
 }
 
+#[test]
+fn a_version_3_store_is_upgraded_in_place_after_a_backup_and_reads_the_same() {
+    upgraded_in_place_after_a_backup_and_reads_the_same(V3);
+}
+
 fn kill_9_during_upgrades(old: Old, rounds: u32) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -218,6 +227,7 @@ fn kill_9_during_upgrades(old: Old, rounds: u32) {
 fn kill_9_at_random_moments_of_the_upgrade_leaves_the_old_or_the_new_store() {
     kill_9_during_upgrades(V1, 16);
     kill_9_during_upgrades(V2, 16);
+    kill_9_during_upgrades(V3, 16);
 }
 
 fn gunzip(p: &Path) -> String {

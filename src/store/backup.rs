@@ -32,6 +32,7 @@
 //! The file holds no time of its own and gzip's is zero, so a backup of a
 //! store restored from a backup is the same file, byte for byte.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -42,7 +43,8 @@ use serde_json::value::RawValue;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::activity::{
-    decode_parked, decode_series, decode_series_key, encode_parked, encode_series,
+    decode_account_key, decode_channels, decode_parked, decode_series, decode_series_key,
+    encode_channels, encode_parked, encode_series,
 };
 use super::coverage::{self, Origin, Span};
 use super::{
@@ -242,6 +244,24 @@ pub(super) fn dump(
         }
         ids.flush(&mut totals, &mut emit)?;
         if super::totals::is_derived(&k) && schema >= 3 {
+            continue;
+        }
+        if prefix == P_BUCKET && schema >= 4 {
+            // One value per account, holding every channel's series.
+            let what = "an account's daily series";
+            let account = decode_account_key(&k).ok_or_else(|| damaged(what, &k))?;
+            let channels = decode_channels(&v).ok_or_else(|| damaged(what, &k))?;
+            for c in channels {
+                let days = decode_series(c.series).ok_or_else(|| damaged(what, &k))?;
+                totals.events += days.values().sum::<u64>();
+                emit(Record::Series(Series {
+                    account: account.0.clone(),
+                    source: c.source.to_string(),
+                    kind: c.kind.to_string(),
+                    days: days.into_iter().map(|(d, c)| (d.0, c)).collect(),
+                }))?;
+                totals.records += 1;
+            }
             continue;
         }
         let rec = match prefix {
@@ -590,6 +610,9 @@ impl Store {
     }
 }
 
+/// An account's channels being restored: (source, kind) → series bytes.
+type ChannelValues = BTreeMap<(String, String), Vec<u8>>;
+
 /// Writes records into a fresh store, batch by batch; [`Restorer::finish`]
 /// seals it.
 pub(super) struct Restorer {
@@ -597,6 +620,12 @@ pub(super) struct Restorer {
     batches: [sled::Batch; 4],
     /// Bytes in `batches`.
     pending: usize,
+    /// The series of the account whose records come now: an account's
+    /// channels are one value, written when its records end.
+    account: Option<(String, ChannelValues)>,
+    /// The last account written: one that comes again after it (records
+    /// out of account order) is merged with what was written.
+    written: Option<String>,
     /// Counted ids on their way to the store's leaves.
     ids: IdSpill,
     pub totals: Totals,
@@ -711,6 +740,8 @@ impl Restorer {
             store: Store::open_with(cfg, super::Create::Yes)?,
             batches: Default::default(),
             pending: 0,
+            account: None,
+            written: None,
             ids: IdSpill::new(sibling(&cfg.path, "ids"))?,
             totals: Totals::default(),
         })
@@ -726,13 +757,20 @@ impl Restorer {
                 kind,
                 days,
             }) => {
+                for name in [&account, &source, &kind] {
+                    super::check_name(name)?;
+                }
                 self.totals.events += days.iter().map(|(_, c)| c).sum::<u64>();
+                self.totals.records += 1;
                 let map = days.into_iter().map(|(d, c)| (Day(d), c)).collect();
-                (
-                    A,
-                    super::activity::channel_key(P_BUCKET, &account, &source, &kind)?,
-                    encode_series(&map),
-                )
+                if self.account.as_ref().is_none_or(|(a, _)| *a != account) {
+                    self.end_account()?;
+                    self.account = Some((account, BTreeMap::new()));
+                }
+                if let Some((_, channels)) = self.account.as_mut() {
+                    channels.insert((source, kind), encode_series(&map));
+                }
+                return Ok(());
             }
             Record::Ids(Ids { source, ids }) => return self.add_ids(source, &ids, "ids"),
             // Schema 2 kept ids per day; they go where every id goes now.
@@ -882,6 +920,43 @@ impl Restorer {
         Ok(())
     }
 
+    /// Writes the series of the account whose records ended, merged with
+    /// what an earlier run of its records wrote (a later record of a
+    /// channel replaces an earlier one, as a later key did).
+    fn end_account(&mut self) -> Result<(), StoreError> {
+        let Some((account, mut channels)) = self.account.take() else {
+            return Ok(());
+        };
+        let key = key_bare(P_BUCKET, &account)?;
+        if self.written.as_ref().is_some_and(|w| *w >= account) {
+            self.apply()?;
+            let stored = self.store.get(&key, "restoring")?;
+            if let Some(v) = stored {
+                let old = decode_channels(&v)
+                    .ok_or_else(|| damaged("an account's daily series", &key))?;
+                for c in old {
+                    channels
+                        .entry((c.source.to_string(), c.kind.to_string()))
+                        .or_insert_with(|| c.series.to_vec());
+                }
+            }
+        }
+        let value = encode_channels(
+            channels
+                .iter()
+                .map(|((s, k), v)| (s.as_str(), k.as_str(), v.as_slice())),
+        );
+        self.pending += key.len() + value.len();
+        self.batches[A].insert(key, value);
+        if self.written.as_ref().is_none_or(|w| *w < account) {
+            self.written = Some(account);
+        }
+        if self.pending >= RESTORE_BATCH_BYTES {
+            self.apply()?;
+        }
+        Ok(())
+    }
+
     fn apply(&mut self) -> Result<(), StoreError> {
         let s = &self.store;
         let trees: [&sled::Tree; 4] = [&s.activity, &s.alerts, &s.outbox, &s.mail];
@@ -896,6 +971,7 @@ impl Restorer {
     /// Applies what is left, gives every tree its first generation and
     /// makes it all durable; returns the closed store's totals.
     pub(super) fn finish(mut self) -> Result<Totals, StoreError> {
+        self.end_account()?;
         self.apply()?;
         self.ids.finish(&self.store)?;
         let mut w = self.store.begin(0)?;
@@ -1140,6 +1216,56 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::{Ingest, Owner};
+
+    #[test]
+    fn series_records_in_any_order_restore_into_one_value_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::store::tests::config(dir.path());
+        let series = |account: &str, source: &str, kind: &str, days: &[(i32, u64)]| {
+            Record::Series(Series {
+                account: account.into(),
+                source: source.into(),
+                kind: kind.into(),
+                days: days.to_vec(),
+            })
+        };
+        // acme's records are cut in two by globex's; its forum posts come
+        // twice (the later record replaces the earlier, as a later key
+        // did).
+        let records = vec![
+            series("acme", "forum", "post", &[(10, 1)]),
+            series("acme", "mail", "open", &[(11, 2)]),
+            series("globex", "forum", "post", &[(12, 3)]),
+            series("acme", "forum", "post", &[(10, 4), (13, 1)]),
+            series("acme", "zendesk", "ticket", &[(14, 5)]),
+        ];
+        let totals = load(&cfg, |add| records.into_iter().try_for_each(add)).unwrap();
+        assert_eq!(totals.records, 5);
+        let s = Store::open(&cfg).unwrap();
+        type Channel = (String, String, Vec<(Day, u64)>);
+        let read = |account: &str| -> Vec<Channel> {
+            s.account_series(&account.into())
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.source.0, s.kind.0, s.entries))
+                .collect()
+        };
+        let own = |source: &str, kind: &str, days: &[(i32, u64)]| {
+            let days = days.iter().map(|(d, c)| (Day(*d), *c)).collect();
+            (source.to_string(), kind.to_string(), days)
+        };
+        assert_eq!(
+            read("acme"),
+            vec![
+                own("forum", "post", &[(10, 4), (13, 1)]),
+                own("mail", "open", &[(11, 2)]),
+                own("zendesk", "ticket", &[(14, 5)]),
+            ]
+        );
+        assert_eq!(read("globex"), vec![own("forum", "post", &[(12, 3)])]);
+        let all: Vec<String> = s.series().map(|r| r.unwrap().account.0).collect();
+        assert_eq!(all, ["acme", "acme", "acme", "globex"]);
+    }
 
     #[test]
     fn backup_restore_backup_gives_the_same_bytes() {

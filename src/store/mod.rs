@@ -26,7 +26,7 @@
 //! | prefix | key | value | what |
 //! | --- | --- | --- | --- |
 //! | `i` | source · lo (16 bytes) | sorted 128-bit id hashes from lo on | the ids counted, by hash range, whatever their day ([`identity`]) |
-//! | `b` | account · source · kind | (day, count) pairs, varint-packed | an account's daily series for one channel |
+//! | `b` | account | per channel (source, kind): (day, count) pairs, varint-packed | an account's daily series, all its channels in one value |
 //! | `R` | source · origin · first day | last day | coverage: runs of days lull has data for ([`coverage`]) |
 //! | `k` | source | bytes | a source's cursor (where its next poll starts) |
 //! | `u` | source · day | (id hash, actor) entries | events whose actor matched no account |
@@ -56,7 +56,7 @@
 //! manages about 70,000 random-key inserts a second on this class of
 //! machine, so one key per event could never import a million events a
 //! second, while a batch touches only as many values as it has id leaves
-//! and (account, channel) pairs. An event's id is kept as its 128-bit xxh3
+//! and accounts. An event's id is kept as its 128-bit xxh3
 //! hash (a collision among 10^12 ids has odds below 10^-14).
 //!
 //! # Durability
@@ -109,9 +109,10 @@ use crate::types::Day;
 
 /// Bumped whenever the on-disk layout changes incompatibly. Version 1 kept
 /// coverage as one key per source and day; version 2 keeps runs of days;
-/// version 3 keeps counted ids by (source, id) instead of (source, day).
-/// Opening an older store upgrades it ([`migrate`]).
-pub const SCHEMA_VERSION: u32 = 3;
+/// version 3 keeps counted ids by (source, id) instead of (source, day);
+/// version 4 keeps an account's channel series in one value instead of
+/// one per channel. Opening an older store upgrades it ([`migrate`]).
+pub const SCHEMA_VERSION: u32 = 4;
 
 const TREE_ACTIVITY: &str = "activity";
 const TREE_META: &str = "meta";
@@ -377,7 +378,7 @@ impl Store {
         };
         match version {
             Some(SCHEMA_VERSION) => {}
-            Some(from @ (1 | 2)) => {
+            Some(from @ 1..SCHEMA_VERSION) => {
                 drop((meta, activity));
                 close(db, path);
                 migrate::upgrade(cfg, from)?;

@@ -543,10 +543,26 @@ mod tests {
         // An older lull counts more for a1 (and moves the generation, as
         // every commit does), leaving the totals as they were.
         with_raw(dir.path(), |t| {
-            let key = crate::store::activity::channel_key(b'b', "a1", "forum", "post").unwrap();
-            let mut series = decode_series(&t.get(&key).unwrap().unwrap()).unwrap();
+            use crate::store::activity::{decode_channels, encode_channels};
+            let key = b"ba1";
+            let value = t.get(key).unwrap().unwrap();
+            let mut channels: Vec<(&str, &str, Vec<u8>)> = decode_channels(&value)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.source, c.kind, c.series.to_vec()))
+                .collect();
+            let post = channels
+                .iter_mut()
+                .find(|c| (c.0, c.1) == ("forum", "post"))
+                .unwrap();
+            let mut series = decode_series(&post.2).unwrap();
             *series.entry(Day(20_050)).or_insert(0) += 40;
-            t.insert(&key, encode_series(&series)).unwrap();
+            post.2 = encode_series(&series);
+            t.insert(
+                key,
+                encode_channels(channels.iter().map(|(s, k, v)| (*s, *k, v.as_slice()))),
+            )
+            .unwrap();
             let g = crate::store::generation(t).unwrap();
             t.insert(crate::store::GENERATION, &(g + 1).to_be_bytes())
                 .unwrap();
