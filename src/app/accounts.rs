@@ -289,9 +289,9 @@ impl App {
             std::borrow::Cow::Borrowed(&*cache.inputs),
         );
         let account = &live.registry.get(idx).id;
-        let series = self.store.account_series(account)?;
+        let series = self.store.account_stored_series(account)?;
         let people = self.store.people_of(account)?;
-        let h = detector.account_history(idx, series, people);
+        let h = detector.account_history(idx, series, people)?;
         let weeks = crate::detect::CHART_WEEKS;
         let w = detector.weekly(&h, day.plus(1 - 7 * weeks), day);
         crate::alert::chart::weekly_png(&w, since)
@@ -315,9 +315,9 @@ impl App {
             &live.detect,
             std::borrow::Cow::Borrowed(&*cache.inputs),
         );
-        let series = self.store.account_series(&account.id)?;
+        let series = self.store.account_stored_series(&account.id)?;
         let people = self.store.people_of(&account.id)?;
-        let h = detector.account_history(idx, series, people);
+        let h = detector.account_history(idx, series, people)?;
         let (mut notices, mut candidates) = (Vec::new(), Vec::new());
         let judged = detector.replay(
             &h,

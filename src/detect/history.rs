@@ -1,9 +1,9 @@
 //! Dense day-indexed histories with prefix sums, so any window sum — all
 //! days, or only one weekday — costs two lookups.
 //!
-//! A [`Timeline`] fixes the first and last day; a [`Series`] holds counts
-//! over it and a [`Covered`] holds which days a source covered. Both keep
-//! two prefix sums: a plain one and a stride-7 one (`s7[i] = x[i] +
+//! A [`Timeline`] fixes the first and last day; a [`Prefix`] holds a day
+//! array over it (an account's counts, or which days a source covered)
+//! with two prefix sums: a plain one and a stride-7 one (`s7[i] = x[i] +
 //! s7[i-7]`), from which the sum over days of one weekday in a window
 //! falls out directly.
 
@@ -227,15 +227,6 @@ impl Drop for Prefix {
             spare(s7);
         }
     }
-}
-
-/// Builds a dense count array over `timeline` from sparse (day, count)
-/// entries; entries off the timeline are dropped (later days are not
-/// seen: judging day D reads nothing after D).
-pub fn dense(timeline: Timeline, entries: &[(Day, u64)]) -> Vec<f64> {
-    let mut v = zeroed(timeline.len());
-    accumulate(timeline, &mut v, entries.iter().copied());
-    v
 }
 
 /// Adds sparse entries into an existing dense array (community totals).

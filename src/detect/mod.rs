@@ -27,7 +27,7 @@ pub use daily::{
     snoozes,
 };
 pub use history::Timeline;
-use history::{Prefix, accumulate, dense, zeroed};
+use history::{Prefix, accumulate, zeroed};
 pub use judge::{ChannelStatus, Judgement};
 pub use outbox::Queued;
 pub use params::{DetectConfig, Thresholds, WatchConfig};
@@ -36,7 +36,7 @@ pub use quiet::{Breadth, Quiet};
 pub use state::{Episode, Memory, NoticeKind, State, Today, Verdict};
 
 use crate::accounts::{Account, Registry};
-use crate::store::{Accounts, ChannelPeople, Series, Store, StoreError};
+use crate::store::{Accounts, ChannelPeople, Store, StoreError, StoredSeries};
 use crate::types::{AccountId, Day, Kind, SourceName};
 
 /// What a channel counts.
@@ -487,7 +487,11 @@ impl<'a> Detector<'a> {
         store: &Store,
         range: Accounts<'_>,
         people: PeopleRead,
-        mut f: impl FnMut(usize, Vec<Series>, Option<Vec<ChannelPeople>>) -> Result<(), StoreError>,
+        mut f: impl FnMut(
+            usize,
+            Vec<StoredSeries>,
+            Option<Vec<ChannelPeople>>,
+        ) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut people =
             (people == PeopleRead::WithSeries).then(|| store.people_between(range).peekable());
@@ -515,8 +519,8 @@ impl<'a> Detector<'a> {
                     }
                 }
             };
-        let mut current: Option<(usize, Vec<Series>)> = None;
-        for s in store.series_between(Some(self.timeline.first), range) {
+        let mut current: Option<(usize, Vec<StoredSeries>)> = None;
+        for s in store.stored_series_between(range) {
             let s = s?;
             let Some(idx) = self.registry.by_id(s.account.as_str()) else {
                 continue;
@@ -585,14 +589,16 @@ impl<'a> Detector<'a> {
             |chunk, tick| {
                 let mut out = Vec::with_capacity(chunk.len());
                 for i in chunk.iter() {
-                    out.push(f(&self.history(*i, Vec::new(), Some(Vec::new()))));
+                    out.push(f(&self.history(*i, Vec::new(), Some(Vec::new()))?));
                     tick();
                 }
-                out
+                Ok(out)
             },
             &mut |n| progress(done + n),
         );
-        results.extend(empty.into_iter().flatten());
+        for part in empty {
+            results.extend(part?);
+        }
         Ok(results)
     }
 
@@ -603,11 +609,11 @@ impl<'a> Detector<'a> {
         &self,
         store: &Store,
         account: usize,
-        series: Vec<Series>,
+        series: Vec<StoredSeries>,
         people: Option<Vec<ChannelPeople>>,
         f: &impl Fn(&AccountHistory) -> R,
     ) -> Result<R, StoreError> {
-        let mut h = self.history(account, series, people);
+        let mut h = self.history(account, series, people)?;
         let first = f(&h);
         if !h.activity.asked_for_people() {
             return Ok(first);
@@ -619,25 +625,26 @@ impl<'a> Detector<'a> {
     }
 
     /// Builds the channels of one account from its stored series and
-    /// people (`None`: not read).
+    /// people (`None`: not read); a series that does not decode is an
+    /// error.
     fn history(
         &self,
         account: usize,
-        series: Vec<Series>,
+        series: Vec<StoredSeries>,
         people: Option<Vec<ChannelPeople>>,
-    ) -> AccountHistory {
+    ) -> Result<AccountHistory, StoreError> {
         let t = self.thresholds(self.registry.get(account));
         let first_activity = series
             .iter()
             .filter(|s| self.config.is_activity_for(s.kind.as_str(), t))
             .filter_map(|s| s.first)
             .min();
-        let mut by_source: BTreeMap<SourceName, BTreeMap<Kind, Vec<(Day, u64)>>> = BTreeMap::new();
+        let mut by_source: BTreeMap<SourceName, BTreeMap<Kind, StoredSeries>> = BTreeMap::new();
         for s in series {
             by_source
-                .entry(s.source)
+                .entry(s.source.clone())
                 .or_default()
-                .insert(s.kind, s.entries);
+                .insert(s.kind.clone(), s);
         }
         // Each channel's days (numerator, and denominator for a rate),
         // summed into prefixes together once all are read.
@@ -645,14 +652,14 @@ impl<'a> Detector<'a> {
         let mut built = Vec::new();
         for (source, kinds) in by_source {
             let cov = self.coverage_index.get(&source).copied();
-            let mut load = |kind: &Kind| {
-                let mut v = kinds
-                    .get(kind)
-                    .map(|e| dense(self.timeline, e))
-                    .unwrap_or_else(|| zeroed(self.timeline.len()));
+            let mut load = |kind: &Kind| -> Result<usize, StoreError> {
+                let mut v = zeroed(self.timeline.len());
+                if let Some(s) = kinds.get(kind) {
+                    s.add_to(self.timeline.first, &mut v)?;
+                }
                 mask(&mut v, cov.map(|i| self.coverage[i].0.as_slice()));
                 days.push(v);
-                days.len() - 1
+                Ok(days.len() - 1)
             };
             let community = |kind: &Kind| {
                 self.community_index
@@ -668,7 +675,7 @@ impl<'a> Detector<'a> {
                 if t.weight(&rate.numerator) <= 0.0 {
                     continue;
                 }
-                let (num, den) = (load(&numerator), Some(load(&denominator)));
+                let (num, den) = (load(&numerator)?, Some(load(&denominator)?));
                 built.push((
                     num,
                     den,
@@ -688,7 +695,7 @@ impl<'a> Detector<'a> {
                     continue;
                 }
                 built.push((
-                    load(kind),
+                    load(kind)?,
                     None,
                     cov,
                     (community(kind), None),
@@ -717,12 +724,12 @@ impl<'a> Detector<'a> {
             })
             .collect();
         let activity = self.activity(&channels, people, t, first_activity);
-        AccountHistory {
+        Ok(AccountHistory {
             account,
             has_count: channels.iter().any(|c| c.den.is_none()),
             channels,
             activity,
-        }
+        })
     }
 
     /// The account-level view of its channels: events summed, days any of
@@ -1041,13 +1048,13 @@ impl<'a> Detector<'a> {
     }
 
     /// The history of the account at registry index `account`, from its
-    /// stored series.
+    /// stored series ([`Store::account_stored_series`]).
     pub fn account_history(
         &self,
         account: usize,
-        series: Vec<Series>,
+        series: Vec<StoredSeries>,
         people: Vec<ChannelPeople>,
-    ) -> AccountHistory {
+    ) -> Result<AccountHistory, StoreError> {
         self.history(account, series, Some(people))
     }
 

@@ -232,6 +232,41 @@ pub struct Series {
     pub entries: Vec<(Day, u64)>,
 }
 
+/// One channel's daily counts as stored, not decoded yet: what a
+/// detection reads, decoding each series straight into its day array
+/// ([`StoredSeries::add_to`]) instead of a list of entries first.
+#[derive(Debug, Clone)]
+pub struct StoredSeries {
+    pub account: AccountId,
+    pub source: SourceName,
+    pub kind: Kind,
+    /// The first day with a count.
+    pub first: Option<Day>,
+    /// The account's value, and where this channel's series is in it.
+    value: sled::IVec,
+    at: std::ops::Range<usize>,
+}
+
+impl StoredSeries {
+    /// Adds the counts of the days `first..first + into.len()` into
+    /// `into` (index 0 is `first`); a series that does not decode is
+    /// [`StoreError::Damaged`], naming the account's key.
+    pub fn add_to(&self, first: Day, into: &mut [f64]) -> Result<(), StoreError> {
+        let bytes = self.value.get(self.at.clone()).unwrap_or_default();
+        let last = first.0.saturating_add(into.len() as i32);
+        visit_series(bytes, |day, count| {
+            if day >= first.0 && day < last {
+                into[(day - first.0) as usize] += count as f64;
+            }
+        })
+        .map(|_| ())
+        .ok_or_else(|| match key_bare(P_BUCKET, self.account.as_str()) {
+            Ok(key) => damaged(SERIES, &key),
+            Err(e) => e,
+        })
+    }
+}
+
 /// Unmatched actors of one source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct UnmatchedActor {
@@ -532,6 +567,40 @@ impl Store {
         )
     }
 
+    /// [`Store::series_between`] for detection: each channel's series as
+    /// stored, decoded by [`StoredSeries::add_to`] into a day array.
+    pub fn stored_series_between(
+        &self,
+        accounts: Accounts<'_>,
+    ) -> impl Iterator<Item = Result<StoredSeries, StoreError>> + '_ {
+        self.activity.range(accounts.keys(P_BUCKET)).flat_map(
+            move |r| -> Vec<Result<StoredSeries, StoreError>> {
+                let stored = r
+                    .map_err(|e| self.fail("reading series", e))
+                    .and_then(|(k, v)| {
+                        let account = decode_account_key(&k).ok_or_else(|| damaged(SERIES, &k))?;
+                        stored_series(&account, &k, v)
+                    });
+                match stored {
+                    Ok(all) => all.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                }
+            },
+        )
+    }
+
+    /// [`Store::account_series`], as stored ([`StoredSeries`]).
+    pub fn account_stored_series(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<StoredSeries>, StoreError> {
+        let key = key_bare(P_BUCKET, account.as_str())?;
+        match self.get(&key, "reading series")? {
+            None => Ok(Vec::new()),
+            Some(v) => stored_series(account, &key, v),
+        }
+    }
+
     /// The runs of days `source` is covered (by polls and imports alike),
     /// merged, in order.
     pub fn coverage(&self, source: &SourceName) -> Result<Vec<Span>, StoreError> {
@@ -803,6 +872,34 @@ fn series_of(account: &AccountId, v: &[u8], from: Option<Day>) -> Option<Vec<Ser
         .collect()
 }
 
+/// The channels of `account`'s value (under `key`), each with its
+/// series' first day; their entries are checked as they are decoded.
+fn stored_series(
+    account: &AccountId,
+    key: &[u8],
+    value: sled::IVec,
+) -> Result<Vec<StoredSeries>, StoreError> {
+    let base = value.as_ptr() as usize;
+    let channels = decode_channels(&value).ok_or_else(|| damaged(SERIES, key))?;
+    let mut out = Vec::with_capacity(channels.len());
+    for c in channels {
+        let start = c.series.as_ptr() as usize - base;
+        let first = match c.series {
+            [] => None,
+            bytes => Some(get_day(bytes, &mut 0).ok_or_else(|| damaged(SERIES, key))?),
+        };
+        out.push(StoredSeries {
+            account: account.clone(),
+            source: SourceName(c.source.to_string()),
+            kind: Kind(c.kind.to_string()),
+            first,
+            value: value.clone(),
+            at: start..start + c.series.len(),
+        });
+    }
+    Ok(out)
+}
+
 /// A series' buckets from `from` to `to` (when given).
 fn buckets_of(
     s: Result<Series, StoreError>,
@@ -843,11 +940,25 @@ type Entries = Vec<(Day, u64)>;
 /// A series value's first day and its entries from `from` on (all when
 /// `None`), checked: whole varints, days in order and in range.
 fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entries)> {
-    if v.is_empty() {
-        return Some((None, Vec::new()));
-    }
     // An entry takes two bytes or more.
     let mut out = Vec::with_capacity(v.len() / 2);
+    let first = visit_series(v, |day, count| {
+        if from.is_none_or(|f| day >= f.0) {
+            out.push((Day(day), count));
+        }
+    })?;
+    Some((first, out))
+}
+
+/// Hands every (day, count) entry of a series value to `f`, in day
+/// order, checking as it goes: whole varints, days in order and in range.
+/// Returns the first day (`None` for an empty value), or `None` inside
+/// when the value does not decode — after `f` saw the entries before the
+/// damage.
+fn visit_series(v: &[u8], mut f: impl FnMut(i32, u64)) -> Option<Option<Day>> {
+    if v.is_empty() {
+        return Some(None);
+    }
     let mut at = 0;
     let start = get_day(v, &mut at)?.0;
     let mut day = start;
@@ -863,15 +974,12 @@ fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entri
         if !STORED_DAYS.contains(&day) {
             return None;
         }
-        let d = Day(day);
-        if from.is_none_or(|f| d >= f) {
-            out.push((d, count));
-        }
+        f(day, count);
     }
     if first_entry {
         return None; // a first day and no entry
     }
-    Some((Some(Day(start)), out))
+    Some(Some(Day(start)))
 }
 
 pub(super) fn encode_series(series: &BTreeMap<Day, u64>) -> Vec<u8> {
@@ -992,6 +1100,26 @@ mod tests {
         let broken = encode_channels([("forum", "post", &a[..a.len() - 1])]);
         assert!(decode_channels(&broken).is_some());
         assert_eq!(series_of(&account, &broken, None), None);
+
+        // As detection reads them: each series decoded into a day array
+        // (days off the array left out), a damaged one an error naming
+        // the account's key.
+        let stored = stored_series(&account, b"bacme", sled::IVec::from(v.as_slice())).unwrap();
+        assert_eq!(stored.len(), 3);
+        assert_eq!(stored[1].first, Some(Day(20_001)));
+        let mut days = vec![0.0; 9];
+        stored[1].add_to(Day(20_001), &mut days).unwrap();
+        assert_eq!(days, [5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        let mut days = vec![0.0; 8];
+        stored[1].add_to(Day(20_002), &mut days).unwrap();
+        assert_eq!(days, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        let stored =
+            stored_series(&account, b"bacme", sled::IVec::from(broken.as_slice())).unwrap();
+        let err = stored[0].add_to(Day(20_000), &mut days).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Damaged { what, key } if what == SERIES && key == "bacme"),
+            "{err:?}"
+        );
     }
 
     #[test]
