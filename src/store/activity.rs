@@ -252,7 +252,11 @@ impl StoredSeries {
     /// `into` (index 0 is `first`); a series that does not decode is
     /// [`StoreError::Damaged`], naming the account's key.
     pub fn add_to(&self, first: Day, into: &mut [f64]) -> Result<(), StoreError> {
-        let bytes = self.value.get(self.at.clone()).unwrap_or_default();
+        let damage = || match key_bare(P_BUCKET, self.account.as_str()) {
+            Ok(key) => damaged(SERIES, &key),
+            Err(e) => e,
+        };
+        let bytes = self.value.get(self.at.clone()).ok_or_else(damage)?;
         let last = first.0.saturating_add(into.len() as i32);
         visit_series(bytes, |day, count| {
             if day >= first.0 && day < last {
@@ -260,10 +264,7 @@ impl StoredSeries {
             }
         })
         .map(|_| ())
-        .ok_or_else(|| match key_bare(P_BUCKET, self.account.as_str()) {
-            Ok(key) => damaged(SERIES, &key),
-            Err(e) => e,
-        })
+        .ok_or_else(damage)
     }
 }
 
