@@ -416,7 +416,7 @@ fn community_by_scan(
         &ranges,
         |range, _| -> Result<Community, StoreError> {
             let mut totals = Community::new();
-            for s in store.series_between(Some(timeline.first), *range) {
+            for s in store.stored_series_between(*range) {
                 let s = s?;
                 if registry.by_id(s.account.as_str()).is_none() {
                     continue;
@@ -424,7 +424,7 @@ fn community_by_scan(
                 let into = totals
                     .entry((s.source.clone(), s.kind.clone()))
                     .or_insert_with(|| vec![0.0; n]);
-                accumulate(timeline, into, s.entries.iter().copied());
+                s.add_to(timeline.first, into)?;
             }
             Ok(totals)
         },

@@ -252,19 +252,45 @@ impl StoredSeries {
     /// `into` (index 0 is `first`); a series that does not decode is
     /// [`StoreError::Damaged`], naming the account's key.
     pub fn add_to(&self, first: Day, into: &mut [f64]) -> Result<(), StoreError> {
-        let damage = || match key_bare(P_BUCKET, self.account.as_str()) {
+        let last = first.0.saturating_add(into.len() as i32);
+        self.bytes()
+            .and_then(|bytes| {
+                visit_series(bytes, |day, count| {
+                    if day >= first.0 && day < last {
+                        into[(day - first.0) as usize] += count as f64;
+                    }
+                })
+            })
+            .map(|_| ())
+            .ok_or_else(|| self.damage())
+    }
+
+    /// The series decoded, with its entries from `from` on (all when
+    /// `None`).
+    pub fn decoded(self, from: Option<Day>) -> Result<Series, StoreError> {
+        let (first, entries) = self
+            .bytes()
+            .and_then(|bytes| decode_series_from(bytes, from))
+            .ok_or_else(|| self.damage())?;
+        Ok(Series {
+            account: self.account,
+            source: self.source,
+            kind: self.kind,
+            first,
+            entries,
+        })
+    }
+
+    fn bytes(&self) -> Option<&[u8]> {
+        self.value.get(self.at.clone())
+    }
+
+    /// The series does not decode: the account's value is damaged.
+    fn damage(&self) -> StoreError {
+        match key_bare(P_BUCKET, self.account.as_str()) {
             Ok(key) => damaged(SERIES, &key),
             Err(e) => e,
-        };
-        let bytes = self.value.get(self.at.clone()).ok_or_else(damage)?;
-        let last = first.0.saturating_add(into.len() as i32);
-        visit_series(bytes, |day, count| {
-            if day >= first.0 && day < last {
-                into[(day - first.0) as usize] += count as f64;
-            }
-        })
-        .map(|_| ())
-        .ok_or_else(damage)
+        }
     }
 }
 
@@ -512,8 +538,8 @@ impl Store {
         from: Option<Day>,
         to: Option<Day>,
     ) -> impl Iterator<Item = Result<Bucket, StoreError>> + '_ {
-        let series = match self.account_series(account) {
-            Ok(all) => all.into_iter().map(Ok).collect(),
+        let series = match self.account_stored_series(account) {
+            Ok(all) => all.into_iter().map(|s| s.decoded(None)).collect(),
             Err(e) => vec![Err(e)],
         };
         series
@@ -523,11 +549,10 @@ impl Store {
 
     /// One account's channel series, ordered by source and kind.
     pub fn account_series(&self, account: &AccountId) -> Result<Vec<Series>, StoreError> {
-        let key = key_bare(P_BUCKET, account.as_str())?;
-        match self.get(&key, "reading series")? {
-            None => Ok(Vec::new()),
-            Some(v) => series_of(account, &v, None).ok_or_else(|| damaged(SERIES, &key)),
-        }
+        self.account_stored_series(account)?
+            .into_iter()
+            .map(|s| s.decoded(None))
+            .collect()
     }
 
     /// Every channel series (account, source, kind) with its sparse
@@ -553,19 +578,8 @@ impl Store {
         from: Option<Day>,
         accounts: Accounts<'_>,
     ) -> impl Iterator<Item = Result<Series, StoreError>> + '_ {
-        self.activity.range(accounts.keys(P_BUCKET)).flat_map(
-            move |r| -> Vec<Result<Series, StoreError>> {
-                match r {
-                    Err(e) => vec![Err(self.fail("reading series", e))],
-                    Ok((k, v)) => match decode_account_key(&k)
-                        .and_then(|account| series_of(&account, &v, from))
-                    {
-                        Some(all) => all.into_iter().map(Ok).collect(),
-                        None => vec![Err(damaged(SERIES, &k))],
-                    },
-                }
-            },
-        )
+        self.stored_series_between(accounts)
+            .map(move |s| s.and_then(|s| s.decoded(from)))
     }
 
     /// [`Store::series_between`] for detection: each channel's series as
@@ -777,7 +791,7 @@ pub(super) fn decode_series_key(k: &[u8]) -> Option<(AccountId, SourceName, Kind
 }
 
 /// What a series value is, in error messages.
-const SERIES: &str = "an account's daily series";
+pub(super) const SERIES: &str = "an account's daily series";
 
 /// The account of an activity key (`b` · account).
 pub(super) fn decode_account_key(k: &[u8]) -> Option<AccountId> {
@@ -855,27 +869,9 @@ pub(super) fn encode_channels<'v>(
     v
 }
 
-/// The channel series of `account`'s activity value, with their entries
-/// from `from` on (all when `None`).
-fn series_of(account: &AccountId, v: &[u8], from: Option<Day>) -> Option<Vec<Series>> {
-    decode_channels(v)?
-        .into_iter()
-        .map(|c| {
-            let (first, entries) = decode_series_from(c.series, from)?;
-            Some(Series {
-                account: account.clone(),
-                source: SourceName(c.source.to_string()),
-                kind: Kind(c.kind.to_string()),
-                first,
-                entries,
-            })
-        })
-        .collect()
-}
-
 /// The channels of `account`'s value (under `key`), each with its
 /// series' first day; their entries are checked as they are decoded.
-fn stored_series(
+pub(super) fn stored_series(
     account: &AccountId,
     key: &[u8],
     value: sled::IVec,
@@ -1071,7 +1067,11 @@ mod tests {
         assert_eq!(back, channels);
         assert_eq!(decode_channels(&[]), Some(Vec::new()));
         let account = AccountId::from("acme");
-        let series = series_of(&account, &v, Some(Day(20_005))).unwrap();
+        let series: Vec<Series> = stored_series(&account, b"bacme", sled::IVec::from(v.as_slice()))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.decoded(Some(Day(20_005))).unwrap())
+            .collect();
         assert_eq!(series.len(), 3);
         assert_eq!(series[1].first, Some(Day(20_001)));
         assert_eq!(series[1].entries, vec![(Day(20_009), 1)]);
@@ -1100,7 +1100,12 @@ mod tests {
         assert_eq!(decode_channels(&bad_utf8), None);
         let broken = encode_channels([("forum", "post", &a[..a.len() - 1])]);
         assert!(decode_channels(&broken).is_some());
-        assert_eq!(series_of(&account, &broken, None), None);
+        let broken_series =
+            stored_series(&account, b"bacme", sled::IVec::from(broken.as_slice())).unwrap();
+        assert!(matches!(
+            broken_series[0].clone().decoded(None),
+            Err(StoreError::Damaged { .. })
+        ));
 
         // As detection reads them: each series decoded into a day array
         // (days off the array left out), a damaged one an error naming

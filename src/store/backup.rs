@@ -43,8 +43,8 @@ use serde_json::value::RawValue;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::activity::{
-    decode_account_key, decode_channels, decode_parked, decode_series, decode_series_key,
-    encode_channels, encode_parked, encode_series,
+    SERIES, decode_account_key, decode_channels, decode_parked, decode_series, decode_series_key,
+    encode_channels, encode_parked, encode_series, stored_series,
 };
 use super::coverage::{self, Origin, Span};
 use super::{
@@ -248,17 +248,15 @@ pub(super) fn dump(
         }
         if prefix == P_BUCKET && schema >= 4 {
             // One value per account, holding every channel's series.
-            let what = "an account's daily series";
-            let account = decode_account_key(&k).ok_or_else(|| damaged(what, &k))?;
-            let channels = decode_channels(&v).ok_or_else(|| damaged(what, &k))?;
-            for c in channels {
-                let days = decode_series(c.series).ok_or_else(|| damaged(what, &k))?;
-                totals.events += days.values().sum::<u64>();
+            let account = decode_account_key(&k).ok_or_else(|| damaged(SERIES, &k))?;
+            for s in stored_series(&account, &k, v)? {
+                let s = s.decoded(None)?;
+                totals.events += s.entries.iter().map(|(_, c)| c).sum::<u64>();
                 emit(Record::Series(Series {
-                    account: account.0.clone(),
-                    source: c.source.to_string(),
-                    kind: c.kind.to_string(),
-                    days: days.into_iter().map(|(d, c)| (d.0, c)).collect(),
+                    account: s.account.0,
+                    source: s.source.0,
+                    kind: s.kind.0,
+                    days: s.entries.into_iter().map(|(d, c)| (d.0, c)).collect(),
                 }))?;
                 totals.records += 1;
             }
@@ -621,7 +619,7 @@ pub(super) struct Restorer {
     /// Writes to the activity tree, applied one by one in an order
     /// scattered by a hash of the key ([`Restorer::apply`]).
     activity: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Bytes in `batches`.
+    /// Bytes queued in `batches` and `activity`.
     pending: usize,
     /// The series of the account whose records come now: an account's
     /// channels are one value, written when its records end.
@@ -902,13 +900,8 @@ impl Restorer {
                 (M, message_id.into_bytes(), record.get().as_bytes().to_vec())
             }
         };
-        self.pending += key.len() + value.len();
-        self.write(tree, key, value);
         self.totals.records += 1;
-        if self.pending >= RESTORE_BATCH_BYTES {
-            self.apply()?;
-        }
-        Ok(())
+        self.write(tree, key, value)
     }
 
     /// Takes base64 id hashes of `source` (a record of type `what`).
@@ -936,8 +929,7 @@ impl Restorer {
             self.apply()?;
             let stored = self.store.get(&key, "restoring")?;
             if let Some(v) = stored {
-                let old = decode_channels(&v)
-                    .ok_or_else(|| damaged("an account's daily series", &key))?;
+                let old = decode_channels(&v).ok_or_else(|| damaged(SERIES, &key))?;
                 for c in old {
                     channels
                         .entry((c.source.to_string(), c.kind.to_string()))
@@ -950,24 +942,25 @@ impl Restorer {
                 .iter()
                 .map(|((s, k), v)| (s.as_str(), k.as_str(), v.as_slice())),
         );
-        self.pending += key.len() + value.len();
-        self.write(A, key, value);
         if self.written.as_ref().is_none_or(|w| *w < account) {
             self.written = Some(account);
         }
-        if self.pending >= RESTORE_BATCH_BYTES {
-            self.apply()?;
-        }
-        Ok(())
+        self.write(A, key, value)
     }
 
-    /// Queues one write for [`Restorer::apply`].
-    fn write(&mut self, tree: usize, key: Vec<u8>, value: Vec<u8>) {
+    /// Queues one write for [`Restorer::apply`], which runs once
+    /// [`RESTORE_BATCH_BYTES`] are queued.
+    fn write(&mut self, tree: usize, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.pending += key.len() + value.len();
         if tree == A {
             self.activity.push((key, value));
         } else {
             self.batches[tree].insert(key, value);
         }
+        if self.pending >= RESTORE_BATCH_BYTES {
+            self.apply()?;
+        }
+        Ok(())
     }
 
     /// Writes what is queued. A backup's records come in key order, and
