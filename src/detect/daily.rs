@@ -92,14 +92,14 @@ fn resume_day(memory: &Memory, after_last: Option<Day>) -> Option<Day> {
 fn saved_states(
     store: &Store,
     registry: &Registry,
-) -> Result<HashMap<AccountId, Memory>, StoreError> {
+) -> Result<foldhash::HashMap<AccountId, Memory>, StoreError> {
     let parts = super::on_workers(
         super::workers(),
         &super::account_ranges(registry),
         |range, _| store.states_between::<Memory>(*range),
         &mut |_| {},
     );
-    let mut all = HashMap::new();
+    let mut all = foldhash::HashMap::default();
     for part in parts {
         let part = part?;
         all.reserve(part.len());
@@ -127,7 +127,7 @@ pub struct DayRun {
     /// Sources already reported stale before this run.
     pub reported_stale: BTreeMap<SourceName, Day>,
     /// Each account's saved state, to record only those that changed.
-    saved: HashMap<AccountId, Memory>,
+    saved: foldhash::HashMap<AccountId, Memory>,
 }
 
 /// What a day's run keeps of each account's judgement.
@@ -167,8 +167,8 @@ pub fn judge_day_keeping(
     let already_judged = previous.is_some_and(|p| p >= at);
     // A day already judged replays history and records nothing: the saved
     // states are not read.
-    let memories: HashMap<AccountId, Memory> = if already_judged {
-        HashMap::new()
+    let memories: foldhash::HashMap<AccountId, Memory> = if already_judged {
+        foldhash::HashMap::default()
     } else {
         saved_states(store, registry)?
     };

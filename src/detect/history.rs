@@ -77,17 +77,16 @@ impl Timeline {
 /// No values at all (a source that never covered anything).
 pub static EMPTY: Prefix = Prefix {
     plain: Vec::new(),
-    values: Vec::new(),
     s7: OnceLock::new(),
 };
 
-/// Prefix sums over a day-indexed array of values.
+/// Prefix sums over a day-indexed array of whole numbers (counts, covered
+/// days, people): a day's value is the difference of two sums, exactly.
 #[derive(Debug, Clone, Default)]
 pub struct Prefix {
-    /// `plain[i]` = sum of values before index i (len n + 1).
+    /// `plain[i]` = sum of values before index i (len n + 1; empty for
+    /// an empty timeline).
     plain: Vec<f64>,
-    /// The values themselves (len n).
-    values: Vec<f64>,
     /// `s7[i]` = value[i] + s7[i - 7] (len n), made on the first
     /// weekday sum: most prefixes never need one.
     s7: OnceLock<Vec<f64>>,
@@ -95,78 +94,80 @@ pub struct Prefix {
 
 impl Prefix {
     pub fn from_values(values: &[f64]) -> Prefix {
-        let mut v = zeroed(0);
-        v.extend_from_slice(values);
-        Prefix::from_vec(v)
-    }
-
-    /// The sums of `values`, which the prefix keeps.
-    pub fn from_vec(values: Vec<f64>) -> Prefix {
+        debug_assert!(values.iter().all(|v| v.fract() == 0.0), "whole numbers");
         let mut plain = zeroed(0);
         plain.reserve(values.len() + 1);
         let mut acc = 0.0;
         plain.push(0.0);
-        for v in &values {
+        for v in values {
             acc += v;
             plain.push(acc);
         }
+        Prefix::from_plain(plain)
+    }
+
+    /// [`Prefix::from_values`], giving `values` back to this thread's
+    /// spares.
+    pub fn from_vec(values: Vec<f64>) -> Prefix {
+        let p = Prefix::from_values(&values);
+        spare(values);
+        p
+    }
+
+    /// Sums already made: `plain[0]` is 0 and `plain[i + 1] - plain[i]`
+    /// is day i's value.
+    pub fn from_plain(plain: Vec<f64>) -> Prefix {
         Prefix {
             plain,
-            values,
             s7: OnceLock::new(),
         }
     }
 
-    /// [`Prefix::from_vec`] of `K` arrays of one length at once. Each sum
-    /// is a chain of dependent additions; walking `K` chains side by side
-    /// lets the processor overlap them (each is added in the same order as
-    /// alone, so the sums are the same to the last bit).
-    pub fn from_vecs<const K: usize>(values: [Vec<f64>; K]) -> [Prefix; K] {
-        let n = values.first().map_or(0, Vec::len);
-        if values.iter().any(|v| v.len() != n) {
-            return values.map(Prefix::from_vec);
-        }
-        let mut plain: [Vec<f64>; K] = std::array::from_fn(|_| zeroed(n + 1));
-        {
-            let mut acc = [0.0; K];
-            let outs: [&mut [f64]; K] = plain.each_mut().map(|p| &mut p[1..]);
-            let ins: [&[f64]; K] = values.each_ref().map(|v| &v[..n]);
-            for i in 0..n {
-                for k in 0..K {
-                    acc[k] += ins[k][i];
-                    outs[k][i] = acc[k];
-                }
+    /// The sums of sparse `entries` (day index, count; ascending, each
+    /// index below `n` once), each count times its day's `coverage` (0 or
+    /// 1; none: every day counts 0). Runs between entries are filled at once: the
+    /// cost follows the entries and `n`, with no day array in between.
+    pub fn from_entries(entries: &[(u32, u64)], coverage: Option<&[f64]>, n: usize) -> Prefix {
+        let mut plain = zeroed(n + 1);
+        let Some(cov) = coverage else {
+            return Prefix::from_plain(plain);
+        };
+        // Summed as integers (coverage is 0 or 1): the same sums as in
+        // floating point, without a chain of float additions per entry.
+        let mut acc: u64 = 0;
+        // The first index not yet written (plain[0] is 0).
+        let mut at = 1;
+        for &(i, count) in entries {
+            let i = i as usize;
+            if i >= n {
+                break;
             }
+            // Days before `i` add nothing: the sum so far, repeated.
+            plain[at..=i].fill(acc as f64);
+            if cov[i] > 0.0 {
+                acc = acc.saturating_add(count);
+            }
+            plain[i + 1] = acc as f64;
+            at = i + 2;
         }
-        let mut plain = plain.into_iter();
-        values.map(|values| Prefix {
-            plain: plain.next().unwrap_or_default(),
-            values,
-            s7: OnceLock::new(),
-        })
+        plain[at..].fill(acc as f64);
+        Prefix::from_plain(plain)
     }
 
-    /// [`Prefix::from_vec`] of every array, up to four at once
-    /// ([`Prefix::from_vecs`]).
-    pub fn many(values: Vec<Vec<f64>>) -> Vec<Prefix> {
-        let mut out = Vec::with_capacity(values.len());
-        let mut rest = values.into_iter();
-        loop {
-            match (rest.next(), rest.next(), rest.next(), rest.next()) {
-                (Some(a), Some(b), Some(c), Some(d)) => out.extend(Prefix::from_vecs([a, b, c, d])),
-                (Some(a), Some(b), Some(c), None) => out.extend(Prefix::from_vecs([a, b, c])),
-                (Some(a), Some(b), None, _) => out.extend(Prefix::from_vecs([a, b])),
-                (Some(a), None, _, _) => out.push(Prefix::from_vec(a)),
-                (None, _, _, _) => break,
-            }
-        }
-        out
+    /// Days on the timeline.
+    pub fn len(&self) -> usize {
+        self.plain.len().saturating_sub(1)
+    }
+
+    /// The sums before each index `0..=len` (`[0]` is 0).
+    pub fn sums(&self) -> &[f64] {
+        &self.plain
     }
 
     fn s7(&self) -> &[f64] {
         self.s7.get_or_init(|| {
             let mut s7 = zeroed(0);
-            s7.extend_from_slice(&self.values);
+            s7.extend(self.values());
             for i in 7..s7.len() {
                 s7[i] += s7[i - 7];
             }
@@ -176,7 +177,7 @@ impl Prefix {
 
     /// Sum over indices `lo..=hi`, clipped to the timeline; 0 when empty.
     pub fn sum(&self, lo: i64, hi: i64) -> f64 {
-        let n = self.values.len() as i64;
+        let n = self.len() as i64;
         let (lo, hi) = (lo.max(0), hi.min(n - 1));
         if lo > hi {
             return 0.0;
@@ -186,7 +187,7 @@ impl Prefix {
 
     /// Sum over the indices `i` in `lo..=hi` with `i % 7 == residue`.
     pub fn sum_residue(&self, lo: i64, hi: i64, residue: i64) -> f64 {
-        let n = self.values.len() as i64;
+        let n = self.len() as i64;
         let (lo, hi) = (lo.max(0), hi.min(n - 1));
         if lo > hi {
             return 0.0;
@@ -206,23 +207,22 @@ impl Prefix {
     }
 
     /// The values, one per day of the timeline.
-    pub fn values(&self) -> &[f64] {
-        &self.values
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.plain.windows(2).map(|w| w[1] - w[0])
     }
 
     /// The value at one index (0 off the timeline).
     pub fn at(&self, i: i64) -> f64 {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| self.values.get(i))
-            .map_or(0.0, |v| *v)
+        match usize::try_from(i) {
+            Ok(i) if i < self.len() => self.plain[i + 1] - self.plain[i],
+            _ => 0.0,
+        }
     }
 }
 
 impl Drop for Prefix {
     fn drop(&mut self) {
         spare(std::mem::take(&mut self.plain));
-        spare(std::mem::take(&mut self.values));
         if let Some(s7) = self.s7.take() {
             spare(s7);
         }
@@ -245,6 +245,36 @@ pub fn accumulate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_of_sparse_entries_equal_the_sums_of_their_masked_days() {
+        let n = 60;
+        let cov: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i % 11 != 3))).collect();
+        // Entries on the first and last day, runs of empty days between,
+        // one beyond the timeline (ignored).
+        let entries: Vec<(u32, u64)> = [0u32, 1, 3, 14, 15, 40, 59, 61]
+            .iter()
+            .map(|&i| (i, u64::from(i % 4 + 1)))
+            .collect();
+        let mut days = vec![0.0; n];
+        for &(i, c) in &entries {
+            if (i as usize) < n {
+                days[i as usize] = c as f64 * cov[i as usize];
+            }
+        }
+        let dense = Prefix::from_values(&days);
+        let sparse = Prefix::from_entries(&entries, Some(&cov), n);
+        assert_eq!(sparse.sums(), dense.sums());
+        assert_eq!(sparse.values().collect::<Vec<_>>(), days);
+        for i in -2..n as i64 + 2 {
+            let direct = usize::try_from(i).ok().and_then(|i| days.get(i)).copied();
+            assert_eq!(sparse.at(i), direct.unwrap_or(0.0), "day {i}");
+        }
+        // No coverage: every day counts 0.
+        let none = Prefix::from_entries(&entries, None, n);
+        assert_eq!(none.sums(), &vec![0.0; n + 1][..]);
+        assert_eq!(Prefix::from_entries(&[], Some(&cov), 0).len(), 0);
+    }
 
     #[test]
     fn window_and_weekday_sums_match_a_direct_count() {

@@ -420,7 +420,10 @@ mod tests {
         let mut num = vec![4.0; n];
         let j = judge_rate(&prefix(&num), &prefix(&den), &cov, None, n - 1, &t());
         assert_eq!(j.status, ChannelStatus::Normal);
-        num[n - 28..].iter_mut().for_each(|x| *x = 0.2);
+        // Six opens in four weeks where 112 were usual (counts are whole).
+        for (i, x) in num[n - 28..].iter_mut().enumerate() {
+            *x = if i % 5 == 0 { 1.0 } else { 0.0 };
+        }
         let j = judge_rate(&prefix(&num), &prefix(&den), &cov, None, n - 1, &t());
         assert_eq!(j.status, ChannelStatus::Silent, "{j:?}");
         assert_eq!(j.delivered, Some(280.0));

@@ -17,7 +17,8 @@ mod quiet;
 mod state;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::Datelike;
 use serde::{Deserialize, Serialize};
@@ -303,10 +304,11 @@ pub struct Inputs {
     pub timeline: Timeline,
     /// Per source: covered days as 0/1 values and their prefix sums.
     coverage: Vec<(Vec<f64>, Prefix)>,
-    coverage_index: HashMap<SourceName, usize>,
+    coverage_index: foldhash::HashMap<SourceName, usize>,
     /// Per (source, kind): every registered account's covered counts.
     community: Vec<Prefix>,
-    community_index: HashMap<(SourceName, Kind), usize>,
+    /// Per source, per kind: the index in `community`.
+    community_index: foldhash::HashMap<SourceName, foldhash::HashMap<Kind, usize>>,
     /// Prefix of "covered by any source" days, for accounts without series.
     any_coverage: Prefix,
 }
@@ -320,6 +322,9 @@ pub struct Detector<'a> {
     /// Accounts whose CSM asked to hear nothing up to (and including) a
     /// day: their state moves, no notice is decided. Production only.
     snoozes: HashMap<AccountId, Day>,
+    /// Days any of a set of sources covered (sorted coverage indices),
+    /// made once per set: accounts share a handful of sets.
+    covered: std::sync::Mutex<HashMap<Vec<usize>, Arc<Prefix>>>,
 }
 
 impl std::ops::Deref for Detector<'_> {
@@ -372,14 +377,18 @@ impl Inputs {
                     .collect(),
                 None => community_by_scan(store, registry, timeline)?,
             };
-        let mut community_index = HashMap::new();
+        let mut community_index: foldhash::HashMap<SourceName, foldhash::HashMap<Kind, usize>> =
+            foldhash::HashMap::default();
         let mut community_all = Vec::new();
         for ((source, kind), mut v) in totals {
             mask(&mut v, coverage.get(&source).map(Vec::as_slice));
-            community_index.insert((source, kind), community_all.len());
+            community_index
+                .entry(source)
+                .or_default()
+                .insert(kind, community_all.len());
             community_all.push(Prefix::from_values(&v));
         }
-        let mut coverage_index = HashMap::new();
+        let mut coverage_index = foldhash::HashMap::default();
         let mut coverage_all = Vec::new();
         for (source, days) in coverage {
             coverage_index.insert(source, coverage_all.len());
@@ -469,6 +478,7 @@ impl<'a> Detector<'a> {
             timeline: inputs.timeline,
             inputs,
             snoozes: HashMap::new(),
+            covered: std::sync::Mutex::default(),
         }
     }
 
@@ -639,90 +649,77 @@ impl<'a> Detector<'a> {
             .filter(|s| self.config.is_activity_for(s.kind.as_str(), t))
             .filter_map(|s| s.first)
             .min();
-        let mut by_source: BTreeMap<SourceName, BTreeMap<Kind, StoredSeries>> = BTreeMap::new();
-        for s in series {
-            by_source
-                .entry(s.source.clone())
-                .or_default()
-                .insert(s.kind.clone(), s);
-        }
-        // Each channel's days (numerator, and denominator for a rate),
-        // summed into prefixes together once all are read.
-        let mut days: Vec<Vec<f64>> = Vec::new();
-        let mut built = Vec::new();
-        for (source, kinds) in by_source {
-            let cov = self.coverage_index.get(&source).copied();
-            let mut load = |kind: &Kind| -> Result<usize, StoreError> {
-                let mut v = zeroed(self.timeline.len());
-                if let Some(s) = kinds.get(kind) {
-                    s.add_to(self.timeline.first, &mut v)?;
+        // By source, each source's kinds in order; of a channel given
+        // twice, the later one (values come sorted: sorting costs little).
+        let mut series = series;
+        series.sort_by(|a, b| (&a.source, &a.kind).cmp(&(&b.source, &b.kind)));
+        series.dedup_by(|later, earlier| {
+            let same = later.source == earlier.source && later.kind == earlier.kind;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        // Each channel's entries on the timeline (numerator, and
+        // denominator for a rate), summed straight into prefixes: no day
+        // array is filled and summed again (a daily run does this for
+        // every account).
+        let n = self.timeline.len();
+        let mut entries = Vec::new();
+        let mut channels = Vec::new();
+        for kinds in series.chunk_by(|a, b| a.source == b.source) {
+            let source = &kinds[0].source;
+            let get = |kind: &Kind| kinds.iter().find(|s| s.kind == *kind);
+            let cov = self.coverage_index.get(source).copied();
+            let mut load = |kind: &Kind| -> Result<Prefix, StoreError> {
+                entries.clear();
+                if let Some(s) = get(kind) {
+                    s.entries_on(self.timeline.first, n, &mut entries)?;
                 }
-                mask(&mut v, cov.map(|i| self.coverage[i].0.as_slice()));
-                days.push(v);
-                Ok(days.len() - 1)
+                let coverage = cov.map(|i| self.coverage[i].0.as_slice());
+                Ok(Prefix::from_entries(&entries, coverage, n))
             };
-            let community = |kind: &Kind| {
-                self.community_index
-                    .get(&(source.clone(), kind.clone()))
-                    .copied()
-            };
+            let of_source = self.community_index.get(source);
+            let community = |kind: &Kind| of_source.and_then(|k| k.get(kind)).copied();
             for rate in &self.config.rates {
                 let numerator = Kind::from(rate.numerator.as_str());
                 let denominator = Kind::from(rate.denominator.as_str());
-                if !kinds.contains_key(&numerator) && !kinds.contains_key(&denominator) {
+                if get(&numerator).is_none() && get(&denominator).is_none() {
                     continue;
                 }
                 if t.weight(&rate.numerator) <= 0.0 {
                     continue;
                 }
-                let (num, den) = (load(&numerator)?, Some(load(&denominator)?));
-                built.push((
-                    num,
-                    den,
+                channels.push(ChannelHistory {
+                    num: load(&numerator)?,
+                    den: Some(load(&denominator)?),
                     cov,
-                    (community(&numerator), community(&denominator)),
-                    Channel {
+                    community: (community(&numerator), community(&denominator)),
+                    channel: Channel {
                         source: source.clone(),
                         kind: ChannelKind::Rate {
                             numerator,
                             denominator,
                         },
                     },
-                ));
+                });
             }
-            for kind in kinds.keys() {
+            for kind in kinds.iter().map(|s| &s.kind) {
                 if self.config.is_rate_kind(kind.as_str()) || t.weight(kind.as_str()) <= 0.0 {
                     continue;
                 }
-                built.push((
-                    load(kind)?,
-                    None,
+                channels.push(ChannelHistory {
+                    num: load(kind)?,
+                    den: None,
                     cov,
-                    (community(kind), None),
-                    Channel {
+                    community: (community(kind), None),
+                    channel: Channel {
                         source: source.clone(),
                         kind: ChannelKind::Count(kind.clone()),
                     },
-                ));
+                });
             }
         }
-        let mut prefixes: Vec<Option<Prefix>> = Prefix::many(days).into_iter().map(Some).collect();
-        let mut take = |i: usize| {
-            prefixes
-                .get_mut(i)
-                .and_then(Option::take)
-                .unwrap_or_default()
-        };
-        let channels: Vec<ChannelHistory> = built
-            .into_iter()
-            .map(|(num, den, cov, community, channel)| ChannelHistory {
-                num: take(num),
-                den: den.map(&mut take),
-                cov,
-                community,
-                channel,
-            })
-            .collect();
         let activity = self.activity(&channels, people, t, first_activity);
         Ok(AccountHistory {
             account,
@@ -745,29 +742,51 @@ impl<'a> Detector<'a> {
         first_activity: Option<Day>,
     ) -> AccountActivity {
         let n = self.timeline.len();
-        let mut events = zeroed(n);
-        let mut covered = zeroed(n);
+        // Whole numbers: the sum of the channels' sums is the sum of
+        // their days, exactly.
+        let mut events = zeroed(n + 1);
         for c in channels {
             events
                 .iter_mut()
-                .zip(c.num.values())
+                .zip(c.num.sums())
                 .for_each(|(e, v)| *e += v);
-            if let Some(k) = c.cov {
-                covered
-                    .iter_mut()
-                    .zip(&self.coverage[k].0)
-                    .for_each(|(v, c)| *v = f64::max(*v, *c));
-            }
         }
+        let mut sources: Vec<usize> = channels.iter().filter_map(|c| c.cov).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let covered = self.covered_by(sources);
         let people = people.map(|p| self.activity_people(p, t));
         AccountActivity::new(
             self.timeline,
-            events,
+            Prefix::from_plain(events),
             covered,
             people,
             t.breadth_days,
             first_activity,
         )
+    }
+
+    /// The days any of `sources` (sorted coverage indices) covered.
+    fn covered_by(&self, sources: Vec<usize>) -> Arc<Prefix> {
+        // A poisoned lock only means another worker panicked while
+        // holding it: the map itself is whole.
+        let mut cache = self
+            .covered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(p) = cache.get(&sources) {
+            return p.clone();
+        }
+        let n = self.timeline.len();
+        let mut days = vec![0.0; n];
+        for &k in &sources {
+            days.iter_mut()
+                .zip(&self.coverage[k].0)
+                .for_each(|(v, c)| *v = f64::max(*v, *c));
+        }
+        let p = Arc::new(Prefix::from_values(&days));
+        cache.insert(sources, p.clone());
+        p
     }
 
     /// The people of the channels that are activity for `t`.

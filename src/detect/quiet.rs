@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +34,9 @@ pub(super) struct AccountActivity {
     events: Prefix,
     /// 1 on days with any activity.
     active: Prefix,
-    /// 1 on days any source the account is active on covered.
-    covered: Prefix,
+    /// 1 on days any source the account is active on covered (shared by
+    /// the accounts on the same sources).
+    covered: Arc<Prefix>,
     /// The account's people (`None`: not read from the store), and (built
     /// when first needed: most days of most accounts never ask) the
     /// distinct people active in the breadth window ending on each day.
@@ -51,19 +53,24 @@ pub(super) struct AccountActivity {
 }
 
 impl AccountActivity {
-    /// `events` and `covered` are per-day values on the timeline;
+    /// `events` and `covered` are sums over the timeline's days;
     /// `people` the account's channels' people, if read.
     pub(super) fn new(
         timeline: Timeline,
-        events: Vec<f64>,
-        covered: Vec<f64>,
+        events: Prefix,
+        covered: Arc<Prefix>,
         people: Option<Vec<ChannelPeople>>,
         breadth_days: u32,
         first_activity: Option<Day>,
     ) -> AccountActivity {
-        let mut active = super::history::zeroed(0);
-        active.extend(events.iter().map(|e| if *e > 0.0 { 1.0 } else { 0.0 }));
-        let [events, active, covered] = Prefix::from_vecs([events, active, covered]);
+        let sums = events.sums();
+        let mut active = super::history::zeroed(sums.len());
+        let mut acc = 0.0;
+        for (a, w) in active.iter_mut().skip(1).zip(sums.windows(2)) {
+            acc += f64::from(u8::from(w[1] > w[0]));
+            *a = acc;
+        }
+        let active = Prefix::from_plain(active);
         AccountActivity {
             events,
             active,

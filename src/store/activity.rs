@@ -265,6 +265,30 @@ impl StoredSeries {
             .ok_or_else(|| self.damage())
     }
 
+    /// Appends to `out` the entries of the days `first..first + n`, as
+    /// (index from `first`, count) in day order; a series that does not
+    /// decode is [`StoreError::Damaged`], naming the account's key.
+    pub fn entries_on(
+        &self,
+        first: Day,
+        n: usize,
+        out: &mut Vec<(u32, u64)>,
+    ) -> Result<(), StoreError> {
+        let last = first.0.saturating_add(i32::try_from(n).unwrap_or(i32::MAX));
+        self.bytes()
+            .and_then(|bytes| {
+                // At most one entry per two bytes.
+                out.reserve(bytes.len() / 2);
+                visit_series(bytes, |day, count| {
+                    if day >= first.0 && day < last {
+                        out.push(((day - first.0) as u32, count));
+                    }
+                })
+            })
+            .map(|_| ())
+            .ok_or_else(|| self.damage())
+    }
+
     /// The series decoded, with its entries from `from` on (all when
     /// `None`).
     pub fn decoded(self, from: Option<Day>) -> Result<Series, StoreError> {
@@ -952,6 +976,7 @@ fn decode_series_from(v: &[u8], from: Option<Day>) -> Option<(Option<Day>, Entri
 /// Returns the first day (`None` for an empty value), or `None` inside
 /// when the value does not decode — after `f` saw the entries before the
 /// damage.
+#[inline]
 fn visit_series(v: &[u8], mut f: impl FnMut(i32, u64)) -> Option<Option<Day>> {
     if v.is_empty() {
         return Some(None);

@@ -54,7 +54,7 @@ impl Store {
     }
 
     /// Each account's saved detection state.
-    pub fn states<S: Value>(&self) -> Result<HashMap<AccountId, S>, StoreError> {
+    pub fn states<S: Value>(&self) -> Result<foldhash::HashMap<AccountId, S>, StoreError> {
         self.states_between(Accounts::ALL)
     }
 
@@ -63,8 +63,8 @@ impl Store {
     pub fn states_between<S: Value>(
         &self,
         accounts: Accounts<'_>,
-    ) -> Result<HashMap<AccountId, S>, StoreError> {
-        let mut states = HashMap::new();
+    ) -> Result<foldhash::HashMap<AccountId, S>, StoreError> {
+        let mut states = foldhash::HashMap::default();
         for r in self.alerts.range(accounts.keys(P_STATE)) {
             let (k, v) = r.map_err(|e| self.fail("reading detection state", e))?;
             let account = std::str::from_utf8(&k[1..])

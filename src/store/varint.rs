@@ -11,15 +11,23 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+#[inline(always)]
 pub(super) fn get_varint(v: &[u8], at: &mut usize) -> Option<u64> {
-    // Most counts and day distances fit one byte.
+    // Most counts and day distances fit one byte: that path is inlined
+    // into every decoding loop, the rest is not.
     let b = *v.get(*at)?;
-    *at += 1;
     if b & 0x80 == 0 {
+        *at += 1;
         return Some(u64::from(b));
     }
-    let mut x = u64::from(b & 0x7f);
-    let mut shift = 7;
+    get_long_varint(v, at)
+}
+
+#[cold]
+#[inline(never)]
+fn get_long_varint(v: &[u8], at: &mut usize) -> Option<u64> {
+    let mut x = 0;
+    let mut shift = 0;
     while shift < 64 {
         let b = *v.get(*at)?;
         *at += 1;
