@@ -99,10 +99,14 @@ fn saved_states(
         |range, _| store.states_between::<Memory>(*range),
         &mut |_| {},
     );
-    let mut all = foldhash::HashMap::default();
+    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // Sized once: growing a map of 100,000 states part by part moves
+    // each state several times.
+    let mut all = foldhash::HashMap::with_capacity_and_hasher(
+        parts.iter().map(|p| p.len()).sum(),
+        Default::default(),
+    );
     for part in parts {
-        let part = part?;
-        all.reserve(part.len());
         all.extend(part);
     }
     Ok(all)
