@@ -70,7 +70,7 @@ until grep -q "detection done" "$work/run.log"; do
   r=$(rss $pid); [ "$r" -gt "$peak" ] && peak=$r
   sleep 0.2
 done
-echo "first detection (full replay): $(grep -o 'seconds=[0-9.]*' "$work/run.log" | tail -1), peak RSS $(hwm $pid) MiB (sampled $peak)"
+echo "first detection (full replay): $(grep 'detection done' "$work/run.log" | grep -o 'seconds=[0-9.]*' | tail -1), peak RSS $(hwm $pid) MiB (sampled $peak)"
 sleep 10
 echo "idle 10 s after it: RSS $(rss $pid) MiB"
 stop_and_time
@@ -81,7 +81,7 @@ echo "SIGTERM → exit, idle: $took s"
 write_config Pacific/Kiritimati
 start
 until grep -q "detection done" "$work/run.log"; do sleep 0.2; done
-echo "daily detection: $(grep -o 'seconds=[0-9.]*' "$work/run.log" | tail -1), peak RSS $(hwm $pid) MiB"
+echo "daily detection: $(grep 'detection done' "$work/run.log" | grep -o 'seconds=[0-9.]*' | tail -1), peak RSS $(hwm $pid) MiB"
 sleep 10
 echo "idle after it: RSS $(rss $pid) MiB"
 stop_and_time

@@ -602,3 +602,38 @@ fn sigint_stops_too_json_logs_and_a_taken_port_is_a_clear_error() {
     );
     drop(blocker);
 }
+
+#[test]
+fn the_account_index_is_built_after_the_detection_due_at_start_and_at_once_when_none_is() {
+    let port = free_port();
+    // Daily at midnight UTC: today's tick has passed and nothing was
+    // judged, so a run is due at start.
+    let config = format!("{BASE}{}", service_config(port, "0 0 0 * * *", 10));
+    let ids = ["a0", "a1", "a2"];
+    let h = Home::with(&config, &accounts(&ids));
+    import(&h, &history(&ids, &[], 1));
+    let position = |log: &str, text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("no `{text}` in the log:\n{log}"))
+    };
+
+    let mut r = Running::start(&h, port, &[]);
+    r.wait_for_log("account index built", Duration::from_secs(30));
+    let log = r.log();
+    // Built once, after the run that changed what it shows (a build at
+    // start, in parallel, would be thrown away by that run).
+    assert!(
+        position(&log, "detection done") < position(&log, "account index built"),
+        "{log}"
+    );
+    assert_eq!(log.matches("account index built").count(), 1, "{log}");
+    sigterm_and_exit_0(&mut r, Duration::from_secs(10));
+
+    // Today is judged now: nothing is due, the index is built at once.
+    let mut r = Running::start(&h, port, &[]);
+    r.wait_for_log("account index built", Duration::from_secs(30));
+    let log = r.log();
+    assert!(!log.contains("detection done"), "{log}");
+    assert!(!log.contains("did not run while lull was down"), "{log}");
+    sigterm_and_exit_0(&mut r, Duration::from_secs(10));
+}
