@@ -88,14 +88,6 @@ impl Channel {
             ChannelKind::Rate { numerator, .. } => numerator,
         }
     }
-
-    /// The kind whose weight applies.
-    fn weight_kind(&self) -> &str {
-        match &self.kind {
-            ChannelKind::Count(k) => k.as_str(),
-            ChannelKind::Rate { numerator, .. } => numerator.as_str(),
-        }
-    }
 }
 
 impl std::fmt::Display for Channel {
@@ -134,6 +126,10 @@ struct ChannelHistory {
     den: Option<Prefix>,
     /// Index of the source's coverage in `Detector::coverage`.
     cov: Option<usize>,
+    /// The source is a polled one (it can go stale).
+    polled: bool,
+    /// The channel's weight in the account's verdict (its thresholds').
+    weight: f64,
     /// Indices of the community totals (numerator, denominator).
     community: (Option<usize>, Option<usize>),
 }
@@ -671,6 +667,7 @@ impl<'a> Detector<'a> {
             let source = &kinds[0].source;
             let get = |kind: &Kind| kinds.iter().find(|s| s.kind == *kind);
             let cov = self.coverage_index.get(source).copied();
+            let polled = self.config.polled.contains(source.as_str());
             let mut load = |kind: &Kind| -> Result<Prefix, StoreError> {
                 entries.clear();
                 if let Some(s) = get(kind) {
@@ -694,6 +691,8 @@ impl<'a> Detector<'a> {
                     num: load(&numerator)?,
                     den: Some(load(&denominator)?),
                     cov,
+                    polled,
+                    weight: t.weight(&rate.numerator),
                     community: (community(&numerator), community(&denominator)),
                     channel: Channel {
                         source: source.clone(),
@@ -712,6 +711,8 @@ impl<'a> Detector<'a> {
                     num: load(kind)?,
                     den: None,
                     cov,
+                    polled,
+                    weight: t.weight(kind.as_str()),
                     community: (community(kind), None),
                     channel: Channel {
                         source: source.clone(),
@@ -833,15 +834,13 @@ impl<'a> Detector<'a> {
 
     /// Is the channel's source a polled one gone stale on day index `d`?
     fn channel_stale(&self, c: &ChannelHistory, d: usize, t: &Thresholds) -> bool {
-        self.is_stale(&c.channel.source, self.coverage_of(c), d, t)
+        c.polled && covered_none(self.coverage_of(c), d, t)
     }
 
     /// A polled source that covered none of the last `stale_days` days up
     /// to day index `d` says nothing about that day.
     fn is_stale(&self, source: &SourceName, cov: &Prefix, d: usize, t: &Thresholds) -> bool {
-        t.stale_days > 0
-            && self.config.polled.contains(source.as_str())
-            && cov.sum(d as i64 + 1 - i64::from(t.stale_days), d as i64) <= 0.0
+        self.config.polled.contains(source.as_str()) && covered_none(cov, d, t)
     }
 
     /// The polled sources that are stale on `day` by `[detect]`'s
@@ -870,7 +869,7 @@ impl<'a> Detector<'a> {
         let (mut total, mut silent, mut low) = (0.0, 0.0, 0.0);
         let mut any_unknown = false;
         for (c, j) in h.channels.iter().zip(judgements) {
-            let w = t.weight(c.channel.weight_kind());
+            let w = c.weight;
             match j.status {
                 ChannelStatus::Silent => {
                     total += w;
@@ -1279,6 +1278,12 @@ fn mask(values: &mut [f64], coverage: Option<&[f64]>) {
         Some(cov) => values.iter_mut().zip(cov).for_each(|(v, c)| *v *= c),
         None => values.iter_mut().for_each(|v| *v = 0.0),
     }
+}
+
+/// No day of the last `stale_days` up to day index `d` covered (never,
+/// when `stale_days` is 0).
+fn covered_none(cov: &Prefix, d: usize, t: &Thresholds) -> bool {
+    t.stale_days > 0 && cov.sum(d as i64 + 1 - i64::from(t.stale_days), d as i64) <= 0.0
 }
 
 /// The earliest quiet start among silent channels.
