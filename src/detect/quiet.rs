@@ -13,7 +13,6 @@
 //! the same on the same data.
 
 use std::cell::{Cell, OnceCell};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -178,7 +177,7 @@ impl AccountActivity {
 fn breadth_series(timeline: Timeline, people: &[ChannelPeople], window: u32) -> (Vec<f64>, bool) {
     let n = timeline.len() as i64;
     let mut diff = vec![0i64; timeline.len() + 1];
-    let mut days: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut days: foldhash::HashMap<&str, Vec<i64>> = foldhash::HashMap::default();
     let mut has = false;
     for c in people {
         c.visit(|name, d| {
