@@ -421,15 +421,20 @@ fn community_by_scan(
         &ranges,
         |range, _| -> Result<Community, StoreError> {
             let mut totals = Community::new();
+            let mut entries = Vec::new();
             for s in store.stored_series_between(*range) {
                 let s = s?;
                 if registry.by_id(s.account.as_str()).is_none() {
                     continue;
                 }
+                entries.clear();
+                s.entries_on(timeline.first, n, &mut entries)?;
                 let into = totals
                     .entry((s.source.clone(), s.kind.clone()))
                     .or_insert_with(|| vec![0.0; n]);
-                s.add_to(timeline.first, into)?;
+                for &(i, count) in &entries {
+                    into[i as usize] += count as f64;
+                }
             }
             Ok(totals)
         },
@@ -684,7 +689,8 @@ impl<'a> Detector<'a> {
                 if get(&numerator).is_none() && get(&denominator).is_none() {
                     continue;
                 }
-                if t.weight(&rate.numerator) <= 0.0 {
+                let weight = t.weight(&rate.numerator);
+                if weight <= 0.0 {
                     continue;
                 }
                 channels.push(ChannelHistory {
@@ -692,7 +698,7 @@ impl<'a> Detector<'a> {
                     den: Some(load(&denominator)?),
                     cov,
                     polled,
-                    weight: t.weight(&rate.numerator),
+                    weight,
                     community: (community(&numerator), community(&denominator)),
                     channel: Channel {
                         source: source.clone(),
@@ -704,7 +710,8 @@ impl<'a> Detector<'a> {
                 });
             }
             for kind in kinds.iter().map(|s| &s.kind) {
-                if self.config.is_rate_kind(kind.as_str()) || t.weight(kind.as_str()) <= 0.0 {
+                let weight = t.weight(kind.as_str());
+                if self.config.is_rate_kind(kind.as_str()) || weight <= 0.0 {
                     continue;
                 }
                 channels.push(ChannelHistory {
@@ -712,7 +719,7 @@ impl<'a> Detector<'a> {
                     den: None,
                     cov,
                     polled,
-                    weight: t.weight(kind.as_str()),
+                    weight,
                     community: (community(kind), None),
                     channel: Channel {
                         source: source.clone(),

@@ -233,8 +233,8 @@ pub struct Series {
 }
 
 /// One channel's daily counts as stored, not decoded yet: what a
-/// detection reads, decoding each series straight into its day array
-/// ([`StoredSeries::add_to`]) instead of a list of entries first.
+/// detection reads, taking only the entries on its timeline
+/// ([`StoredSeries::entries_on`]).
 #[derive(Debug, Clone)]
 pub struct StoredSeries {
     pub account: AccountId,
@@ -248,23 +248,6 @@ pub struct StoredSeries {
 }
 
 impl StoredSeries {
-    /// Adds the counts of the days `first..first + into.len()` into
-    /// `into` (index 0 is `first`); a series that does not decode is
-    /// [`StoreError::Damaged`], naming the account's key.
-    pub fn add_to(&self, first: Day, into: &mut [f64]) -> Result<(), StoreError> {
-        let last = first.0.saturating_add(into.len() as i32);
-        self.bytes()
-            .and_then(|bytes| {
-                visit_series(bytes, |day, count| {
-                    if day >= first.0 && day < last {
-                        into[(day - first.0) as usize] += count as f64;
-                    }
-                })
-            })
-            .map(|_| ())
-            .ok_or_else(|| self.damage())
-    }
-
     /// Appends to `out` the entries of the days `first..first + n`, as
     /// (index from `first`, count) in day order; a series that does not
     /// decode is [`StoreError::Damaged`], naming the account's key.
@@ -607,7 +590,7 @@ impl Store {
     }
 
     /// [`Store::series_between`] for detection: each channel's series as
-    /// stored, decoded by [`StoredSeries::add_to`] into a day array.
+    /// stored, decoded by [`StoredSeries::entries_on`].
     pub fn stored_series_between(
         &self,
         accounts: Accounts<'_>,
@@ -1132,21 +1115,23 @@ mod tests {
             Err(StoreError::Damaged { .. })
         ));
 
-        // As detection reads them: each series decoded into a day array
-        // (days off the array left out), a damaged one an error naming
-        // the account's key.
+        // As detection reads them: the entries on a timeline, by index
+        // from its first day (days off it left out), a damaged series an
+        // error naming the account's key.
         let stored = stored_series(&account, b"bacme", sled::IVec::from(v.as_slice())).unwrap();
         assert_eq!(stored.len(), 3);
         assert_eq!(stored[1].first, Some(Day(20_001)));
-        let mut days = vec![0.0; 9];
-        stored[1].add_to(Day(20_001), &mut days).unwrap();
-        assert_eq!(days, [5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
-        let mut days = vec![0.0; 8];
-        stored[1].add_to(Day(20_002), &mut days).unwrap();
-        assert_eq!(days, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        let mut entries = Vec::new();
+        stored[1].entries_on(Day(20_001), 9, &mut entries).unwrap();
+        assert_eq!(entries, [(0, 5), (8, 1)]);
+        entries.clear();
+        stored[1].entries_on(Day(20_002), 8, &mut entries).unwrap();
+        assert_eq!(entries, [(7, 1)]);
         let stored =
             stored_series(&account, b"bacme", sled::IVec::from(broken.as_slice())).unwrap();
-        let err = stored[0].add_to(Day(20_000), &mut days).unwrap_err();
+        let err = stored[0]
+            .entries_on(Day(20_000), 8, &mut entries)
+            .unwrap_err();
         assert!(
             matches!(&err, StoreError::Damaged { what, key } if what == SERIES && key == "bacme"),
             "{err:?}"
