@@ -8,7 +8,8 @@
 //!
 //! Stores are built once under bench-out/ and reused. Each measured phase
 //! runs in its own process (this binary re-executes itself), so the peak
-//! RSS printed is that phase's alone.
+//! RSS printed is that phase's alone. `CACHE_MB=N` opens the store with
+//! `store.cache_mb = N` (default: lull's 64).
 
 mod common;
 
@@ -76,7 +77,11 @@ fn open_at(accounts: usize, db: &str) -> (Store, Registry) {
     let d = dir(accounts);
     let store = Store::open(&StoreConfig {
         path: d.join(db),
-        cache_bytes: 64 << 20,
+        cache_bytes: std::env::var("CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(64)
+            << 20,
         min_free_bytes: 0,
         backup_dir: d.join("backups"),
     })

@@ -113,21 +113,25 @@ pub(super) fn decode(v: &[u8]) -> Option<People> {
     Some(out)
 }
 
-/// Adds `new` days into the stored `old` value; `None` if nothing changed.
-pub(super) fn merge(
+/// Adds the (person, day)s of `new` into the stored `old` value; `None`
+/// if nothing changed.
+pub(super) fn merge<'n>(
     old: Option<&[u8]>,
-    new: &BTreeMap<Box<str>, BTreeSet<Day>>,
+    new: impl IntoIterator<Item = (&'n str, Day)>,
 ) -> Option<Option<Vec<u8>>> {
     let mut people = match old {
         Some(v) => decode(v)?,
         None => People::new(),
     };
     let mut changed = false;
-    for (name, days) in new {
-        let entry = people.entry(name.to_string()).or_default();
-        for d in days {
-            changed |= entry.insert(*d);
-        }
+    for (name, day) in new {
+        changed |= match people.get_mut(name) {
+            Some(days) => days.insert(day),
+            None => {
+                people.insert(name.to_string(), BTreeSet::from([day]));
+                true
+            }
+        };
     }
     Some(changed.then(|| encode(&people)))
 }
@@ -199,15 +203,19 @@ mod tests {
         // Names once, a couple of bytes a day.
         assert!(v.len() < 40, "{}", v.len());
         assert_eq!(decode(&v[..v.len() - 1]), None);
-        let mut new = BTreeMap::new();
-        new.insert(Box::<str>::from("wile_e"), BTreeSet::from([Day(20_001)]));
+        let mut new = vec![("wile_e", Day(20_001)), ("ann@acme.com", Day(20_100))];
         assert_eq!(
-            merge(Some(&v), &new),
+            merge(Some(&v), new.clone()),
             Some(None),
             "a known day changes nothing"
         );
-        new.insert(Box::<str>::from("raj"), BTreeSet::from([Day(20_002)]));
-        let merged = merge(Some(&v), &new).flatten().expect("changed");
-        assert_eq!(decode(&merged).map(|m| m.len()), Some(3));
+        new.push(("raj", Day(20_002)));
+        new.push(("raj", Day(20_002)));
+        let merged = merge(Some(&v), new).flatten().expect("changed");
+        let merged = decode(&merged).expect("decodes");
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged["raj"], BTreeSet::from([Day(20_002)]));
+        assert_eq!(merged["wile_e"].len(), 4);
+        assert_eq!(merge(None, []), Some(None), "nothing new, nothing written");
     }
 }
