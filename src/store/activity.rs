@@ -101,6 +101,9 @@ pub struct Ingest {
 /// One [`Ingest::seen_by`]: (account, source, kind), actor, day, interned.
 type PersonDay = ((u32, u32, u32), u32, Day);
 
+/// Keys and the values to write there.
+type Writes = Vec<(Vec<u8>, Vec<u8>)>;
+
 impl Ingest {
     /// Adds one activity: `id` is unique within `source`.
     pub fn add(
@@ -326,6 +329,41 @@ impl Store {
                 .sum::<u64>();
         let mut w = self.begin(estimate)?;
         let mut batch = sled::Batch::default();
+        // Who acted (last seen, people) needs nothing of the counting: it
+        // is read and merged on another core meanwhile.
+        let (counted, who) = std::thread::scope(|scope| {
+            let who = scope.spawn(|| self.who_acted(ingest));
+            let counted = self.count(ingest, &mut batch);
+            let who = who.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (counted, who)
+        });
+        let (stats, added) = counted?;
+        for (key, value) in who? {
+            batch.insert(key, value);
+        }
+        coverage::add(&self.activity, &ingest.coverage, &mut batch)?;
+        for (source, cursor) in &ingest.cursors {
+            batch.insert(key1(P_CURSOR, source.as_str())?, cursor.as_slice());
+        }
+        let (gk, gv) = w.bump(TREE_ACTIVITY);
+        self.add_to_totals(added, &gv, &mut batch)?;
+        batch.insert(gk, &gv);
+        self.activity
+            .apply_batch(batch)
+            .map_err(|e| w.failed("writing a batch", e))?;
+        w.finish()?;
+        Ok(stats)
+    }
+
+    /// The counting part of [`Store::commit`]: which events count (ids,
+    /// arrival order), what they add to the series, the unmatched events
+    /// parked, the ids recorded; into `batch`, with what the community
+    /// totals gain.
+    fn count<'i>(
+        &self,
+        ingest: &'i Ingest,
+        batch: &mut sled::Batch,
+    ) -> Result<(Committed, totals::Added<'i>), StoreError> {
         let mut stats = Committed::default();
 
         // Per source, the batch's distinct ids and the leaves they fall in
@@ -426,12 +464,7 @@ impl Store {
                 let (lo, hi) = (sorted[leaf.ids.start], sorted[leaf.ids.end - 1]);
                 let from = new.partition_point(|h| *h < lo);
                 let to = new.partition_point(|h| *h <= hi);
-                identity::add(
-                    ingest.sources.name(source),
-                    leaf,
-                    &new[from..to],
-                    &mut batch,
-                )?;
+                identity::add(ingest.sources.name(source), leaf, &new[from..to], batch)?;
             }
         }
         // What the series gain, the community totals gain too. An
@@ -473,6 +506,13 @@ impl Store {
                 encode_channels(merged.iter().map(|((s, k), v)| (*s, *k, v.as_ref()))),
             );
         }
+        Ok((stats, added))
+    }
+
+    /// The writes of a commit about who acted: each channel's last seen
+    /// (where newer than stored) and its people (where any are new).
+    fn who_acted(&self, ingest: &Ingest) -> Result<Writes, StoreError> {
+        let mut writes = Vec::new();
         for ((account, source, kind), (day, actor)) in &ingest.last_seen {
             let key = channel_key(
                 P_LAST,
@@ -487,7 +527,7 @@ impl Store {
             if newer {
                 let mut v = day.to_key().to_vec();
                 v.extend_from_slice(actor.as_bytes());
-                batch.insert(key, v);
+                writes.push((key, v));
             }
         }
         // Who was active: per channel, each (person, day) once.
@@ -505,22 +545,11 @@ impl Store {
             let new = seen.iter().map(|&(_, p, day)| (ingest.actors.name(p), day));
             match super::people::merge(old.as_deref(), new) {
                 None => return Err(damaged("who was active on a channel", &key)),
-                Some(Some(v)) => batch.insert(key, v),
+                Some(Some(v)) => writes.push((key, v)),
                 Some(None) => {}
             }
         }
-        coverage::add(&self.activity, &ingest.coverage, &mut batch)?;
-        for (source, cursor) in &ingest.cursors {
-            batch.insert(key1(P_CURSOR, source.as_str())?, cursor.as_slice());
-        }
-        let (gk, gv) = w.bump(TREE_ACTIVITY);
-        self.add_to_totals(added, &gv, &mut batch)?;
-        batch.insert(gk, &gv);
-        self.activity
-            .apply_batch(batch)
-            .map_err(|e| w.failed("writing a batch", e))?;
-        w.finish()?;
-        Ok(stats)
+        Ok(writes)
     }
 
     /// All buckets, ordered by account, source, kind, day; days outside
