@@ -185,25 +185,29 @@ impl Prefix {
         self.plain[(hi + 1) as usize] - self.plain[lo as usize]
     }
 
-    /// Sum over the indices `i` in `lo..=hi` with `i % 7 == residue`.
-    pub fn sum_residue(&self, lo: i64, hi: i64, residue: i64) -> f64 {
+    /// Sums over the indices `i` in `lo..=hi` (clipped to the timeline)
+    /// by weekday: `[r]` is the sum over those with `i % 7 == r`. The last
+    /// index of each weekday is one of the window's last seven, the first
+    /// one of its first seven: two lookups each, all seven at once.
+    pub fn sums_by_residue(&self, lo: i64, hi: i64) -> [f64; 7] {
+        let mut out = [0.0; 7];
         let n = self.len() as i64;
         let (lo, hi) = (lo.max(0), hi.min(n - 1));
         if lo > hi {
-            return 0.0;
-        }
-        let last = hi - (hi - residue).rem_euclid(7);
-        let first = lo + (residue - lo).rem_euclid(7);
-        if first > last {
-            return 0.0;
+            return out;
         }
         let s7 = self.s7();
-        let below = if first >= 7 {
-            s7[(first - 7) as usize]
-        } else {
-            0.0
-        };
-        s7[last as usize] - below
+        for last in (lo.max(hi - 6)..=hi).rev() {
+            let r = last % 7;
+            let first = lo + (r - lo % 7).rem_euclid(7);
+            let below = if first >= 7 {
+                s7[(first - 7) as usize]
+            } else {
+                0.0
+            };
+            out[r as usize] = s7[last as usize] - below;
+        }
+        out
     }
 
     /// The values, one per day of the timeline.
@@ -284,12 +288,13 @@ mod tests {
             for hi in lo..45 {
                 let direct: f64 = (lo.max(0)..=hi.min(39)).map(|i| values[i as usize]).sum();
                 assert_eq!(p.sum(lo, hi), direct, "{lo}..={hi}");
+                let by_residue = p.sums_by_residue(lo, hi);
                 for r in 0..7 {
                     let direct: f64 = (lo.max(0)..=hi.min(39))
                         .filter(|i| i % 7 == r)
                         .map(|i| values[i as usize])
                         .sum();
-                    assert_eq!(p.sum_residue(lo, hi, r), direct, "{lo}..={hi} r{r}");
+                    assert_eq!(by_residue[r as usize], direct, "{lo}..={hi} r{r}");
                 }
             }
         }

@@ -254,12 +254,13 @@ fn whole_weeks_covered(cov: &Prefix, lo: i64, hi: i64) -> bool {
 /// mod 7 are weekdays: the timeline is contiguous), each shrunk toward the
 /// overall rate.
 fn weekday_expected(counts: &Prefix, cov: &Prefix, w: Windows, overall: f64) -> f64 {
+    let days = cov.sums_by_residue(w.baseline.0, w.baseline.1);
+    let n = counts.sums_by_residue(w.baseline.0, w.baseline.1);
+    let recent = cov.sums_by_residue(w.recent.0, w.recent.1);
     let mut expected = 0.0;
     for r in 0..7 {
-        let days = cov.sum_residue(w.baseline.0, w.baseline.1, r);
-        let n = counts.sum_residue(w.baseline.0, w.baseline.1, r);
-        let rate = (n + WEEKDAY_SHRINK_DAYS * overall) / (days + WEEKDAY_SHRINK_DAYS);
-        expected += rate * cov.sum_residue(w.recent.0, w.recent.1, r);
+        let rate = (n[r] + WEEKDAY_SHRINK_DAYS * overall) / (days[r] + WEEKDAY_SHRINK_DAYS);
+        expected += rate * recent[r];
     }
     expected
 }
