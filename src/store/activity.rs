@@ -332,9 +332,15 @@ impl Store {
         // Who acted (last seen, people) needs nothing of the counting: it
         // is read and merged on another core meanwhile.
         let (counted, who) = std::thread::scope(|scope| {
-            let who = scope.spawn(|| self.who_acted(ingest));
+            let who = std::thread::Builder::new()
+                .name("lull-commit".into())
+                .spawn_scoped(scope, || self.who_acted(ingest));
             let counted = self.count(ingest, &mut batch);
-            let who = who.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let who = match who {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                // No thread to be had (a process at its limit): here, after.
+                Err(_) => self.who_acted(ingest),
+            };
             (counted, who)
         });
         let (stats, added) = counted?;
