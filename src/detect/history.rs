@@ -197,7 +197,7 @@ impl Prefix {
             return out;
         }
         let s7 = self.s7();
-        for last in (lo.max(hi - 6)..=hi).rev() {
+        for last in lo.max(hi - 6)..=hi {
             let r = last % 7;
             let first = lo + (r - lo % 7).rem_euclid(7);
             let below = if first >= 7 {

@@ -422,7 +422,8 @@ impl Store {
             .collect();
         order.sort_unstable();
         // (account, source, kind, day, added count) of each counted event.
-        let mut increments: Vec<(u32, u32, u32, Day, u64)> = Vec::with_capacity(counts.len());
+        let mut increments: Vec<(u32, u32, u32, Day, u64)> =
+            Vec::with_capacity(stats.counted as usize);
         for group in order.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
             let (source, day) = (group[0].0, group[0].1);
             let members = group.iter().map(|&(_, _, i)| i);
