@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::accounts::{Registry, Resolved};
 use crate::limits::Limits;
-use crate::store::{Committed, Ingest, Origin, Owner, Span, Store, StoreError};
+use crate::store::{Committed, Ingest, Origin, Owner, Registered, Span, Store, StoreError};
 use crate::types::{Day, SourceName};
 
 /// Activities per atomic commit of `lull import`. A commit rewrites every
@@ -83,7 +83,8 @@ struct Event<'a> {
 
 #[derive(Debug)]
 enum Who<'a> {
-    Account(Cow<'a, str>),
+    /// An account of the registry, and its index there.
+    Account(Cow<'a, str>, usize),
     Unmatched(Cow<'a, str>),
 }
 
@@ -280,18 +281,26 @@ fn read_lines(
                 Ok(Parsed::Blank) => continue,
                 Ok(Parsed::Event(e)) => {
                     widen(&mut report.covered, &e.source, e.day);
-                    let owner = match &e.owner {
-                        Who::Account(a) => Owner::Account(a),
-                        Who::Unmatched(actor) => Owner::Unmatched { actor },
-                    };
                     // Names were checked for NUL by the parser, so this
                     // cannot fail; if it did, the line is reported like any
                     // other.
-                    if let Err(err) = batch.add(&e.source, &e.id, owner, &e.kind, e.day, e.count) {
+                    let added = match (&e.owner, &e.seen_as) {
+                        (Who::Account(id, index), Some(actor)) => {
+                            let a = Registered { id, index: *index };
+                            batch.add_by(&e.source, &e.id, a, &e.kind, e.day, e.count, actor)
+                        }
+                        (Who::Account(id, index), None) => {
+                            let owner = Owner::Registered(Registered { id, index: *index });
+                            batch.add(&e.source, &e.id, owner, &e.kind, e.day, e.count)
+                        }
+                        (Who::Unmatched(actor), _) => {
+                            let owner = Owner::Unmatched { actor };
+                            batch.add(&e.source, &e.id, owner, &e.kind, e.day, e.count)
+                        }
+                    };
+                    if let Err(err) = added {
                         report.rejected += 1;
                         on_reject(line, &err.to_string());
-                    } else if let (Who::Account(a), Some(actor)) = (&e.owner, &e.seen_as) {
-                        batch.seen_by(a, &e.source, &e.kind, e.day, actor);
                     }
                 }
                 Ok(Parsed::Staff { source, day }) => {
@@ -486,19 +495,19 @@ fn parse_line<'a>(
     let owner = match (account, actor) {
         (Some(acc), None) => {
             let acc = checked("account", acc)?;
-            if registry.by_id(&acc).is_none() {
+            let Some(i) = registry.by_id(&acc) else {
                 return Err(format!(
                     "unknown account `{acc}` (not in the accounts file; use `actor` for identities to resolve)"
                 ));
-            }
-            Who::Account(acc)
+            };
+            Who::Account(acc, i)
         }
         (None, Some(actor)) => {
             let actor = checked("actor", actor)?;
             match registry.resolve(&source, &actor) {
                 Resolved::Account(i) => {
                     seen_as = Some(actor);
-                    Who::Account(Cow::Borrowed(registry.get(i).id.as_str()))
+                    Who::Account(Cow::Borrowed(registry.get(i).id.as_str()), i)
                 }
                 Resolved::Staff => return Ok(Parsed::Staff { source, day }),
                 Resolved::Unmatched => Who::Unmatched(actor),
@@ -508,13 +517,13 @@ fn parse_line<'a>(
             // The account decides where the event counts; the actor is the
             // person behind it (any opaque string: a hash will do).
             let acc = checked("account", acc)?;
-            if registry.by_id(&acc).is_none() {
+            let Some(i) = registry.by_id(&acc) else {
                 return Err(format!(
                     "unknown account `{acc}` (not in the accounts file; with `actor` alone, identities are resolved)"
                 ));
-            }
+            };
             seen_as = Some(checked("actor", actor)?);
-            Who::Account(acc)
+            Who::Account(acc, i)
         }
         (None, None) => return Err("missing `account` (or `actor`)".into()),
     };
@@ -522,7 +531,7 @@ fn parse_line<'a>(
         Some(id) => checked("id", id)?,
         None if is_day_line => {
             let who = match &owner {
-                Who::Account(a) | Who::Unmatched(a) => a,
+                Who::Account(a, _) | Who::Unmatched(a) => a,
             };
             Cow::Owned(format!("{DAY_LINE_ID}\u{1}{who}\u{1}{kind}\u{1}{day}"))
         }
@@ -599,7 +608,7 @@ mod tests {
         parse_line(s.as_bytes(), &reg, &test_options(1)).map(|p| match p {
             Parsed::Event(e) => {
                 let who = match &e.owner {
-                    Who::Account(a) => format!("account {a}"),
+                    Who::Account(a, _) => format!("account {a}"),
                     Who::Unmatched(a) => format!("unmatched {a}"),
                 };
                 format!(

@@ -21,10 +21,22 @@ use crate::types::{AccountId, Day, Kind, SourceName};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner<'a> {
     Account(&'a str),
+    /// An account of the accounts file, with its index there.
+    Registered(Registered<'a>),
     /// The actor resolved to no account; kept so the mapping can be fixed.
     Unmatched {
         actor: &'a str,
     },
+}
+
+/// An account of the accounts file: its id, and its index in the
+/// registry, which a batch looks up instead of hashing the id (an import
+/// names an account on every line). Every index given to one batch must
+/// come from one registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered<'a> {
+    pub id: &'a str,
+    pub index: usize,
 }
 
 #[derive(Debug)]
@@ -48,28 +60,46 @@ struct Event {
 struct Interner {
     index: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
-    /// The string interned last: lines of a file, and an event's
-    /// [`Ingest::seen_by`] after its [`Ingest::add`], repeat it.
-    last: Option<u32>,
 }
 
+/// Up to this many names an [`Interner`] compares them in turn: a batch
+/// has a few sources and kinds, each named on every line, and comparing
+/// a short name or two costs less than hashing it.
+const FEW: usize = 8;
+
 impl Interner {
+    /// The index of `s`, a name that can be part of a key.
+    #[inline]
     fn intern(&mut self, s: &str) -> Result<u32, StoreError> {
-        if let Some(i) = self.last.filter(|&i| &*self.names[i as usize] == s) {
-            return Ok(i);
-        }
-        let i = match self.index.get(s) {
-            Some(&i) => i,
+        match self.find(s) {
+            Some(i) => Ok(i),
             None => {
                 check_name(s)?;
-                let i = self.names.len() as u32;
-                self.names.push(s.into());
-                self.index.insert(s.into(), i);
-                i
+                Ok(self.insert(s))
             }
-        };
-        self.last = Some(i);
-        Ok(i)
+        }
+    }
+
+    /// The index of `s`, any string (a value, never a key).
+    #[inline]
+    fn intern_any(&mut self, s: &str) -> u32 {
+        self.find(s).unwrap_or_else(|| self.insert(s))
+    }
+
+    #[inline]
+    fn find(&self, s: &str) -> Option<u32> {
+        if self.names.len() <= FEW {
+            self.names.iter().position(|n| &**n == s).map(|i| i as u32)
+        } else {
+            self.index.get(s).copied()
+        }
+    }
+
+    fn insert(&mut self, s: &str) -> u32 {
+        let i = self.names.len() as u32;
+        self.names.push(s.into());
+        self.index.insert(s.into(), i);
+        i
     }
 
     fn name(&self, i: u32) -> &str {
@@ -84,13 +114,17 @@ pub struct Ingest {
     sources: Interner,
     kinds: Interner,
     accounts: Interner,
+    /// Registry index → the account's index in `accounts`, for
+    /// [`Registered`] owners (`u32::MAX`: not seen yet).
+    registered: Vec<u32>,
     events: Vec<Event>,
     /// Runs of days to mark covered, with who covered them.
     pub coverage: Vec<(SourceName, Span, Origin)>,
     /// Cursors to advance; they move only together with their activities.
     pub cursors: Vec<(SourceName, Vec<u8>)>,
-    /// (account, source, kind) → the latest day and identity seen.
-    last_seen: HashMap<(u32, u32, u32), (Day, Box<str>)>,
+    /// (account, source, kind) → the latest day seen and who acted then
+    /// (interned in `actors`; `None`: nobody named).
+    last_seen: HashMap<Channel3, (Day, Option<u32>)>,
     /// The people of [`Ingest::seen_by`], interned.
     actors: Interner,
     /// Who was active on which channel and day, as it came (repeats and
@@ -98,8 +132,11 @@ pub struct Ingest {
     people: Vec<PersonDay>,
 }
 
-/// One [`Ingest::seen_by`]: (account, source, kind), actor, day, interned.
-type PersonDay = ((u32, u32, u32), u32, Day);
+/// An account's channel in a batch: (account, source, kind), interned.
+type Channel3 = (u32, u32, u32);
+
+/// One [`Ingest::seen_by`]: its channel, actor and day, interned.
+type PersonDay = (Channel3, u32, Day);
 
 /// Keys and the values to write there.
 type Writes = Vec<(Vec<u8>, Vec<u8>)>;
@@ -115,19 +152,63 @@ impl Ingest {
         day: Day,
         count: u64,
     ) -> Result<(), StoreError> {
-        let owner = match owner {
-            Owner::Account(a) => EventOwner::Account(self.accounts.intern(a)?),
-            Owner::Unmatched { actor } => EventOwner::Unmatched(actor.into()),
+        self.add_event(source, id, owner, kind, day, count)
+            .map(|_| ())
+    }
+
+    /// [`Ingest::add`] of an account's activity, then [`Ingest::seen_by`]
+    /// of `actor` on its channel: what an import line with an actor does,
+    /// naming the account, source and kind once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_by(
+        &mut self,
+        source: &str,
+        id: &str,
+        account: Registered<'_>,
+        kind: &str,
+        day: Day,
+        count: u64,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let owner = Owner::Registered(account);
+        if let Some(channel) = self.add_event(source, id, owner, kind, day, count)? {
+            self.seen_on(channel, day, actor);
+        }
+        Ok(())
+    }
+
+    /// Adds one activity; its channel when an account owns it.
+    #[inline]
+    fn add_event(
+        &mut self,
+        source: &str,
+        id: &str,
+        owner: Owner<'_>,
+        kind: &str,
+        day: Day,
+        count: u64,
+    ) -> Result<Option<Channel3>, StoreError> {
+        let (owner, account) = match owner {
+            Owner::Account(a) => {
+                let a = self.accounts.intern(a)?;
+                (EventOwner::Account(a), Some(a))
+            }
+            Owner::Registered(r) => {
+                let a = self.registered(r)?;
+                (EventOwner::Account(a), Some(a))
+            }
+            Owner::Unmatched { actor } => (EventOwner::Unmatched(actor.into()), None),
         };
+        let (source, kind) = (self.sources.intern(source)?, self.kinds.intern(kind)?);
         self.events.push(Event {
-            source: self.sources.intern(source)?,
-            kind: self.kinds.intern(kind)?,
+            source,
+            kind,
             owner,
             id: identity::hash(id),
             day,
             count,
         });
-        Ok(())
+        Ok(account.map(|a| (a, source, kind)))
     }
 
     /// Adds one activity of count 1, like "recipient R opened message M".
@@ -156,16 +237,43 @@ impl Ingest {
         ) else {
             return;
         };
-        if !actor.is_empty()
-            && let Ok(p) = self.actors.intern(actor)
+        self.seen_on((a, s, k), day, actor);
+    }
+
+    /// The index in `accounts` of a registered account.
+    #[inline]
+    fn registered(&mut self, r: Registered<'_>) -> Result<u32, StoreError> {
+        if let Some(&a) = self.registered.get(r.index)
+            && a != u32::MAX
         {
-            self.people.push(((a, s, k), p, day));
+            debug_assert_eq!(self.accounts.name(a), r.id, "one registry per batch");
+            return Ok(a);
         }
-        match self.last_seen.get_mut(&(a, s, k)) {
+        let a = self.accounts.intern(r.id)?;
+        if self.registered.len() <= r.index {
+            self.registered.resize(r.index + 1, u32::MAX);
+        }
+        self.registered[r.index] = a;
+        Ok(a)
+    }
+
+    /// [`Ingest::seen_by`] on a channel already interned.
+    #[inline]
+    fn seen_on(&mut self, channel: Channel3, day: Day, actor: &str) {
+        let actor = (!actor.is_empty()).then(|| (self.actors.intern_any(actor), actor));
+        // A person's name is part of a key: one with a NUL is kept only
+        // as the channel's last seen.
+        let actor = actor.map(|(p, name)| {
+            if check_name(name).is_ok() {
+                self.people.push((channel, p, day));
+            }
+            p
+        });
+        match self.last_seen.get_mut(&channel) {
             Some(last) if last.0 > day => {}
-            Some(last) => *last = (day, actor.into()),
+            Some(last) => *last = (day, actor),
             None => {
-                self.last_seen.insert((a, s, k), (day, actor.into()));
+                self.last_seen.insert(channel, (day, actor));
             }
         }
     }
@@ -520,20 +628,22 @@ impl Store {
     /// (where newer than stored) and its people (where any are new).
     fn who_acted(&self, ingest: &Ingest) -> Result<Writes, StoreError> {
         let mut writes = Vec::new();
-        for ((account, source, kind), (day, actor)) in &ingest.last_seen {
+        for (&(account, source, kind), &(day, actor)) in &ingest.last_seen {
             let key = channel_key(
                 P_LAST,
-                ingest.accounts.name(*account),
-                ingest.sources.name(*source),
-                ingest.kinds.name(*kind),
+                ingest.accounts.name(account),
+                ingest.sources.name(source),
+                ingest.kinds.name(kind),
             )?;
             let newer = match self.get(&key, "reading last seen")? {
-                Some(old) => old.get(..4).and_then(day_key).is_none_or(|d| d <= *day),
+                Some(old) => old.get(..4).and_then(day_key).is_none_or(|d| d <= day),
                 None => true,
             };
             if newer {
                 let mut v = day.to_key().to_vec();
-                v.extend_from_slice(actor.as_bytes());
+                if let Some(actor) = actor {
+                    v.extend_from_slice(ingest.actors.name(actor).as_bytes());
+                }
                 writes.push((key, v));
             }
         }
@@ -1191,6 +1301,97 @@ mod tests {
         assert_eq!(decode_series(&repeated), None);
         assert_eq!(decode_series(&v[..1]), None);
         assert_eq!(decode_series(b"\x01\xffnot"), None);
+    }
+
+    #[test]
+    fn each_id_counts_once_where_an_account_first_claims_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::tests::open(dir.path());
+        let acme = Registered {
+            id: "acme",
+            index: 0,
+        };
+        let beta = Registered {
+            id: "beta",
+            index: 1,
+        };
+        let unmatched = |actor| Owner::Unmatched { actor };
+        type Counts = Vec<(Day, u64)>;
+        let series = |store: &Store| -> Vec<(String, String, Counts)> {
+            store
+                .series()
+                .map(|s| s.unwrap())
+                .map(|s| (s.account.0, s.kind.0, s.entries))
+                .collect()
+        };
+        // Counted before: the first batch.
+        let mut first = Ingest::default();
+        first
+            .add("forum", "old", Owner::Registered(acme), "post", Day(5), 1)
+            .unwrap();
+        assert_eq!(store.commit(&first).unwrap().counted, 1);
+
+        let mut i = Ingest::default();
+        // "x": unmatched, then claimed by beta (counts there), then
+        // repeats by acme and by an unknown actor.
+        i.add("forum", "x", unmatched("who@nowhere"), "post", Day(10), 1)
+            .unwrap();
+        i.add_by("forum", "x", beta, "post", Day(11), 1, "bob")
+            .unwrap();
+        i.add("forum", "x", Owner::Registered(acme), "post", Day(12), 1)
+            .unwrap();
+        i.add("forum", "x", unmatched("other@nowhere"), "post", Day(13), 1)
+            .unwrap();
+        // "y": only ever unmatched: parked. "old": counted before, by any
+        // owner and on any day. "x" of another source is another event.
+        i.add("forum", "y", unmatched("who@nowhere"), "post", Day(10), 1)
+            .unwrap();
+        i.add("forum", "old", Owner::Registered(beta), "post", Day(20), 1)
+            .unwrap();
+        i.add("forum", "old", unmatched("who@nowhere"), "post", Day(20), 1)
+            .unwrap();
+        i.add_by("mail", "x", acme, "open", Day(10), 1, "").unwrap();
+        let done = store.commit(&i).unwrap();
+        assert_eq!((done.counted, done.duplicates, done.unmatched), (2, 4, 2));
+        assert_eq!(
+            series(&store),
+            vec![
+                ("acme".into(), "post".into(), vec![(Day(5), 1)]),
+                ("acme".into(), "open".into(), vec![(Day(10), 1)]),
+                ("beta".into(), "post".into(), vec![(Day(11), 1)]),
+            ]
+        );
+        // Only "y" is parked: "x" found its account in the same batch.
+        let parked = store.unmatched().unwrap();
+        assert_eq!(parked.len(), 1, "{parked:?}");
+        assert_eq!(
+            (parked[0].actor.as_str(), parked[0].events),
+            ("who@nowhere", 1)
+        );
+        // Who acted: bob on beta's forum; nobody named on acme's mail.
+        assert_eq!(
+            store.last_seen("beta", "forum", "post").unwrap(),
+            Some((Day(11), "bob".to_string()))
+        );
+        assert_eq!(
+            store.last_seen("acme", "mail", "open").unwrap(),
+            Some((Day(10), String::new()))
+        );
+        let people = store.people_of(&AccountId("beta".into())).unwrap();
+        assert_eq!(people.len(), 1);
+        assert_eq!(people[0].people().keys().collect::<Vec<_>>(), ["bob"]);
+
+        // "y" claimed later by an account: counted, and no longer parked.
+        let mut later = Ingest::default();
+        later
+            .add("forum", "y", Owner::Account("acme"), "post", Day(10), 1)
+            .unwrap();
+        later
+            .add("forum", "x", Owner::Account("acme"), "post", Day(10), 1)
+            .unwrap();
+        let done = store.commit(&later).unwrap();
+        assert_eq!((done.counted, done.duplicates, done.unmatched), (1, 1, 0));
+        assert!(store.unmatched().unwrap().is_empty());
     }
 
     #[test]

@@ -95,7 +95,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use activity::{Bucket, Committed, Ingest, Owner, Series, StoredSeries, UnmatchedActor};
+pub use activity::{
+    Bucket, Committed, Ingest, Owner, Registered, Series, StoredSeries, UnmatchedActor,
+};
 pub use coverage::{Origin, Span};
 pub use identity::hash as id_hash;
 pub use outbox::QueuedNotice;
