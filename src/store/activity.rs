@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 // Every event of a batch goes through these maps: a fast hash (ids are
 // already xxh3 hashes; names come from the accounts file and sources).
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
 
 use super::coverage::{self, Origin, Span};
 use super::identity;
@@ -480,46 +480,64 @@ impl Store {
     ) -> Result<(Committed, totals::Added<'i>), StoreError> {
         let mut stats = Committed::default();
 
-        // Per source, the batch's distinct ids and the leaves they fall in
-        // ([`identity`]): what was counted before, whatever its day.
-        let mut ids: HashMap<u32, Vec<u128>> = HashMap::new();
-        for e in &ingest.events {
-            ids.entry(e.source).or_default().push(e.id);
-        }
-        let mut known: HashMap<u32, (Vec<u128>, Vec<identity::Leaf>)> = HashMap::new();
-        let mut before: HashSet<(u32, u128)> = HashSet::new();
-        for (source, mut sorted) in ids {
-            sorted.sort_unstable();
-            sorted.dedup();
-            let leaves = identity::leaves(self, ingest.sources.name(source), &sorted)?;
+        // Which events count, decided per (source, id) on the events sorted
+        // by it, arrival order kept within: an id counted before (in the
+        // id leaves, [`identity`], whatever its day) counts nothing again;
+        // otherwise the first event with an account counts, wherever the
+        // batches of a file end. Unmatched events claim no id: those before
+        // it are unmatched (if a later line or import maps the event to an
+        // account, it is counted then), the rest are repeats.
+        let n = ingest.events.len();
+        let mut by_id: Vec<(u32, u128, usize)> = (ingest.events.iter().enumerate())
+            .map(|(i, e)| (e.source, e.id, i))
+            .collect();
+        by_id.sort_unstable();
+        let mut counts = vec![false; n];
+        // The event's id was counted, before or by this batch.
+        let mut id_known = vec![false; n];
+        let mut distinct: Vec<u128> = Vec::new();
+        let mut new: Vec<u128> = Vec::new();
+        for events in by_id.chunk_by(|x, y| x.0 == y.0) {
+            let source_name = ingest.sources.name(events[0].0);
+            distinct.clear();
+            distinct.extend(events.iter().map(|&(_, h, _)| h));
+            distinct.dedup();
+            let leaves = identity::leaves(self, source_name, &distinct)?;
+            let mut before = vec![false; distinct.len()];
             for leaf in &leaves {
-                for &h in &sorted[leaf.ids.clone()] {
-                    if leaf.knows(h) {
-                        before.insert((source, h));
-                    }
+                for j in leaf.ids.clone() {
+                    before[j] = leaf.knows(distinct[j]);
                 }
             }
-            known.insert(source, (sorted, leaves));
-        }
-
-        // Which events count, in arrival order: an id that comes twice
-        // counts where it came first, wherever the batches of a file end.
-        // Unmatched events claim no id: if a later line (or import) maps
-        // the same event to an account, it is counted then.
-        let mut counted: HashMap<u32, HashSet<u128>> = HashMap::new();
-        let mut counts = vec![false; ingest.events.len()];
-        for (i, e) in ingest.events.iter().enumerate() {
-            let new = counted.entry(e.source).or_default();
-            if new.contains(&e.id) || before.contains(&(e.source, e.id)) {
-                stats.duplicates += 1;
-            } else if matches!(e.owner, EventOwner::Account(_)) {
-                new.insert(e.id);
-                counts[i] = true;
+            new.clear();
+            for (j, same) in events.chunk_by(|x, y| x.1 == y.1).enumerate() {
+                let members = same.iter().map(|&(_, _, i)| i);
+                if before[j] {
+                    stats.duplicates += same.len() as u64;
+                    members.for_each(|i| id_known[i] = true);
+                    continue;
+                }
+                let owned = |i: usize| matches!(ingest.events[i].owner, EventOwner::Account(_));
+                let Some(first) = same.iter().position(|&(_, _, i)| owned(i)) else {
+                    stats.unmatched += same.len() as u64;
+                    continue;
+                };
+                new.push(same[0].1);
+                stats.unmatched += first as u64;
                 stats.counted += 1;
-            } else {
-                stats.unmatched += 1;
+                stats.duplicates += (same.len() - first - 1) as u64;
+                counts[same[first].2] = true;
+                members.for_each(|i| id_known[i] = true);
+            }
+            // The ids counted now join their leaves (`new` is ascending).
+            for leaf in &leaves {
+                let (lo, hi) = (distinct[leaf.ids.start], distinct[leaf.ids.end - 1]);
+                let from = new.partition_point(|h| *h < lo);
+                let to = new.partition_point(|h| *h <= hi);
+                identity::add(source_name, leaf, &new[from..to], batch)?;
             }
         }
+        drop(by_id);
 
         // Then per (source, day), events in arrival order: the counts, and
         // the unmatched events parked (or no longer parked) there. Sorted,
@@ -552,9 +570,9 @@ impl Store {
                     }
                     EventOwner::Account(_) => {}
                     EventOwner::Unmatched(actor) => {
-                        let known = before.contains(&(source, e.id))
-                            || counted.get(&source).is_some_and(|c| c.contains(&e.id));
-                        if !known && parked.get(&e.id).map(|a| a.as_ref()) != Some(actor.as_ref()) {
+                        if !id_known[i]
+                            && parked.get(&e.id).map(|a| a.as_ref()) != Some(actor.as_ref())
+                        {
                             parked.insert(e.id, actor.clone());
                             parked_changed = true;
                         }
@@ -567,19 +585,6 @@ impl Store {
                 } else {
                     batch.insert(ukey, encode_parked(&parked));
                 }
-            }
-        }
-        for (source, new) in counted {
-            let Some((sorted, leaves)) = known.get(&source) else {
-                continue;
-            };
-            let mut new: Vec<u128> = new.into_iter().collect();
-            new.sort_unstable();
-            for leaf in leaves {
-                let (lo, hi) = (sorted[leaf.ids.start], sorted[leaf.ids.end - 1]);
-                let from = new.partition_point(|h| *h < lo);
-                let to = new.partition_point(|h| *h <= hi);
-                identity::add(ingest.sources.name(source), leaf, &new[from..to], batch)?;
             }
         }
         // What the series gain, the community totals gain too. An
