@@ -488,8 +488,10 @@ impl Store {
         // it are unmatched (if a later line or import maps the event to an
         // account, it is counted then), the rest are repeats.
         let n = ingest.events.len();
-        let mut by_id: Vec<(u32, u128, usize)> = (ingest.events.iter().enumerate())
-            .map(|(i, e)| (e.source, e.id, i))
+        // Whether an account owns the event rides along (it fits in the
+        // tuple's padding): no look-up of each event again.
+        let mut by_id: Vec<(u32, u128, usize, bool)> = (ingest.events.iter().enumerate())
+            .map(|(i, e)| (e.source, e.id, i, matches!(e.owner, EventOwner::Account(_))))
             .collect();
         by_id.sort_unstable();
         let mut counts = vec![false; n];
@@ -500,7 +502,7 @@ impl Store {
         for events in by_id.chunk_by(|x, y| x.0 == y.0) {
             let source_name = ingest.sources.name(events[0].0);
             distinct.clear();
-            distinct.extend(events.iter().map(|&(_, h, _)| h));
+            distinct.extend(events.iter().map(|&(_, h, _, _)| h));
             distinct.dedup();
             let leaves = identity::leaves(self, source_name, &distinct)?;
             let mut before = vec![false; distinct.len()];
@@ -511,14 +513,13 @@ impl Store {
             }
             new.clear();
             for (j, same) in events.chunk_by(|x, y| x.1 == y.1).enumerate() {
-                let members = same.iter().map(|&(_, _, i)| i);
+                let members = same.iter().map(|&(_, _, i, _)| i);
                 if before[j] {
                     stats.duplicates += same.len() as u64;
                     members.for_each(|i| id_known[i] = true);
                     continue;
                 }
-                let owned = |i: usize| matches!(ingest.events[i].owner, EventOwner::Account(_));
-                let Some(first) = same.iter().position(|&(_, _, i)| owned(i)) else {
+                let Some(first) = same.iter().position(|&(_, _, _, owned)| owned) else {
                     stats.unmatched += same.len() as u64;
                     continue;
                 };
