@@ -88,26 +88,30 @@ fn resume_day(memory: &Memory, after_last: Option<Day>) -> Option<Day> {
     }
 }
 
-/// Every saved state, read and decoded on every core.
-fn saved_states(
-    store: &Store,
-    registry: &Registry,
-) -> Result<foldhash::HashMap<AccountId, Memory>, StoreError> {
+/// Every registered account's saved state, by registry index, read and
+/// decoded on every core.
+fn saved_states(store: &Store, registry: &Registry) -> Result<Vec<Option<Memory>>, StoreError> {
     let parts = super::on_workers(
         super::workers(),
         &super::account_ranges(registry),
-        |range, _| store.states_between::<Memory>(*range),
+        |range, _| {
+            let mut part = Vec::new();
+            store.visit_states_between::<Memory>(*range, |account, memory| {
+                if let Some(i) = registry.by_id(account) {
+                    part.push((i, memory));
+                }
+            })?;
+            Ok::<_, StoreError>(part)
+        },
         &mut |_| {},
     );
-    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
-    // Sized once: growing a map of 100,000 states part by part moves
-    // each state several times.
-    let mut all = foldhash::HashMap::with_capacity_and_hasher(
-        parts.iter().map(|p| p.len()).sum(),
-        Default::default(),
-    );
+    // By index, not in a map by id: at 100,000 accounts a map of their
+    // ids was ~34 MB and a look-up per account judged.
+    let mut all = vec![None; registry.len()];
     for part in parts {
-        all.extend(part);
+        for (i, memory) in part? {
+            all[i] = Some(memory);
+        }
     }
     Ok(all)
 }
@@ -130,8 +134,9 @@ pub struct DayRun {
     pub stale: BTreeMap<SourceName, Day>,
     /// Sources already reported stale before this run.
     pub reported_stale: BTreeMap<SourceName, Day>,
-    /// Each account's saved state, to record only those that changed.
-    saved: foldhash::HashMap<AccountId, Memory>,
+    /// Each account's saved state by registry index (as `accounts`), to
+    /// record only those that changed.
+    saved: Vec<Option<Memory>>,
 }
 
 /// What a day's run keeps of each account's judgement.
@@ -171,16 +176,13 @@ pub fn judge_day_keeping(
     let already_judged = previous.is_some_and(|p| p >= at);
     // A day already judged replays history and records nothing: the saved
     // states are not read.
-    let memories: foldhash::HashMap<AccountId, Memory> = if already_judged {
-        foldhash::HashMap::default()
+    let memories = if already_judged {
+        vec![None; registry.len()]
     } else {
         saved_states(store, registry)?
     };
     let resume = previous.filter(|_| !already_judged).map(|p| p.plus(1));
-    let all_saved = registry
-        .accounts()
-        .iter()
-        .all(|a| memories.contains_key(&a.id));
+    let all_saved = memories.iter().all(Option::is_some);
     let earliest = match resume {
         Some(r) if all_saved => r,
         _ => Day(i32::MIN / 2),
@@ -205,10 +207,8 @@ pub fn judge_day_keeping(
         store,
         people,
         |h| {
-            let id = &registry.get(h.account).id;
-            let (memory, from) = memories
-                .get(id)
-                .and_then(|m| resume_day(m, resume).map(|r| (*m, r)))
+            let (memory, from) = memories[h.account]
+                .and_then(|m| resume_day(&m, resume).map(|r| (m, r)))
                 .unwrap_or((Memory::default(), history));
             let mut notices = Vec::new();
             let mut candidates: Vec<Notice> = Vec::new();
@@ -250,6 +250,8 @@ pub fn judge_day_keeping(
         candidates.extend(c);
     }
     let mut accounts: Vec<AccountJudgement> = slots.into_iter().flatten().collect();
+    // One judgement per registered account: `saved` is matched by index.
+    debug_assert_eq!(accounts.len(), registry.len());
     // Today's digest: the same selection a backtest makes, from the last
     // listing each account remembers.
     let mut listed: HashMap<AccountId, Day> = accounts
@@ -330,7 +332,9 @@ impl DayRun {
         let (mut states, with_day): (Vec<_>, Vec<_>) = self
             .accounts
             .iter()
-            .filter(|a| self.saved.get(&a.account) != Some(&a.memory))
+            .enumerate()
+            .filter(|(i, a)| self.saved.get(*i).copied().flatten() != Some(a.memory))
+            .map(|(_, a)| a)
             .map(|a| {
                 let recorded = Some(self.day);
                 (

@@ -65,14 +65,29 @@ impl Store {
         accounts: Accounts<'_>,
     ) -> Result<foldhash::HashMap<AccountId, S>, StoreError> {
         let mut states = foldhash::HashMap::default();
+        self.visit_states_between(accounts, |account, state| {
+            states.insert(AccountId(account.to_string()), state);
+        })?;
+        Ok(states)
+    }
+
+    /// Hands `f` each saved state of the accounts in one range, with its
+    /// account, in account order.
+    pub fn visit_states_between<S: Value>(
+        &self,
+        accounts: Accounts<'_>,
+        mut f: impl FnMut(&str, S),
+    ) -> Result<(), StoreError> {
         for r in self.alerts.range(accounts.keys(P_STATE)) {
             let (k, v) = r.map_err(|e| self.fail("reading detection state", e))?;
             let account = std::str::from_utf8(&k[1..])
                 .map_err(|_| damaged("an account's detection state", &k))?;
-            let state = decode(&k, &v, format_args!("of account {account}"))?;
-            states.insert(AccountId(account.to_string()), state);
+            f(
+                account,
+                decode(&k, &v, format_args!("of account {account}"))?,
+            );
         }
-        Ok(states)
+        Ok(())
     }
 
     /// One account's saved detection state.
