@@ -152,8 +152,20 @@ impl Ingest {
         day: Day,
         count: u64,
     ) -> Result<(), StoreError> {
-        self.add_event(source, id, owner, kind, day, count)
-            .map(|_| ())
+        let owner = match owner {
+            Owner::Account(a) => EventOwner::Account(self.accounts.intern(a)?),
+            Owner::Registered(r) => EventOwner::Account(self.registered(r)?),
+            Owner::Unmatched { actor } => EventOwner::Unmatched(actor.into()),
+        };
+        self.events.push(Event {
+            source: self.sources.intern(source)?,
+            kind: self.kinds.intern(kind)?,
+            owner,
+            id: identity::hash(id),
+            day,
+            count,
+        });
+        Ok(())
     }
 
     /// [`Ingest::add`] of an account's activity, then [`Ingest::seen_by`]
@@ -170,45 +182,14 @@ impl Ingest {
         count: u64,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let owner = Owner::Registered(account);
-        if let Some(channel) = self.add_event(source, id, owner, kind, day, count)? {
-            self.seen_on(channel, day, actor);
+        self.add(source, id, Owner::Registered(account), kind, day, count)?;
+        // The event just added names the channel, interned.
+        if let Some(e) = self.events.last()
+            && let EventOwner::Account(a) = e.owner
+        {
+            self.seen_on((a, e.source, e.kind), day, actor);
         }
         Ok(())
-    }
-
-    /// Adds one activity; its channel when an account owns it.
-    #[inline]
-    fn add_event(
-        &mut self,
-        source: &str,
-        id: &str,
-        owner: Owner<'_>,
-        kind: &str,
-        day: Day,
-        count: u64,
-    ) -> Result<Option<Channel3>, StoreError> {
-        let (owner, account) = match owner {
-            Owner::Account(a) => {
-                let a = self.accounts.intern(a)?;
-                (EventOwner::Account(a), Some(a))
-            }
-            Owner::Registered(r) => {
-                let a = self.registered(r)?;
-                (EventOwner::Account(a), Some(a))
-            }
-            Owner::Unmatched { actor } => (EventOwner::Unmatched(actor.into()), None),
-        };
-        let (source, kind) = (self.sources.intern(source)?, self.kinds.intern(kind)?);
-        self.events.push(Event {
-            source,
-            kind,
-            owner,
-            id: identity::hash(id),
-            day,
-            count,
-        });
-        Ok(account.map(|a| (a, source, kind)))
     }
 
     /// Adds one activity of count 1, like "recipient R opened message M".
