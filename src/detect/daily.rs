@@ -334,8 +334,7 @@ impl DayRun {
             .iter()
             .enumerate()
             .filter(|(i, a)| self.saved.get(*i).copied().flatten() != Some(a.memory))
-            .map(|(_, a)| a)
-            .map(|a| {
+            .map(|(_, a)| {
                 let recorded = Some(self.day);
                 (
                     &a.account,

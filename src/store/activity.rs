@@ -241,20 +241,19 @@ impl Ingest {
     /// [`Ingest::seen_by`] on a channel already interned.
     #[inline]
     fn seen_on(&mut self, channel: Channel3, day: Day, actor: &str) {
-        let actor = (!actor.is_empty()).then(|| (self.actors.intern_any(actor), actor));
+        let person = (!actor.is_empty()).then(|| self.actors.intern_any(actor));
         // A person's name is part of a key: one with a NUL is kept only
         // as the channel's last seen.
-        let actor = actor.map(|(p, name)| {
-            if check_name(name).is_ok() {
-                self.people.push((channel, p, day));
-            }
-            p
-        });
+        if let Some(p) = person
+            && check_name(actor).is_ok()
+        {
+            self.people.push((channel, p, day));
+        }
         match self.last_seen.get_mut(&channel) {
             Some(last) if last.0 > day => {}
-            Some(last) => *last = (day, actor),
+            Some(last) => *last = (day, person),
             None => {
-                self.last_seen.insert(channel, (day, actor));
+                self.last_seen.insert(channel, (day, person));
             }
         }
     }

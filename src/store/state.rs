@@ -55,24 +55,16 @@ impl Store {
 
     /// Each account's saved detection state.
     pub fn states<S: Value>(&self) -> Result<foldhash::HashMap<AccountId, S>, StoreError> {
-        self.states_between(Accounts::ALL)
-    }
-
-    /// [`Store::states`] of the accounts in one range: ranges that split
-    /// the key space can be read on several threads at once.
-    pub fn states_between<S: Value>(
-        &self,
-        accounts: Accounts<'_>,
-    ) -> Result<foldhash::HashMap<AccountId, S>, StoreError> {
         let mut states = foldhash::HashMap::default();
-        self.visit_states_between(accounts, |account, state| {
+        self.visit_states_between(Accounts::ALL, |account, state| {
             states.insert(AccountId(account.to_string()), state);
         })?;
         Ok(states)
     }
 
     /// Hands `f` each saved state of the accounts in one range, with its
-    /// account, in account order.
+    /// account, in account order: ranges that split the key space can be
+    /// read on several threads at once.
     pub fn visit_states_between<S: Value>(
         &self,
         accounts: Accounts<'_>,
