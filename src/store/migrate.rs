@@ -1,8 +1,9 @@
 //! Upgrading a store written by an older lull, crash-safely.
 //!
 //! An older store is read with the layout it was written in, as backup
-//! records ([`super::backup::dump`]); a backup file of it is written to
-//! `[backup] dir` first; the records go into a new store beside it
+//! records ([`super::backup::dump`]), into a backup file in `[backup] dir`;
+//! the old store is closed, and the records of that file (read back,
+//! checked by its end record) go into a new store beside it
 //! (`PATH.migrating`), which replaces the old one by two renames:
 //!
 //! 1. `PATH` → `PATH.old` (only once `PATH.migrating` is complete and synced);
@@ -64,6 +65,55 @@ pub(super) fn upgrade(cfg: &StoreConfig, from: u32) -> Result<(), StoreError> {
         .cache_capacity(cfg.cache_bytes)
         .open()
         .map_err(|e| super::open_error(path, e))?;
+    let file = cfg.backup_dir.join(backup::file_name(
+        chrono::Utc::now(),
+        &format!("-schema{from}"),
+    ));
+    let written = write_backup(&db, path, from, cfg, &file);
+    // One store open at a time: what sled kept of the old one while it was
+    // read (at 100,000 accounts, hundreds of MB) is freed before the new
+    // one is written.
+    super::close(db, path);
+    written?;
+    tracing::info!(backup = %file.display(), "backup of the version-{from} store written");
+
+    // Then the new store beside it, from that file: what the new store
+    // holds is what the backup holds, and the file's end record proves it
+    // whole before anything is swapped.
+    let new = sibling(path, "migrating");
+    remove_dir(&new)?;
+    let ncfg = StoreConfig {
+        path: new.clone(),
+        ..cfg.clone()
+    };
+    let input = std::fs::File::open(&file)
+        .map_err(|e| StoreError::Backup(format!("cannot open {}: {e}", file.display())))?;
+    let mut r = Restorer::new(&ncfg)?;
+    backup::read(input, &file.display().to_string(), |rec| r.add(rec))?;
+    let totals = r.finish()?;
+
+    // The swap.
+    let old = sibling(path, "old");
+    std::fs::rename(path, &old)
+        .map_err(|e| StoreError::Backup(format!("moving the old store aside: {e}")))?;
+    sync_parent(path);
+    std::fs::rename(&new, path)
+        .map_err(|e| StoreError::Backup(format!("moving the upgraded store into place: {e}")))?;
+    sync_parent(path);
+    remove_dir(&old)?;
+    tracing::info!(store = %path.display(), records = totals.records, events = totals.events, "store upgraded");
+    Ok(())
+}
+
+/// Writes every record of the open version-`from` store to the backup
+/// `file`, atomically (complete, or not there).
+fn write_backup(
+    db: &sled::Db,
+    path: &Path,
+    from: u32,
+    cfg: &StoreConfig,
+    file: &Path,
+) -> Result<(), StoreError> {
     let tree = |n: &str| db.open_tree(n).map_err(|e| super::open_error(path, e));
     let (activity, alerts, outbox, mail) = (
         tree(TREE_ACTIVITY)?,
@@ -77,19 +127,14 @@ pub(super) fn upgrade(cfg: &StoreConfig, from: u32) -> Result<(), StoreError> {
         outbox: &outbox,
         mail: &mail,
     };
-    // First a backup of the old store, as it is.
     std::fs::create_dir_all(&cfg.backup_dir).map_err(|e| {
         StoreError::Backup(format!(
             "cannot create the backup folder {}: {e}",
             cfg.backup_dir.display()
         ))
     })?;
-    let file = cfg.backup_dir.join(backup::file_name(
-        chrono::Utc::now(),
-        &format!("-schema{from}"),
-    ));
     let mut failure = None;
-    super::files::write_atomically(&file, |w| {
+    super::files::write_atomically(file, |w| {
         let run = || -> Result<(), StoreError> {
             let io = |e: std::io::Error| StoreError::Backup(format!("writing the backup: {e}"));
             let gz = flate2::GzBuilder::new()
@@ -110,31 +155,5 @@ pub(super) fn upgrade(cfg: &StoreConfig, from: u32) -> Result<(), StoreError> {
         failure
             .take()
             .unwrap_or_else(|| StoreError::Backup(format!("writing {}: {e}", file.display())))
-    })?;
-    tracing::info!(backup = %file.display(), "backup of the version-{from} store written");
-
-    // Then the new store beside it.
-    let new = sibling(path, "migrating");
-    remove_dir(&new)?;
-    let ncfg = StoreConfig {
-        path: new.clone(),
-        ..cfg.clone()
-    };
-    let mut r = Restorer::new(&ncfg)?;
-    backup::dump(&trees, from, |rec| r.add(rec))?;
-    let totals = r.finish()?;
-    drop((activity, alerts, outbox, mail));
-    super::close(db, path);
-
-    // The swap.
-    let old = sibling(path, "old");
-    std::fs::rename(path, &old)
-        .map_err(|e| StoreError::Backup(format!("moving the old store aside: {e}")))?;
-    sync_parent(path);
-    std::fs::rename(&new, path)
-        .map_err(|e| StoreError::Backup(format!("moving the upgraded store into place: {e}")))?;
-    sync_parent(path);
-    remove_dir(&old)?;
-    tracing::info!(store = %path.display(), records = totals.records, events = totals.events, "store upgraded");
-    Ok(())
+    })
 }
