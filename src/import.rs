@@ -1,7 +1,9 @@
 //! `lull import`: activity events from JSON Lines, counted exactly once.
 //!
-//! Each line is parsed and resolved on the calling thread while a writer
-//! thread commits the previous batch, so parsing and disk writes overlap.
+//! Lines are read in chunks on the calling thread; a chunk is parsed and
+//! resolved on the other cores while the calling thread adds the lines of
+//! the chunk before to the batch, in file order; a writer thread commits
+//! full batches, so reading, parsing and disk writes overlap.
 //! A bad line is reported with its number and skipped; every good line is
 //! stored. Coverage (first to last event day, per source) is written last,
 //! only after every event of the file is durable: an import cut short never
@@ -228,62 +230,82 @@ struct Chunk {
     first: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_lines(
-    mut reader: impl BufRead,
-    input: &str,
-    registry: &Registry,
-    options: &Options,
-    tx: &mpsc::SyncSender<Ingest>,
-    report: &mut Report,
-    on_reject: &mut impl FnMut(u64, &str),
-    on_progress: &mut impl FnMut(u64),
-) -> Result<(), ImportError> {
-    let mut batch = Ingest::default();
-    let mut chunk = Chunk::default();
-    let mut line_no = 0u64;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    loop {
+/// Reads lines into chunks, counting them.
+struct Filler<'i, R, P> {
+    reader: R,
+    input: &'i str,
+    line_no: u64,
+    on_progress: P,
+}
+
+/// How filling a chunk ended.
+enum Filled {
+    /// The chunk is full; more may follow.
+    More,
+    /// The input ended.
+    End,
+    /// Reading failed after the lines in the chunk.
+    Failed(ImportError),
+}
+
+impl<R: BufRead, P: FnMut(u64)> Filler<'_, R, P> {
+    /// Fills `chunk` with the next lines (up to [`CHUNK_LINES`] or
+    /// [`CHUNK_BYTES`]).
+    fn fill(&mut self, chunk: &mut Chunk) -> Filled {
         chunk.text.clear();
         chunk.lines.clear();
-        chunk.first = line_no + 1;
-        let mut failed = None;
-        let mut at_end = false;
+        chunk.first = self.line_no + 1;
         while chunk.lines.len() < CHUNK_LINES && chunk.text.len() < CHUNK_BYTES {
             let start = chunk.text.len();
-            match read_line(&mut reader, &mut chunk.text, on_progress) {
-                Ok(None) => {
-                    at_end = true;
-                    break;
-                }
+            match read_line(&mut self.reader, &mut chunk.text, &mut self.on_progress) {
+                Ok(None) => return Filled::End,
                 Ok(Some(kept)) => {
-                    line_no += 1;
+                    self.line_no += 1;
                     chunk.lines.push(kept.then_some(start..chunk.text.len()));
                 }
                 Err(source) => {
-                    failed = Some(ImportError::Read {
-                        input: input.to_string(),
-                        line: line_no + 1,
+                    return Filled::Failed(ImportError::Read {
+                        input: self.input.to_string(),
+                        line: self.line_no + 1,
                         source,
                     });
-                    break;
                 }
             }
         }
-        // Parsed on every core (lines borrow from the chunk), then stored
-        // one by one in file order: the first of two lines with one id
-        // wins, and rejects come in line order.
-        let parsed = parse_chunk(&chunk, registry, options, workers);
-        let mut writer_gone = false;
+        Filled::More
+    }
+}
+
+/// Adds parsed lines to the batch in file order, sending it to the writer
+/// when full.
+struct Adder<'a, J> {
+    batch: Ingest,
+    report: &'a mut Report,
+    on_reject: J,
+    tx: &'a mpsc::SyncSender<Ingest>,
+    batch_size: usize,
+    /// The writer hung up (it failed; its error is reported by the caller).
+    writer_gone: bool,
+}
+
+impl<J: FnMut(u64, &str)> Adder<'_, J> {
+    /// Adds the lines parsed from a chunk whose first line is `first`:
+    /// the first of two lines with one id wins, and rejects come in line
+    /// order.
+    fn add(&mut self, parsed: Vec<Result<Parsed<'_>, String>>, first: u64) {
         for (i, p) in parsed.into_iter().enumerate() {
-            let line = chunk.first + i as u64;
+            if self.writer_gone {
+                return;
+            }
+            let line = first + i as u64;
             match p {
                 Ok(Parsed::Blank) => continue,
                 Ok(Parsed::Event(e)) => {
-                    widen(&mut report.covered, &e.source, e.day);
+                    widen(&mut self.report.covered, &e.source, e.day);
                     // Names were checked for NUL by the parser, so this
                     // cannot fail; if it did, the line is reported like any
                     // other.
+                    let batch = &mut self.batch;
                     let added = match (&e.owner, &e.seen_as) {
                         (Who::Account(id, index), Some(actor)) => {
                             let a = Registered { id, index: *index };
@@ -299,38 +321,124 @@ fn read_lines(
                         }
                     };
                     if let Err(err) = added {
-                        report.rejected += 1;
-                        on_reject(line, &err.to_string());
+                        self.report.rejected += 1;
+                        (self.on_reject)(line, &err.to_string());
                     }
                 }
                 Ok(Parsed::Staff { source, day }) => {
-                    widen(&mut report.covered, &source, day);
-                    report.staff += 1;
+                    widen(&mut self.report.covered, &source, day);
+                    self.report.staff += 1;
                 }
                 Err(msg) => {
-                    report.rejected += 1;
-                    on_reject(line, &msg);
+                    self.report.rejected += 1;
+                    (self.on_reject)(line, &msg);
                 }
             }
-            // A closed channel means the writer failed; its error is
-            // reported by the caller.
-            if batch.len() >= options.batch_size && tx.send(std::mem::take(&mut batch)).is_err() {
-                writer_gone = true;
-                break;
+            if self.batch.len() >= self.batch_size
+                && self.tx.send(std::mem::take(&mut self.batch)).is_err()
+            {
+                self.writer_gone = true;
             }
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if at_end || writer_gone {
-            break;
-        }
     }
-    report.lines = line_no;
-    if !batch.is_empty() {
-        let _ = tx.send(batch);
+}
+
+/// The lines of one chunk, parsed, with the file line of the first.
+type ParsedChunk<'a> = (Vec<Result<Parsed<'a>, String>>, u64);
+
+/// Reads, parses and adds the lines of the input. Parsing (on every core
+/// but this thread's) and adding (on this thread, in file order) overlap:
+/// while the lines of one chunk are added, the next chunk is parsed.
+#[allow(clippy::too_many_arguments)]
+fn read_lines(
+    reader: impl BufRead,
+    input: &str,
+    registry: &Registry,
+    options: &Options,
+    tx: &mpsc::SyncSender<Ingest>,
+    report: &mut Report,
+    on_reject: &mut impl FnMut(u64, &str),
+    on_progress: &mut impl FnMut(u64),
+) -> Result<(), ImportError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut filler = Filler {
+        reader,
+        input,
+        line_no: 0,
+        on_progress,
+    };
+    let mut adder = Adder {
+        batch: Ingest::default(),
+        report,
+        on_reject,
+        tx,
+        batch_size: options.batch_size,
+        writer_gone: false,
+    };
+    // Two chunks, taking turns: one parsed while the other's lines are
+    // added. The loop goes through both per round.
+    let (mut a, mut b) = (Chunk::default(), Chunk::default());
+    let mut filled = filler.fill(&mut a);
+    let mut parsed_a = (parse_chunk(&a, registry, options, workers), a.first);
+    let outcome = loop {
+        if !matches!(filled, Filled::More) || adder.writer_gone {
+            adder.add(parsed_a.0, parsed_a.1);
+            break filled;
+        }
+        let (parsed_b, f) = overlapped(
+            &mut adder,
+            &mut filler,
+            parsed_a,
+            &mut b,
+            registry,
+            options,
+            workers,
+        );
+        if !matches!(f, Filled::More) || adder.writer_gone {
+            adder.add(parsed_b.0, parsed_b.1);
+            break f;
+        }
+        (parsed_a, filled) = overlapped(
+            &mut adder,
+            &mut filler,
+            parsed_b,
+            &mut a,
+            registry,
+            options,
+            workers,
+        );
+    };
+    adder.report.lines = filler.line_no;
+    if let Filled::Failed(e) = outcome {
+        return Err(e);
+    }
+    if !adder.batch.is_empty() && !adder.writer_gone {
+        let _ = tx.send(adder.batch);
     }
     Ok(())
+}
+
+/// Fills `next` with the following lines, then adds `parsed` (the lines
+/// of the chunk before) while `next` is parsed on other threads.
+fn overlapped<'n, R: BufRead, P: FnMut(u64), J: FnMut(u64, &str)>(
+    adder: &mut Adder<'_, J>,
+    filler: &mut Filler<'_, R, P>,
+    parsed: ParsedChunk<'_>,
+    next: &'n mut Chunk,
+    registry: &'n Registry,
+    options: &Options,
+    workers: usize,
+) -> (ParsedChunk<'n>, Filled) {
+    let filled = filler.fill(next);
+    let next: &'n Chunk = next;
+    let parsed_next = std::thread::scope(|scope| {
+        let parsing = scope.spawn(|| parse_chunk(next, registry, options, workers));
+        adder.add(parsed.0, parsed.1);
+        parsing
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
+    ((parsed_next, next.first), filled)
 }
 
 /// Appends the next line to `buf`: `Some(true)` when kept, `Some(false)`
