@@ -418,23 +418,28 @@ impl Store {
         let mut w = self.begin(estimate)?;
         let mut batch = sled::Batch::default();
         // Who acted (last seen, people) needs nothing of the counting: it
-        // is read and merged on another core meanwhile.
+        // is read, merged and written on another core meanwhile, key by
+        // key, before the counting batch. Those writes are idempotent (a
+        // person's day recorded again is one day; a last seen written
+        // again is the same), so a crash between them and the batch loses
+        // nothing: the same events, polled or imported again, count then
+        // and change nothing here. Outside the batch, sled applies them
+        // alongside the counting (a batch locks out every other read and
+        // write of the store while it is applied).
         let (counted, who) = std::thread::scope(|scope| {
             let who = std::thread::Builder::new()
                 .name("lull-commit".into())
-                .spawn_scoped(scope, || self.who_acted(ingest));
+                .spawn_scoped(scope, || self.write_who_acted(ingest, &w));
             let counted = self.count(ingest, &mut batch);
             let who = match who {
                 Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                 // No thread to be had (a process at its limit): here, after.
-                Err(_) => self.who_acted(ingest),
+                Err(_) => self.write_who_acted(ingest, &w),
             };
             (counted, who)
         });
+        who?;
         let (stats, added) = counted?;
-        for (key, value) in who? {
-            batch.insert(key, value);
-        }
         coverage::add(&self.activity, &ingest.coverage, &mut batch)?;
         for (source, cursor) in &ingest.cursors {
             batch.insert(key1(P_CURSOR, source.as_str())?, cursor.as_slice());
@@ -608,6 +613,16 @@ impl Store {
             );
         }
         Ok((stats, added))
+    }
+
+    /// Writes [`Store::who_acted`]'s values, one key at a time.
+    fn write_who_acted(&self, ingest: &Ingest, w: &super::Write<'_>) -> Result<(), StoreError> {
+        for (key, value) in self.who_acted(ingest)? {
+            self.activity
+                .insert(key, value)
+                .map_err(|e| w.failed("writing who acted", e))?;
+        }
+        Ok(())
     }
 
     /// The writes of a commit about who acted: each channel's last seen
@@ -1378,6 +1393,67 @@ mod tests {
         let done = store.commit(&later).unwrap();
         assert_eq!((done.counted, done.duplicates, done.unmatched), (1, 1, 0));
         assert!(store.unmatched().unwrap().is_empty());
+    }
+
+    #[test]
+    fn who_acted_written_before_a_lost_batch_changes_nothing_when_the_batch_comes_again() {
+        // Two batches with people and last seen, the second naming a
+        // person and day the first had, and a later and an earlier day.
+        let batch = |n: i32| {
+            let mut i = Ingest::default();
+            for (k, (account, actor, day)) in [
+                ("acme", "ann", 10),
+                ("acme", "bob", 11 + n),
+                ("beta", "cy", 12 - n),
+                ("acme", "ann", 10),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let a = Registered {
+                    id: account,
+                    index: usize::from(account == "beta"),
+                };
+                let id = format!("{n}-{k}");
+                i.add_by("forum", &id, a, "post", Day(day), 1, actor)
+                    .unwrap();
+            }
+            i
+        };
+        let backup = |store: &Store| {
+            let mut out = Vec::new();
+            store.backup_to(&mut out).unwrap();
+            out
+        };
+        let clean = tempfile::tempdir().unwrap();
+        let clean = super::super::tests::open(clean.path());
+        let crashed = tempfile::tempdir().unwrap();
+        let crashed = super::super::tests::open(crashed.path());
+        for n in 0..2 {
+            let i = batch(n);
+            clean.commit(&i).unwrap();
+            // What a crash after the who-acted writes and before the
+            // counting batch leaves; then the same batch, whole, twice.
+            let w = crashed.begin(0).unwrap();
+            crashed.write_who_acted(&i, &w).unwrap();
+            drop(w);
+            if n == 0 {
+                assert!(crashed.series().next().is_none(), "nothing counted");
+                assert_eq!(crashed.people().count(), 2, "people written");
+            }
+            assert_eq!(crashed.commit(&i).unwrap().counted, 4);
+            assert_eq!(crashed.commit(&i).unwrap().counted, 0);
+            assert_eq!(backup(&crashed), backup(&clean), "batch {n}");
+        }
+        assert_eq!(
+            crashed.last_seen("acme", "forum", "post").unwrap(),
+            Some((Day(12), "bob".to_string()))
+        );
+        let people = crashed.people_of(&AccountId("acme".into())).unwrap();
+        assert_eq!(
+            people[0].people()["ann"],
+            std::collections::BTreeSet::from([Day(10)])
+        );
     }
 
     #[test]
