@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
@@ -289,15 +290,15 @@ struct Adder<'a, J> {
 }
 
 impl<J: FnMut(u64, &str)> Adder<'_, J> {
-    /// Adds the lines parsed from a chunk whose first line is `first`:
-    /// the first of two lines with one id wins, and rejects come in line
-    /// order.
-    fn add(&mut self, parsed: Vec<Result<Parsed<'_>, String>>, first: u64) {
-        for (i, p) in parsed.into_iter().enumerate() {
+    /// Adds the lines parsed from a chunk, in file order: the first of
+    /// two lines with one id wins, and rejects come in line order.
+    fn add(&mut self, parsed: ParsedChunk<'_>) {
+        let lines = parsed.pieces.into_iter().flat_map(|(_, lines)| lines);
+        for (i, p) in lines.enumerate() {
             if self.writer_gone {
                 return;
             }
-            let line = first + i as u64;
+            let line = parsed.first + i as u64;
             match p {
                 Ok(Parsed::Blank) => continue,
                 Ok(Parsed::Event(e)) => {
@@ -343,12 +344,10 @@ impl<J: FnMut(u64, &str)> Adder<'_, J> {
     }
 }
 
-/// The lines of one chunk, parsed, with the file line of the first.
-type ParsedChunk<'a> = (Vec<Result<Parsed<'a>, String>>, u64);
-
-/// Reads, parses and adds the lines of the input. Parsing (on every core
-/// but this thread's) and adding (on this thread, in file order) overlap:
-/// while the lines of one chunk are added, the next chunk is parsed.
+/// Reads, parses and adds the lines of the input. Parsing (on every core)
+/// and adding (on this thread, in file order) overlap: while this thread
+/// adds the lines of one chunk, the other cores parse the next, and this
+/// thread joins them when it is done.
 #[allow(clippy::too_many_arguments)]
 fn read_lines(
     reader: impl BufRead,
@@ -379,10 +378,10 @@ fn read_lines(
     // added. The loop goes through both per round.
     let (mut a, mut b) = (Chunk::default(), Chunk::default());
     let mut filled = filler.fill(&mut a);
-    let mut parsed_a = (parse_chunk(&a, registry, options, workers), a.first);
+    let mut parsed_a = parse_chunk(&a, registry, options, workers, || {});
     let outcome = loop {
         if !matches!(filled, Filled::More) || adder.writer_gone {
-            adder.add(parsed_a.0, parsed_a.1);
+            adder.add(parsed_a);
             break filled;
         }
         let (parsed_b, f) = overlapped(
@@ -395,7 +394,7 @@ fn read_lines(
             workers,
         );
         if !matches!(f, Filled::More) || adder.writer_gone {
-            adder.add(parsed_b.0, parsed_b.1);
+            adder.add(parsed_b);
             break f;
         }
         (parsed_a, filled) = overlapped(
@@ -419,7 +418,7 @@ fn read_lines(
 }
 
 /// Fills `next` with the following lines, then adds `parsed` (the lines
-/// of the chunk before) while `next` is parsed on other threads.
+/// of the chunk before) while other threads parse `next`, and helps them.
 fn overlapped<'n, R: BufRead, P: FnMut(u64), J: FnMut(u64, &str)>(
     adder: &mut Adder<'_, J>,
     filler: &mut Filler<'_, R, P>,
@@ -430,15 +429,8 @@ fn overlapped<'n, R: BufRead, P: FnMut(u64), J: FnMut(u64, &str)>(
     workers: usize,
 ) -> (ParsedChunk<'n>, Filled) {
     let filled = filler.fill(next);
-    let next: &'n Chunk = next;
-    let parsed_next = std::thread::scope(|scope| {
-        let parsing = scope.spawn(|| parse_chunk(next, registry, options, workers));
-        adder.add(parsed.0, parsed.1);
-        parsing
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    });
-    ((parsed_next, next.first), filled)
+    let parsed_next = parse_chunk(next, registry, options, workers, || adder.add(parsed));
+    (parsed_next, filled)
 }
 
 /// Appends the next line to `buf`: `Some(true)` when kept, `Some(false)`
@@ -475,48 +467,79 @@ fn read_line(
     }
 }
 
-/// Every line of `chunk` parsed, in order, on up to `workers` threads.
+/// Lines of a chunk that a parsing thread takes at a time: small enough
+/// that the threads finish a chunk together, big enough that taking one
+/// costs nothing.
+const PIECE_LINES: usize = 256;
+
+/// The lines of a chunk, parsed: pieces of [`PIECE_LINES`] lines in file
+/// order, and the file line of the first.
+struct ParsedChunk<'a> {
+    pieces: Vec<(usize, Vec<Result<Parsed<'a>, String>>)>,
+    first: u64,
+}
+
+/// Parses pieces of `chunk` until none is left to take (`taken` counts
+/// the pieces taken by every thread): the pieces this thread parsed.
+fn parse_pieces<'a>(
+    chunk: &'a Chunk,
+    registry: &'a Registry,
+    options: &Options,
+    taken: &AtomicUsize,
+) -> Vec<(usize, Vec<Result<Parsed<'a>, String>>)> {
+    let mut out = Vec::new();
+    loop {
+        let piece = taken.fetch_add(1, Ordering::Relaxed);
+        let lo = piece.saturating_mul(PIECE_LINES);
+        if lo >= chunk.lines.len() {
+            return out;
+        }
+        let hi = (lo + PIECE_LINES).min(chunk.lines.len());
+        let lines = (lo..hi).map(|i| {
+            let Some(at) = chunk.lines[i].clone() else {
+                return Err(format!(
+                    "the line is longer than {MAX_LINE_BYTES} bytes: not an event"
+                ));
+            };
+            let raw = &chunk.text[at];
+            // A byte-order mark (Windows editors) is not part of the data.
+            let raw = if chunk.first + i as u64 == 1 {
+                raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw)
+            } else {
+                raw
+            };
+            parse_line(raw, registry, options)
+        });
+        out.push((piece, lines.collect()));
+    }
+}
+
+/// Every line of `chunk` parsed on `workers` threads, this one among
+/// them once `meanwhile` (run first, here) is done.
 fn parse_chunk<'a>(
     chunk: &'a Chunk,
     registry: &'a Registry,
     options: &Options,
     workers: usize,
-) -> Vec<Result<Parsed<'a>, String>> {
-    let parse = |lo: usize, hi: usize| -> Vec<Result<Parsed<'a>, String>> {
-        (lo..hi)
-            .map(|i| {
-                let Some(at) = chunk.lines[i].clone() else {
-                    return Err(format!(
-                        "the line is longer than {MAX_LINE_BYTES} bytes: not an event"
-                    ));
-                };
-                let raw = &chunk.text[at];
-                // A byte-order mark (Windows editors) is not part of the data.
-                let raw = if chunk.first + i as u64 == 1 {
-                    raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw)
-                } else {
-                    raw
-                };
-                parse_line(raw, registry, options)
-            })
-            .collect()
-    };
-    let n = chunk.lines.len();
-    let parts = workers.clamp(1, n.max(1));
-    if parts == 1 {
-        return parse(0, n);
-    }
-    let cut = |k: usize| k * n / parts;
-    std::thread::scope(|scope| {
-        let rest: Vec<_> = (1..parts)
-            .map(|k| scope.spawn(move || parse(cut(k), cut(k + 1))))
+    meanwhile: impl FnOnce(),
+) -> ParsedChunk<'a> {
+    let taken = AtomicUsize::new(0);
+    let mut pieces = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..workers.max(1))
+            .map(|_| scope.spawn(|| parse_pieces(chunk, registry, options, &taken)))
             .collect();
-        let mut all = parse(0, cut(1));
-        for h in rest {
-            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        meanwhile();
+        let mut pieces = parse_pieces(chunk, registry, options, &taken);
+        for h in others {
+            pieces.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         }
-        all
-    })
+        pieces
+    });
+    pieces.sort_unstable_by_key(|(piece, _)| *piece);
+    ParsedChunk {
+        pieces,
+        first: chunk.first,
+    }
 }
 
 fn widen(covered: &mut BTreeMap<SourceName, (Day, Day)>, source: &str, day: Day) {
@@ -867,6 +890,57 @@ mod tests {
     ) -> Result<Report, ImportError> {
         let opts = test_options(batch);
         import(reader, "t", s, &registry(), opts, |_, _| {}, |_| {})
+    }
+
+    #[test]
+    fn a_chunk_parsed_in_pieces_on_many_threads_comes_back_in_line_order() {
+        // A whole chunk of lines, each with its own id, every 97th bad.
+        let mut chunk = Chunk {
+            first: 1,
+            ..Chunk::default()
+        };
+        for i in 0..CHUNK_LINES {
+            let start = chunk.text.len();
+            let line = if i % 97 == 5 {
+                format!("not json {i}\n")
+            } else {
+                format!(
+                    "{{\"account\":\"acme\",\"source\":\"forum\",\"at\":\"2026-03-01T10:00:00Z\",\"id\":\"{i}\"}}\n"
+                )
+            };
+            chunk.text.extend_from_slice(line.as_bytes());
+            chunk.lines.push(Some(start..chunk.text.len()));
+        }
+        let registry = registry();
+        let options = test_options(1000);
+        let what = |p: &Result<Parsed<'_>, String>| match p {
+            Ok(Parsed::Event(e)) => e.id.to_string(),
+            Ok(_) => "other".to_string(),
+            Err(_) => "bad".to_string(),
+        };
+        let want: Vec<String> = (0..CHUNK_LINES)
+            .map(|i| {
+                if i % 97 == 5 {
+                    "bad".into()
+                } else {
+                    i.to_string()
+                }
+            })
+            .collect();
+        for workers in [1, 2, 4] {
+            // The calling thread takes pieces after the others started.
+            let parsed = parse_chunk(&chunk, &registry, &options, workers, || {
+                std::thread::sleep(std::time::Duration::from_millis(2))
+            });
+            let got: Vec<String> = parsed
+                .pieces
+                .iter()
+                .flat_map(|(_, l)| l)
+                .map(what)
+                .collect();
+            assert_eq!(got, want, "{workers} workers");
+            assert_eq!(parsed.first, 1);
+        }
     }
 
     #[test]
