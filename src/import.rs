@@ -28,9 +28,9 @@ use crate::types::{Day, SourceName};
 /// value it touches (an account channel's series and people, an id leaf),
 /// and with many accounts nearly every batch touches nearly all of them,
 /// so fewer, bigger batches mean fewer rewrites: a million events in one
-/// commit import in ~3.3 s, in four of 250,000 in ~4.8 s (10,000 accounts,
+/// commit import in ~3 s, in four of 250,000 in ~4.8 s (10,000 accounts,
 /// random order, `benches/import.sh` on a 2-core machine), at a peak RSS
-/// of ~340 MiB instead of ~300.
+/// of ~330 MiB instead of ~300.
 pub const DEFAULT_BATCH: u64 = 1_000_000;
 
 /// Activities per commit of an import sent to the running service: a
