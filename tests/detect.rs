@@ -526,6 +526,19 @@ fn the_watch_list_is_capped_per_csm_per_week_and_skips_silent_accounts() {
         .map(|a| a.0.clone())
         .collect();
     assert_eq!(daily, listed);
+
+    // After the data ends (day 560) no channel can be judged once its
+    // recent window is uncovered: the dropping accounts are listed on no
+    // digest of those days (they were, every few Mondays, before this
+    // was fixed: notices naming no channel).
+    let later = tier(&backtest(&h, 380, 760), "watch");
+    assert!(later.len() >= watch.len(), "{later:?}");
+    let uncovered = day(560 + 28);
+    assert!(
+        later.iter().all(|a| a.1 <= uncovered),
+        "listed without coverage: {:?}",
+        later.iter().filter(|a| a.1 > uncovered).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -948,6 +948,9 @@ impl<'a> Detector<'a> {
             let verdict = self.verdict(h, &judgements, d, t);
             let quiet = h.activity.judge(self.timeline, d, t);
             let low = matches!(verdict, Verdict::Judged { low, .. } if low >= t.quorum);
+            // A day on which no channel could be judged (no coverage) says
+            // nothing about a drop: it lists nobody on the watch digest.
+            let judged = matches!(verdict, Verdict::Judged { .. });
             // A broken connector on any of its sources: no new silence.
             let stale = h.channels.iter().any(|c| self.channel_stale(c, d, t));
             let today = Today {
@@ -960,6 +963,7 @@ impl<'a> Detector<'a> {
             let notice = memory.step(today, day, t, emit);
             let watch = emit
                 && t.watch
+                && judged
                 && memory.dropping()
                 && day.date().weekday() == self.config.watch.weekday;
             let kinds = notice.into_iter().chain(watch.then_some(NoticeKind::Watch));
