@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use super::backup::{self, LineWriter, Restorer, Trees, remove_dir, sibling, sync_parent};
+use super::backup::{self, LineWriter, Trees, remove_dir, sibling, sync_parent};
 use super::{StoreError, TREE_ACTIVITY, TREE_ALERTS, TREE_MAIL, TREE_OUTBOX};
 use crate::config::StoreConfig;
 
@@ -77,20 +77,17 @@ pub(super) fn upgrade(cfg: &StoreConfig, from: u32) -> Result<(), StoreError> {
     written?;
     tracing::info!(backup = %file.display(), "backup of the version-{from} store written");
 
-    // Then the new store beside it, from that file: what the new store
-    // holds is what the backup holds, and the file's end record proves it
-    // whole before anything is swapped.
+    // Then the new store beside it, restored from that file as `lull
+    // restore` would: what the new store holds is what the backup holds,
+    // and the file's end record proves it whole before anything is
+    // swapped.
     let new = sibling(path, "migrating");
     remove_dir(&new)?;
     let ncfg = StoreConfig {
         path: new.clone(),
         ..cfg.clone()
     };
-    let input = std::fs::File::open(&file)
-        .map_err(|e| StoreError::Backup(format!("cannot open {}: {e}", file.display())))?;
-    let mut r = Restorer::new(&ncfg)?;
-    backup::read(input, &file.display().to_string(), |rec| r.add(rec))?;
-    let totals = r.finish()?;
+    let totals = backup::restore(&ncfg, &file)?;
 
     // The swap.
     let old = sibling(path, "old");
