@@ -197,15 +197,23 @@ impl Prefix {
             return out;
         }
         let s7 = self.s7();
-        for last in lo.max(hi - 6)..=hi {
-            let r = last % 7;
-            let first = lo + (r - lo % 7).rem_euclid(7);
+        // Residues advance with the index: one division each for the
+        // window's ends, none per weekday (this runs for every count
+        // channel on every day a backtest replays).
+        let start = lo.max(hi - 6);
+        let lo_r = lo % 7;
+        let mut r = start % 7;
+        for last in start..=hi {
+            // The first index of residue `r` at or after `lo`.
+            let ahead = if r >= lo_r { r - lo_r } else { r - lo_r + 7 };
+            let first = lo + ahead;
             let below = if first >= 7 {
                 s7[(first - 7) as usize]
             } else {
                 0.0
             };
             out[r as usize] = s7[last as usize] - below;
+            r = if r == 6 { 0 } else { r + 1 };
         }
         out
     }
