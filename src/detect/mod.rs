@@ -530,22 +530,18 @@ impl<'a> Detector<'a> {
                     }
                 }
             };
-        let mut current: Option<(usize, Vec<StoredSeries>)> = None;
-        for s in store.stored_series_between(range) {
-            let s = s?;
-            let Some(idx) = self.registry.by_id(s.account.as_str()) else {
+        // One value per account: one look-up per account, not per series.
+        for stored in store.stored_accounts_between(range) {
+            let (account, series) = stored?;
+            // An account whose value holds no series is read as one
+            // without stored activity (after the others).
+            if series.is_empty() {
+                continue;
+            }
+            let Some(i) = self.registry.by_id(account.as_str()) else {
                 continue;
             };
-            if current.as_ref().is_some_and(|(i, _)| *i != idx) {
-                if let Some((i, series)) = current.take() {
-                    let p = people_of(&series[0].account)?;
-                    f(i, series, p)?;
-                }
-            }
-            current.get_or_insert_with(|| (idx, Vec::new())).1.push(s);
-        }
-        if let Some((i, series)) = current.take() {
-            let p = people_of(&series[0].account)?;
+            let p = people_of(&account)?;
             f(i, series, p)?;
         }
         Ok(())

@@ -738,20 +738,30 @@ impl Store {
         &self,
         accounts: Accounts<'_>,
     ) -> impl Iterator<Item = Result<StoredSeries, StoreError>> + '_ {
-        self.activity.range(accounts.keys(P_BUCKET)).flat_map(
-            move |r| -> Vec<Result<StoredSeries, StoreError>> {
-                let stored = r
-                    .map_err(|e| self.fail("reading series", e))
-                    .and_then(|(k, v)| {
-                        let account = decode_account_key(&k).ok_or_else(|| damaged(SERIES, &k))?;
-                        stored_series(&account, &k, v)
-                    });
+        self.stored_accounts_between(accounts).flat_map(
+            |stored| -> Vec<Result<StoredSeries, StoreError>> {
                 match stored {
-                    Ok(all) => all.into_iter().map(Ok).collect(),
+                    Ok((_, all)) => all.into_iter().map(Ok).collect(),
                     Err(e) => vec![Err(e)],
                 }
             },
         )
+    }
+
+    /// [`Store::stored_series_between`] account by account: each account
+    /// with a stored value, in store order, with its channels' series
+    /// (one value per account: a reader that looks each account up once
+    /// need not group series again).
+    pub fn stored_accounts_between(
+        &self,
+        accounts: Accounts<'_>,
+    ) -> impl Iterator<Item = Result<(AccountId, Vec<StoredSeries>), StoreError>> + '_ {
+        self.activity.range(accounts.keys(P_BUCKET)).map(move |r| {
+            let (k, v) = r.map_err(|e| self.fail("reading series", e))?;
+            let account = decode_account_key(&k).ok_or_else(|| damaged(SERIES, &k))?;
+            let series = stored_series(&account, &k, v)?;
+            Ok((account, series))
+        })
     }
 
     /// [`Store::account_series`], as stored ([`StoredSeries`]).
