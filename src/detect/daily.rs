@@ -203,7 +203,7 @@ pub fn judge_day_keeping(
     } else {
         PeopleRead::WhenAsked
     };
-    let judged = detector.map_accounts(
+    let mut judged = detector.map_accounts(
         store,
         people,
         |h| {
@@ -238,7 +238,6 @@ pub fn judge_day_keeping(
         },
         |_| {},
     )?;
-    let mut judged = judged;
     let mut notices = Vec::new();
     let mut candidates = Vec::new();
     for (_, _, n, c) in &mut judged {
