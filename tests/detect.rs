@@ -539,6 +539,17 @@ fn the_watch_list_is_capped_per_csm_per_week_and_skips_silent_accounts() {
         "listed without coverage: {:?}",
         later.iter().filter(|a| a.1 > uncovered).collect::<Vec<_>>()
     );
+    // Nor are they shown as watch candidates (`detect --json`, the
+    // console, the `watching` gauge) while nothing can be judged: the
+    // accounts still dropping when the data ended are `unknown` 200 days
+    // later, their drop frozen, and no digest could list them.
+    let at_end = watching(&h, 560);
+    assert!(at_end.len() >= 5, "dropping at the data's end: {at_end:?}");
+    let rows = detect(&h, 760, false);
+    for a in &at_end {
+        assert_eq!(state_of(&rows, a), "unknown", "{a}");
+    }
+    assert_eq!(watching(&h, 760), BTreeSet::new());
 }
 
 #[test]

@@ -959,9 +959,6 @@ impl<'a> Detector<'a> {
             let verdict = self.verdict(h, &judgements, d, t);
             let quiet = h.activity.judge(self.timeline, d, t);
             let low = matches!(verdict, Verdict::Judged { low, .. } if low >= t.quorum);
-            // A day on which no channel could be judged (no coverage) says
-            // nothing about a drop: it lists nobody on the watch digest.
-            let judged = matches!(verdict, Verdict::Judged { .. });
             // A broken connector on any of its sources: no new silence.
             let stale = h.channels.iter().any(|c| self.channel_stale(c, d, t));
             let today = Today {
@@ -972,9 +969,10 @@ impl<'a> Detector<'a> {
             let snoozed = snoozed_until.is_some_and(|until| day <= until);
             let emit = day >= emit_from && !t.mute && !snoozed;
             let notice = memory.step(today, day, t, emit);
+            // `dropping` needs today judged: a day on which no channel
+            // could be judged (no coverage) lists nobody on the digest.
             let watch = emit
                 && t.watch
-                && judged
                 && memory.dropping()
                 && day.date().weekday() == self.config.watch.weekday;
             let kinds = notice.into_iter().chain(watch.then_some(NoticeKind::Watch));

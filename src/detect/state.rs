@@ -274,10 +274,15 @@ impl Memory {
         }
     }
 
-    /// Is the account a candidate for the watch digest today: dropping,
-    /// below the recover ratio, and not silent?
+    /// Is the account a candidate for the watch digest today: in a drop
+    /// episode, below the recover ratio, and judged engaged on its last
+    /// day? Not when silent (the alert speaks for it), and not on a day
+    /// nothing could be judged: an outage freezes the episode (it resumes
+    /// when coverage does) but says nothing about a drop, so the console,
+    /// the API and the `watching` gauge count no candidate that no digest
+    /// could list.
     pub fn dropping(&self) -> bool {
-        self.state != State::Silent && self.drop.is_some_and(|d| d.recovering_since.is_none())
+        self.state == State::Engaged && self.drop.is_some_and(|d| d.recovering_since.is_none())
     }
 
     /// The alert or reminder due today for an open episode that is still
@@ -513,5 +518,34 @@ mod tests {
                 false, false, false, true, true, true, false, false, false, false
             ]
         );
+    }
+
+    #[test]
+    fn an_outage_hides_a_drop_without_ending_it() {
+        let t = Thresholds::default();
+        let mut m = Memory::default();
+        let mut d = Days::default();
+        // Dropping from day 3; days 5 and 6 nothing could be judged; low
+        // again on day 7.
+        d.active(3).quiet(2, 99, DROPPED);
+        d.quiet(2, 99, Verdict::Unknown).quiet(1, 99, DROPPED);
+        let seen: Vec<(bool, State)> = d
+            .out
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                m.step(*v, Day(i as i32), &t, true);
+                (m.dropping(), m.state)
+            })
+            .collect();
+        let dropping: Vec<bool> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(
+            dropping,
+            [false, false, false, true, true, false, false, true],
+            "{seen:?}"
+        );
+        assert_eq!(seen[5].1, State::Unknown);
+        // The outage froze the episode: the same one goes on.
+        assert_eq!(m.drop.map(|e| e.started), Some(Day(3)));
     }
 }
