@@ -64,15 +64,25 @@ impl RawAccount {
 /// Accounts per part when a large accounts file is parsed in parts.
 const PART_ACCOUNTS: usize = 2000;
 
-/// Parses a large accounts file part by part, so memory follows a part
-/// and not the file (a TOML parser's tree of 100,000 accounts took 350 MiB
-/// for a 7.5 MB file). A part is a run of `[[account]]` tables, parsed
-/// from a text in which everything before the part stands as its newlines
-/// only (lines and columns are the file's), its
-/// spans then moved to the file's offsets.
-/// `None` when the file is small or cannot be cut safely (a part that does
-/// not parse alone): then the whole file is parsed at once.
-fn parse_in_parts(src: &SourceText) -> Option<(Vec<RawAccount>, Vec<Diagnostic>)> {
+/// Parses a large accounts file part by part and hands each part's
+/// accounts to `on_part` as it goes, so memory follows a part and not the
+/// file (a TOML parser's tree of 100,000 accounts took 350 MiB for a
+/// 7.5 MB file, and holding every parsed account until all were checked
+/// another ~30 MB beside the registry built from them). A part is a run of
+/// `[[account]]` tables, parsed alone; its spans and the lines of its
+/// diagnostics are then moved to the file's. (A part once carried the
+/// file's lines before it as newlines, so that its lines were the file's:
+/// the parser's tokens for those newlines made the last part cost 36 MB.)
+///
+/// Returns the parser's own diagnostics, or `None` when the file is small
+/// or cannot be cut safely (a part that does not parse alone): then the
+/// whole file is to be parsed at once, and whatever `on_part` was handed
+/// before is to be thrown away. `on_part` is told the number of accounts
+/// in the file with each part.
+fn parse_in_parts(
+    src: &SourceText,
+    mut on_part: impl FnMut(usize, Vec<RawAccount>),
+) -> Option<Vec<Diagnostic>> {
     let text = &src.text;
     let mut headers = Vec::new();
     let mut at = 0;
@@ -88,28 +98,32 @@ fn parse_in_parts(src: &SourceText) -> Option<(Vec<RawAccount>, Vec<Diagnostic>)
     let mut cuts: Vec<usize> = headers.iter().step_by(PART_ACCOUNTS).copied().collect();
     cuts[0] = 0;
     cuts.push(text.len());
-    let mut accounts = Vec::with_capacity(headers.len());
     let mut problems = Vec::new();
+    // Lines before the current part, counted part by part.
+    let mut lines_before = 0;
     for w in cuts.windows(2) {
         let (start, end) = (w[0], w[1]);
-        let lines_before = text[..start].bytes().filter(|b| *b == b'\n').count();
-        let mut part = String::with_capacity(lines_before + end - start);
-        part.extend(std::iter::repeat_n('\n', lines_before));
-        part.push_str(&text[start..end]);
-        // Offsets in the part, moved to the file's.
-        let shift = start - lines_before;
-        let part = SourceText::new(&src.path, part);
+        let part = SourceText::new(&src.path, text[start..end].to_string());
         match part.parse_toml::<RawFile>() {
             Ok((raw, p)) => {
-                accounts.extend(raw.account.into_iter().map(|a| a.shifted(shift)));
-                problems.extend(p);
+                // Offsets and lines in the part, moved to the file's (a
+                // part starts a line: columns stay).
+                let part = raw.account.into_iter().map(|a| a.shifted(start));
+                on_part(headers.len(), part.collect());
+                problems.extend(p.into_iter().map(|mut d| {
+                    if d.line > 0 {
+                        d.line += lines_before;
+                    }
+                    d
+                }));
             }
             // A cut inside a multi-line string, or a real syntax error:
             // the whole file says which.
             Err(_) => return None,
         }
+        lines_before += text[start..end].bytes().filter(|b| *b == b'\n').count();
     }
-    Some((accounts, problems))
+    Some(problems)
 }
 
 /// A customer organisation.
@@ -145,7 +159,7 @@ pub enum Resolved {
 #[derive(Debug, Default)]
 pub struct Registry {
     accounts: Vec<Account>,
-    by_id: HashMap<String, usize>,
+    by_id: IdIndex,
     by_email: HashMap<String, usize>,
     by_domain: HashMap<String, usize>,
     /// source name → lower-cased handle → account.
@@ -172,193 +186,30 @@ impl Registry {
     }
 
     fn from_source(src: SourceText, identity: &IdentityConfig) -> Result<Registry, Diagnostics> {
-        let (accounts, mut problems) = match parse_in_parts(&src) {
-            Some(parsed) => parsed,
+        let mut b = Builder::new(&src, identity);
+        let parsed = parse_in_parts(&src, |all, part| {
+            b.reserve(all);
+            part.into_iter().for_each(|a| b.add(a));
+        });
+        let parse_problems = match parsed {
+            Some(problems) => problems,
             None => {
+                // Parsed whole: whatever a part added before is dropped.
                 let (raw, problems): (RawFile, Vec<Diagnostic>) = src.parse_toml()?;
-                (raw.account, problems)
+                b = Builder::new(&src, identity);
+                b.reserve(raw.account.len());
+                raw.account.into_iter().for_each(|a| b.add(a));
+                problems
             }
         };
-        let registry = Registry::build(&src, accounts, identity, &mut problems);
+        // The parser's diagnostics first, then the accounts', in file order.
+        let (registry, mut problems) = (b.reg, parse_problems);
+        problems.extend(b.problems);
         if problems.is_empty() {
             Ok(registry)
         } else {
             Err(Diagnostics(problems))
         }
-    }
-
-    fn build(
-        src: &SourceText,
-        raw: Vec<RawAccount>,
-        identity: &IdentityConfig,
-        problems: &mut Vec<Diagnostic>,
-    ) -> Registry {
-        let mut reg = Registry {
-            staff_emails: identity
-                .ignore_emails
-                .iter()
-                .map(|e| e.get_ref().to_lowercase())
-                .collect(),
-            staff_domains: identity
-                .ignore_domains
-                .iter()
-                .map(|d| normalise_domain(d.get_ref()))
-                .collect(),
-            staff_handles: identity
-                .ignore_handles
-                .iter()
-                .map(|(s, hs)| (s.clone(), hs.iter().map(|h| h.to_lowercase()).collect()))
-                .collect(),
-            ..Registry::default()
-        };
-        // Where each claimed identity was first defined, for "also claimed
-        // at line N" messages.
-        let mut first_line: HashMap<String, usize> = HashMap::new();
-        let line_of = |s: &Spanned<String>| src.line_col(s.span().start).0;
-
-        for a in raw {
-            let idx = reg.accounts.len();
-            let id = a.id.get_ref().trim();
-            if id.is_empty() {
-                problems.push(src.span(&a.id, "account `id` is empty"));
-            } else if let Some(bad) = id.chars().find(|c| c.is_control()) {
-                problems.push(src.span(
-                    &a.id,
-                    format!(
-                        "account id `{}` contains a control character ({:?})",
-                        id, bad
-                    ),
-                ));
-            } else if reg.by_id.contains_key(id) {
-                problems.push(src.span(
-                    &a.id,
-                    format!(
-                        "duplicate account id `{id}` (first defined at line {})",
-                        first_line.get(&format!("id:{id}")).copied().unwrap_or(0)
-                    ),
-                ));
-            } else {
-                reg.by_id.insert(id.to_string(), idx);
-                first_line.insert(format!("id:{id}"), line_of(&a.id));
-            }
-            if a.name.get_ref().trim().is_empty() {
-                problems.push(src.span(&a.name, format!("account `{id}` has an empty `name`")));
-            }
-            if !is_plausible_email(a.csm.get_ref()) {
-                problems.push(src.span(
-                    &a.csm,
-                    format!(
-                        "account `{id}`: csm `{}` is not an e-mail address (expected name@domain)",
-                        a.csm.get_ref()
-                    ),
-                ));
-            }
-            let mut domains = Vec::new();
-            for d in &a.domains {
-                let dn = normalise_domain(d.get_ref());
-                if !is_plausible_domain(&dn) {
-                    problems.push(src.span(
-                        d,
-                        format!("account `{id}`: `{}` is not an e-mail domain", d.get_ref()),
-                    ));
-                    continue;
-                }
-                if reg.staff_domains.contains(&dn) {
-                    problems.push(src.span(
-                        d,
-                        format!("account `{id}`: domain `{dn}` is also in identity.ignore_domains (staff)"),
-                    ));
-                }
-                if let Some((other, line)) = claim(
-                    &mut reg.by_domain,
-                    &mut first_line,
-                    "domain",
-                    &dn,
-                    idx,
-                    line_of(d),
-                ) {
-                    problems.push(src.span(
-                        d,
-                        format!(
-                            "domain `{dn}` is claimed by account `{id}` and by account `{}` (line {line}); a domain maps to one account",
-                            reg.accounts[other].id
-                        ),
-                    ));
-                }
-                domains.push(dn);
-            }
-            let mut emails = Vec::new();
-            for e in &a.emails {
-                let en = e.get_ref().trim().to_lowercase();
-                if !is_plausible_email(&en) {
-                    problems.push(src.span(
-                        e,
-                        format!("account `{id}`: `{}` is not an e-mail address", e.get_ref()),
-                    ));
-                    continue;
-                }
-                if let Some((other, line)) = claim(
-                    &mut reg.by_email,
-                    &mut first_line,
-                    "email",
-                    &en,
-                    idx,
-                    line_of(e),
-                ) {
-                    problems.push(src.span(
-                        e,
-                        format!(
-                            "e-mail `{en}` is claimed by account `{id}` and by account `{}` (line {line})",
-                            reg.accounts[other].id
-                        ),
-                    ));
-                }
-                emails.push(en);
-            }
-            let mut handles = BTreeMap::new();
-            for (source, hs) in &a.handles {
-                let mut list = Vec::new();
-                for h in hs {
-                    let hn = h.get_ref().trim().to_lowercase();
-                    if hn.is_empty() {
-                        problems.push(src.span(
-                            h,
-                            format!("account `{id}`: empty handle for source `{source}`"),
-                        ));
-                        continue;
-                    }
-                    let map = reg.by_handle.entry(source.clone()).or_default();
-                    let tag = format!("handle:{source}");
-                    if let Some((other, line)) =
-                        claim(map, &mut first_line, &tag, &hn, idx, line_of(h))
-                    {
-                        problems.push(src.span(
-                            h,
-                            format!(
-                                "handle `{hn}` on source `{source}` is claimed by account `{id}` and by account `{}` (line {line})",
-                                reg.accounts[other].id
-                            ),
-                        ));
-                    }
-                    list.push(h.get_ref().trim().to_string());
-                }
-                handles.insert(source.clone(), list);
-            }
-            reg.accounts.push(Account {
-                id: AccountId(id.to_string()),
-                name: a.name.get_ref().trim().to_string(),
-                csm: a.csm.get_ref().trim().to_string(),
-                segment: a
-                    .segment
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty()),
-                domains,
-                emails,
-                handles,
-                labels: a.labels,
-            });
-        }
-        reg
     }
 
     pub fn accounts(&self) -> &[Account] {
@@ -379,7 +230,7 @@ impl Registry {
 
     /// The index of the account with this id.
     pub fn by_id(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
+        self.by_id.get(&self.accounts, id)
     }
 
     /// Resolves an actor seen on `source`: a handle of that source, or an
@@ -429,6 +280,243 @@ impl Registry {
                 _ => return Resolved::Unmatched,
             }
         }
+    }
+}
+
+/// Builds the registry one parsed account at a time, checking each.
+struct Builder<'s> {
+    src: &'s SourceText,
+    reg: Registry,
+    problems: Vec<Diagnostic>,
+    /// Where each claimed identity (domain, address, handle) was first
+    /// defined, for "also claimed at line N" messages.
+    first_line: HashMap<String, usize>,
+    /// Each account's line, for "duplicate account id" messages.
+    id_lines: Vec<usize>,
+}
+
+impl<'s> Builder<'s> {
+    fn new(src: &'s SourceText, identity: &IdentityConfig) -> Self {
+        let reg = Registry {
+            staff_emails: identity
+                .ignore_emails
+                .iter()
+                .map(|e| e.get_ref().to_lowercase())
+                .collect(),
+            staff_domains: identity
+                .ignore_domains
+                .iter()
+                .map(|d| normalise_domain(d.get_ref()))
+                .collect(),
+            staff_handles: identity
+                .ignore_handles
+                .iter()
+                .map(|(s, hs)| (s.clone(), hs.iter().map(|h| h.to_lowercase()).collect()))
+                .collect(),
+            ..Registry::default()
+        };
+        Builder {
+            src,
+            reg,
+            problems: Vec::new(),
+            first_line: HashMap::new(),
+            id_lines: Vec::new(),
+        }
+    }
+
+    /// Room for `all` accounts in all: the registry is held as long as
+    /// lull runs, so it is exactly as large as the file.
+    fn reserve(&mut self, all: usize) {
+        let more = all.saturating_sub(self.reg.accounts.len());
+        self.reg.accounts.reserve_exact(more);
+        self.id_lines.reserve_exact(more);
+    }
+
+    /// Checks one account and adds it; what is wrong goes to `problems`.
+    fn add(&mut self, a: RawAccount) {
+        let src = self.src;
+        let line_of = |s: &Spanned<String>| src.line_col(s.span().start).0;
+        let idx = self.reg.accounts.len();
+        let id = a.id.get_ref().trim();
+        let mut new_id = false;
+        if id.is_empty() {
+            self.problems.push(src.span(&a.id, "account `id` is empty"));
+        } else if let Some(bad) = id.chars().find(|c| c.is_control()) {
+            self.problems.push(src.span(
+                &a.id,
+                format!(
+                    "account id `{}` contains a control character ({:?})",
+                    id, bad
+                ),
+            ));
+        } else if let Some(other) = self.reg.by_id.get(&self.reg.accounts, id) {
+            self.problems.push(src.span(
+                &a.id,
+                format!(
+                    "duplicate account id `{id}` (first defined at line {})",
+                    self.id_lines[other]
+                ),
+            ));
+        } else {
+            new_id = true;
+        }
+        if a.name.get_ref().trim().is_empty() {
+            self.problems
+                .push(src.span(&a.name, format!("account `{id}` has an empty `name`")));
+        }
+        if !is_plausible_email(a.csm.get_ref()) {
+            self.problems.push(src.span(
+                &a.csm,
+                format!(
+                    "account `{id}`: csm `{}` is not an e-mail address (expected name@domain)",
+                    a.csm.get_ref()
+                ),
+            ));
+        }
+        let mut domains = Vec::new();
+        for d in &a.domains {
+            let dn = normalise_domain(d.get_ref());
+            if !is_plausible_domain(&dn) {
+                self.problems.push(src.span(
+                    d,
+                    format!("account `{id}`: `{}` is not an e-mail domain", d.get_ref()),
+                ));
+                continue;
+            }
+            if self.reg.staff_domains.contains(&dn) {
+                self.problems.push(src.span(
+                    d,
+                    format!(
+                        "account `{id}`: domain `{dn}` is also in identity.ignore_domains (staff)"
+                    ),
+                ));
+            }
+            if let Some((other, line)) = claim(
+                &mut self.reg.by_domain,
+                &mut self.first_line,
+                "domain",
+                &dn,
+                idx,
+                line_of(d),
+            ) {
+                self.problems.push(src.span(
+                    d,
+                    format!(
+                        "domain `{dn}` is claimed by account `{id}` and by account `{}` (line {line}); a domain maps to one account",
+                        self.reg.accounts[other].id
+                    ),
+                ));
+            }
+            domains.push(dn);
+        }
+        let mut emails = Vec::new();
+        for e in &a.emails {
+            let en = e.get_ref().trim().to_lowercase();
+            if !is_plausible_email(&en) {
+                self.problems.push(src.span(
+                    e,
+                    format!("account `{id}`: `{}` is not an e-mail address", e.get_ref()),
+                ));
+                continue;
+            }
+            if let Some((other, line)) = claim(
+                &mut self.reg.by_email,
+                &mut self.first_line,
+                "email",
+                &en,
+                idx,
+                line_of(e),
+            ) {
+                self.problems.push(src.span(
+                    e,
+                    format!(
+                        "e-mail `{en}` is claimed by account `{id}` and by account `{}` (line {line})",
+                        self.reg.accounts[other].id
+                    ),
+                ));
+            }
+            emails.push(en);
+        }
+        let mut handles = BTreeMap::new();
+        for (source, hs) in &a.handles {
+            let mut list = Vec::new();
+            for h in hs {
+                let hn = h.get_ref().trim().to_lowercase();
+                if hn.is_empty() {
+                    self.problems.push(src.span(
+                        h,
+                        format!("account `{id}`: empty handle for source `{source}`"),
+                    ));
+                    continue;
+                }
+                let map = self.reg.by_handle.entry(source.clone()).or_default();
+                let tag = format!("handle:{source}");
+                if let Some((other, line)) =
+                    claim(map, &mut self.first_line, &tag, &hn, idx, line_of(h))
+                {
+                    self.problems.push(src.span(
+                        h,
+                        format!(
+                            "handle `{hn}` on source `{source}` is claimed by account `{id}` and by account `{}` (line {line})",
+                            self.reg.accounts[other].id
+                        ),
+                    ));
+                }
+                list.push(h.get_ref().trim().to_string());
+            }
+            handles.insert(source.clone(), list);
+        }
+        self.reg.accounts.push(Account {
+            id: AccountId(id.to_string()),
+            name: a.name.get_ref().trim().to_string(),
+            csm: a.csm.get_ref().trim().to_string(),
+            segment: a
+                .segment
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            domains,
+            emails,
+            handles,
+            labels: a.labels,
+        });
+        if new_id {
+            self.reg.by_id.insert(&self.reg.accounts, idx);
+        }
+        self.id_lines.push(line_of(&a.id));
+    }
+}
+
+/// Account id → registry index, each id held once (in the accounts): a
+/// table of indices, hashed by the id each points to. A map keyed by the
+/// ids kept a second copy of every id (~40 bytes an account).
+#[derive(Default)]
+struct IdIndex {
+    table: hashbrown::HashTable<usize>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl IdIndex {
+    fn hash(&self, id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, id)
+    }
+
+    fn get(&self, accounts: &[Account], id: &str) -> Option<usize> {
+        self.table
+            .find(self.hash(id), |&i| accounts[i].id.0 == id)
+            .copied()
+    }
+
+    /// Indexes `accounts[idx]` by its id (not indexed yet).
+    fn insert(&mut self, accounts: &[Account], idx: usize) {
+        let hasher = &self.hasher;
+        let hash = |i: &usize| std::hash::BuildHasher::hash_one(hasher, accounts[*i].id.0.as_str());
+        self.table.insert_unique(hash(&idx), idx, hash);
+    }
+}
+
+impl std::fmt::Debug for IdIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IdIndex({} ids)", self.table.len())
     }
 }
 
@@ -576,6 +664,42 @@ mod tests {
             .0
             + 1;
         assert!(err.contains(&format!(":{second_a1}:")), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_cut_is_read_whole_and_each_account_counted_once() {
+        // Account 3999's name holds a line `[[account]]` that is not a
+        // table header: the cut before the 4000th header falls inside the
+        // string, the second part does not parse alone, and the file is
+        // read whole after the first part's accounts were already built.
+        let n = PART_ACCOUNTS * 2 + 7;
+        let mut text = String::new();
+        for i in 0..n {
+            let name = if i == 3999 {
+                "\"\"\"Odd\n[[account]]\nname\"\"\"".to_string()
+            } else {
+                format!("\"A {i}\"")
+            };
+            text.push_str(&format!(
+                "[[account]]\nid = \"a{i}\"\nname = {name}\ncsm = \"c@vendor.example\"\n\n"
+            ));
+        }
+        let r = registry(&text, "").unwrap();
+        assert_eq!(r.len(), n);
+        assert_eq!(r.by_id("a0"), Some(0));
+        assert_eq!(r.by_id("a4001"), Some(4001));
+        assert_eq!(r.get(3999).name, "Odd\n[[account]]\nname");
+        // A duplicate is still named at the line of the first definition.
+        let bad = text.replace("id = \"a4005\"", "id = \"a7\"");
+        let err = registry(&bad, "").err().unwrap().to_string();
+        let first = bad.lines().position(|l| l == "id = \"a7\"").unwrap() + 1;
+        assert!(
+            err.contains(&format!(
+                "duplicate account id `a7` (first defined at line {first})"
+            )),
+            "{err}"
+        );
+        assert_eq!(err.matches("duplicate").count(), 1, "{err}");
     }
 
     const ACCOUNTS: &str = r#"
