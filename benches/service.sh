@@ -7,13 +7,15 @@
 #   benches/service.sh [ACCOUNTS]
 #   SRC=bench-out/compact-100000 benches/service.sh
 #   CACHE_MB=16 benches/service.sh     (store.cache_mb; default: lull's)
+#   BIN=/tmp/lull-old benches/service.sh (another build, to compare two)
 #
 # Uses the store `cargo bench --bench detect` builds (bench-out/detect-people-N),
 # copied, so that run is not changed. Linux only (/proc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
-cargo build --release -q
+bin=${BIN:-target/release/lull}
+[ -n "${BIN:-}" ] || cargo build --release -q
 # SRC: another folder with lull.db and accounts.toml (e.g. a store
 # compacted by export + import).
 src=${SRC:-bench-out/detect-people-$n}
@@ -45,7 +47,7 @@ hwm() { awk '/^VmHWM/ {print int($2/1024)}' "/proc/$1/status" 2>/dev/null || ech
 
 start() { # starts lull run; sets $pid
   : > "$work/run.log"
-  target/release/lull --config "$work/lull.toml" run 2>> "$work/run.log" &
+  "$bin" --config "$work/lull.toml" run 2>> "$work/run.log" &
   pid=$!
   until curl -sf "http://127.0.0.1:$port/healthz" > /dev/null; do sleep 0.05; done
 }
