@@ -74,17 +74,25 @@ pub fn summarise_one(
     let mut weekly = vec![0u64; SUMMARY_WEEKS];
     // The last active day, and the channel it was on.
     let mut last: Option<(Day, crate::types::SourceName, crate::types::Kind)> = None;
-    for b in store.account_buckets(&account.id, None, Some(at)) {
-        let b = b?;
-        if !detect.is_activity(b.kind.as_str()) {
+    // Channel by channel, in store order (source, kind); every series is
+    // decoded, so a damaged one is an error whatever its kind.
+    for stored in store.account_stored_series(&account.id)? {
+        let series = stored.decoded(None)?;
+        if !detect.is_activity(series.kind.as_str()) {
             continue;
         }
-        if last.as_ref().is_none_or(|(d, _, _)| b.day > *d) {
-            last = Some((b.day, b.source.clone(), b.kind.clone()));
+        let upto = series.entries.partition_point(|(day, _)| *day <= at);
+        let Some(&(latest, _)) = series.entries[..upto].last() else {
+            continue;
+        };
+        // The first channel with the latest day names it.
+        if last.as_ref().is_none_or(|(d, _, _)| latest > *d) {
+            last = Some((latest, series.source.clone(), series.kind.clone()));
         }
-        if b.day >= first {
-            let week = ((b.day.0 - first.0) / 7) as usize;
-            weekly[week.min(SUMMARY_WEEKS - 1)] += b.count;
+        let from = series.entries[..upto].partition_point(|(day, _)| *day < first);
+        for &(day, count) in &series.entries[from..upto] {
+            let week = ((day.0 - first.0) / 7) as usize;
+            weekly[week.min(SUMMARY_WEEKS - 1)] += count;
         }
     }
     let last_seen_by = match &last {
@@ -132,6 +140,119 @@ pub fn sparkline(values: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The summary as it was computed before it read series whole: from
+    /// every stored bucket up to `at`, one by one.
+    fn from_buckets(
+        store: &Store,
+        detect: &DetectConfig,
+        account: &AccountId,
+        at: Day,
+    ) -> (Option<(Day, String)>, Vec<u64>) {
+        let first = at.plus(-(SUMMARY_WEEKS as i32 * 7) + 1);
+        let mut weekly = vec![0u64; SUMMARY_WEEKS];
+        let mut last: Option<(Day, String)> = None;
+        for b in store.account_buckets(account, None, Some(at)) {
+            let b = b.unwrap();
+            if !detect.is_activity(b.kind.as_str()) {
+                continue;
+            }
+            if last.as_ref().is_none_or(|(d, _)| b.day > *d) {
+                last = Some((b.day, format!("{}:{}", b.source, b.kind)));
+            }
+            if b.day >= first {
+                weekly[((b.day.0 - first.0) / 7) as usize] += b.count;
+            }
+        }
+        (last, weekly)
+    }
+
+    #[test]
+    fn a_summary_counts_what_the_stored_buckets_hold() {
+        use crate::store::{Ingest, Owner};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::tests::open(dir.path());
+        let mut text = String::new();
+        let mut i = Ingest::default();
+        let at = Day(20_400);
+        // Activity of several channels (deliveries are not the
+        // customer's own), before the 8 weeks, inside them and after
+        // `at` (a quarter of the accounts: who acted then is not who
+        // acted on their last day up to `at`); channels that end on the
+        // same day; one account with
+        // deliveries only and one with nothing.
+        let channels = [
+            ("forum", "post"),
+            ("mail", "delivered"),
+            ("mail", "open"),
+            ("zendesk", "ticket"),
+        ];
+        for a in 0..40u32 {
+            let id = format!("a{a:02}");
+            text.push_str(&format!(
+                "[[account]]\nid = \"{id}\"\nname = \"A {a}\"\ncsm = \"csm@vendor.example\"\n\n"
+            ));
+            for (c, (source, kind)) in channels.iter().enumerate() {
+                let c = c as u32;
+                if a == 39 || (a == 38 && *kind != "delivered") {
+                    continue;
+                }
+                for d in (at.0 - 150)..=(at.0 + 20) {
+                    let h =
+                        (d as u32).wrapping_mul(2_654_435_761) ^ (a * 7 + c).wrapping_mul(40_503);
+                    let gap = 2 + (a + c) % 9;
+                    let last = at.0 - ((a * 3 + u32::from(c == 2)) % 30) as i32;
+                    if (h % gap == 0 || d == last) && (d <= last || (d > at.0 && a % 4 == 0)) {
+                        let event = format!("{a}-{c}-{d}");
+                        let count = u64::from(1 + h % 5);
+                        i.add(source, &event, Owner::Account(&id), kind, Day(d), count)
+                            .unwrap();
+                        i.seen_by(
+                            &id,
+                            source,
+                            kind,
+                            Day(d),
+                            &format!("p{c}-{}@{id}.example", h % 3),
+                        );
+                    }
+                }
+            }
+        }
+        store.commit(&i).unwrap();
+        let registry = Registry::from_text(
+            std::path::Path::new("accounts.toml"),
+            text,
+            &crate::config::IdentityConfig::default(),
+        )
+        .unwrap();
+        let detect = DetectConfig::default();
+        let rows = summarise(&store, &registry, &detect, at).unwrap();
+        assert_eq!(rows.len(), 40);
+        let mut named = 0;
+        for (row, account) in rows.iter().zip(registry.accounts()) {
+            let (last, weekly) = from_buckets(&store, &detect, &account.id, at);
+            assert_eq!(row.weekly, weekly, "{}", account.id);
+            assert_eq!(row.events_8w, weekly.iter().sum::<u64>());
+            assert_eq!(
+                row.last_activity,
+                last.as_ref().map(|l| l.0),
+                "{}",
+                account.id
+            );
+            // Who acted is looked up on the channel that names the day.
+            let by = last.as_ref().and_then(|(day, channel)| {
+                let (source, kind) = channel.split_once(':').unwrap();
+                let seen = store.last_seen(account.id.as_str(), source, kind).unwrap();
+                seen.filter(|(d, _)| d == day).map(|(_, who)| who)
+            });
+            assert_eq!(row.last_seen_by, by, "{}", account.id);
+            named += usize::from(by.is_some());
+        }
+        assert!(named >= 20, "{named}");
+        assert_eq!(rows[38].last_activity, None, "deliveries only");
+        assert_eq!(rows[39].last_activity, None);
+        assert!(rows[..38].iter().all(|r| r.weekly.iter().any(|w| *w > 0)));
+    }
 
     #[test]
     fn sparkline_shows_zero_apart_from_small() {
