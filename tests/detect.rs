@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Datelike;
 use common::{Home, stderr, stdout};
@@ -634,4 +634,97 @@ fn a_broken_connector_on_one_source_does_not_make_an_account_silent() {
     import(&h, "h.jsonl", &hist);
     let rows = detect(&h, 480, false);
     assert_eq!(state_of(&rows, "acme"), "silent", "{rows:?}");
+}
+
+/// `lull accounts --json --at D`: account → (state, silent_since, watch,
+/// channels).
+fn accounts_view(h: &Home, at: i32) -> BTreeMap<String, (Value, Value, Value, Value)> {
+    let at = day(at).to_string();
+    let out = h.run(&["accounts", "--json", "--at", &at]);
+    assert!(out.status.success(), "accounts failed: {}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|a| {
+            let channels = a["channels"].clone();
+            let row = (
+                a["state"].clone(),
+                a["silent_since"].clone(),
+                a["watch"].clone(),
+                channels,
+            );
+            (a["account"].as_str().expect("account").to_string(), row)
+        })
+        .collect()
+}
+
+#[test]
+fn accounts_on_the_last_judged_day_show_the_states_recorded_for_it() {
+    let ids = ["steady", "gone", "fading", "new"];
+    let h = home(&ids[..3], "");
+    let mut hist = History::default();
+    hist.daily("steady", 0..=560, |d| 2 + (d as u64 * 7) % 3);
+    hist.daily("gone", 0..=470, weekdays(3));
+    hist.daily("fading", 0..=560, |d| {
+        if d < 480 { 4 } else { u64::from(d % 6 == 0) }
+    });
+    import(&h, "h.jsonl", &hist);
+    for d in 530..=545 {
+        detect(&h, d, true);
+    }
+    // The same thresholds: the recorded states and the replayed ones
+    // agree, channels and all (`detect --dry-run` replays a judged day).
+    let view = accounts_view(&h, 545);
+    let states: BTreeMap<String, String> = detect(&h, 545, false)
+        .into_iter()
+        .map(|(a, s, _)| (a, s))
+        .collect();
+    assert_eq!(view["gone"].0, "silent", "{view:?}");
+    assert_eq!(view["fading"].2, true, "on the watch list: {view:?}");
+    let out = h.run(&[
+        "detect",
+        "--at",
+        &day(545).to_string(),
+        "--json",
+        "--dry-run",
+    ]);
+    let replayed: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    for r in replayed.as_array().expect("array") {
+        let account = r["account"].as_str().expect("account");
+        let row = &view[account];
+        assert_eq!(row.0, states[account].as_str(), "{account}");
+        assert_eq!(row.1, r["silent_since"], "{account}");
+        assert_eq!(row.2, r["watch"], "{account}");
+        assert_eq!(row.3, r["channels"], "{account}");
+    }
+    // An account added since, with no saved state, is replayed.
+    std::fs::write(h.path().join("accounts.toml"), accounts(&ids)).expect("accounts");
+    let more = h.file("more.jsonl", &{
+        let mut m = History::default();
+        m.daily("new", 300..=545, |_| 3);
+        m.text()
+    });
+    assert!(
+        h.run(&["import", more.to_str().expect("path")])
+            .status
+            .success()
+    );
+    // Thresholds changed after the run: the list of the judged day shows
+    // what detection decided then (no replay of every history under the
+    // new ones); `detect --dry-run` replays and judges anew.
+    std::fs::write(
+        h.path().join("lull.toml"),
+        format!("{CONFIG}[detect]\nsilent_days = 300\nwatch = false\n"),
+    )
+    .expect("config");
+    let after = accounts_view(&h, 545);
+    assert_eq!(after["gone"].0, "silent", "as recorded: {after:?}");
+    assert_eq!(after["fading"].2, true, "as recorded: {after:?}");
+    // (Its channels are judged anew: the new account changed the
+    // community's totals.)
+    assert_eq!(after["steady"].0, view["steady"].0);
+    assert_eq!(after["new"].0, "engaged", "{after:?}");
+    let replayed = detect(&h, 545, false);
+    assert_eq!(state_of(&replayed, "gone"), "engaged", "{replayed:?}");
 }

@@ -18,7 +18,7 @@ use super::{App, AppError};
 use crate::alert::MailRecord;
 use crate::detect::{
     ChannelReport, Detector, Episode, Inputs, Memory, Notice, NoticeKind, Snooze, State, Weekly,
-    judge_day, snoozes, timeline_for, watch,
+    judge_day_as_recorded, snoozes, timeline_for, watch,
 };
 use crate::store::UnmatchedActor;
 use crate::summary::{AccountSummary, summarise, summarise_one};
@@ -165,7 +165,7 @@ impl App {
     fn judged_rows(&self, at: Day) -> Result<Vec<AccountSummary>, AppError> {
         let live = self.live();
         let mut rows = summarise(&self.store, &live.registry, &live.detect, at)?;
-        let judged = judge_day(&self.store, &live.registry, &live.detect, at)?;
+        let judged = judge_day_as_recorded(&self.store, &live.registry, &live.detect, at)?;
         let mut snoozed = snoozes(&self.store, at)?;
         for (row, j) in rows.iter_mut().zip(judged.accounts) {
             if row.account == j.account {

@@ -161,7 +161,7 @@ pub fn judge_day(
     config: &DetectConfig,
     at: Day,
 ) -> Result<DayRun, StoreError> {
-    judge_day_keeping(store, registry, config, at, Keep::All)
+    judge(store, registry, config, at, Keep::All, false)
 }
 
 /// [`judge_day`], keeping `keep` of each account's judgement.
@@ -172,8 +172,38 @@ pub fn judge_day_keeping(
     at: Day,
     keep: Keep,
 ) -> Result<DayRun, StoreError> {
+    judge(store, registry, config, at, keep, false)
+}
+
+/// Every account as of `at`, for a view (`lull accounts`, the API's
+/// accounts with evidence). On the last day detection recorded, each
+/// account's state is the one saved for that day and only its channels
+/// are judged: nothing is stepped again and no notice is decided (an
+/// account without a saved state is replayed). [`judge_day`] would replay
+/// every account's whole history there: at 100,000 accounts the work and
+/// the memory of a first run, each time the list is shown. Any other day
+/// is [`judge_day`]'s.
+pub fn judge_day_as_recorded(
+    store: &Store,
+    registry: &Registry,
+    config: &DetectConfig,
+    at: Day,
+) -> Result<DayRun, StoreError> {
+    judge(store, registry, config, at, Keep::All, true)
+}
+
+fn judge(
+    store: &Store,
+    registry: &Registry,
+    config: &DetectConfig,
+    at: Day,
+    keep: Keep,
+    as_recorded: bool,
+) -> Result<DayRun, StoreError> {
     let previous = store.last_judged_day()?;
-    let already_judged = previous.is_some_and(|p| p >= at);
+    // The saved states hold `at`: resumed after it, nothing is stepped.
+    let hold = as_recorded && previous == Some(at);
+    let already_judged = !hold && previous.is_some_and(|p| p >= at);
     // A day already judged replays history and records nothing: the saved
     // states are not read.
     let memories = if already_judged {

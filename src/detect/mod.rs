@@ -24,8 +24,8 @@ use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 
 pub use daily::{
-    CHART_WEEKS, DayRun, Keep, STALE_SOURCE, Snooze, StaleNotice, judge_day, judge_day_keeping,
-    snoozes,
+    CHART_WEEKS, DayRun, Keep, STALE_SOURCE, Snooze, StaleNotice, judge_day, judge_day_as_recorded,
+    judge_day_keeping, snoozes,
 };
 pub use history::Timeline;
 use history::{Prefix, accumulate, zeroed};
