@@ -379,3 +379,43 @@ fn a_store_in_use_by_another_lull_is_reported_as_locked() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_json_list_is_written_as_it_is_made_and_a_reader_may_leave_early() {
+    // 600 accounts: a list several times a pipe's buffer.
+    let accounts: String = (0..600)
+        .map(|i| {
+            format!("[[account]]\nid = \"a{i:03}\"\nname = \"Account {i}\"\ncsm = \"csm@vendor.example\"\n\n")
+        })
+        .collect();
+    let h = Home::with(
+        "[store]\npath = \"data/lull.db\"\n[accounts]\nfile = \"accounts.toml\"\n",
+        &accounts,
+    );
+    let f = h.file(
+        "one.jsonl",
+        &(event("a001", "forum", "2026-03-02T10:00:00Z", "p1", "post") + "\n"),
+    );
+    assert!(h.run(&["import", f.to_str().unwrap()]).status.success());
+    let out = h.run(&["accounts", "--json", "--at", "2026-03-10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.len() > 2 * 65_536, "{}", text.len());
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(600));
+    // Pretty-printed (two-space indents), one newline at the end.
+    assert!(text.starts_with("[\n  {\n    \"account\": \"a000\",\n"));
+    assert!(text.ends_with("\n  }\n]\n") && !text.ends_with("\n\n"));
+    // A reader that stops after 100 bytes: lull exits 0, says nothing.
+    let sh = format!(
+        "{} --config {} accounts --json --at 2026-03-10 | head -c 100 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_lull"),
+        h.path().join("lull.toml").display(),
+    );
+    let o = std::process::Command::new("bash")
+        .args(["-c", &sh])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), "0", "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "no error for a reader gone");
+}

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{Backend, print_stdout, table_text};
+use super::{Backend, print_json, print_stdout, table_text};
 use crate::app::accounts::AccountsQuery;
 use crate::summary::{SUMMARY_WEEKS, sparkline};
 use crate::types::Day;
@@ -23,7 +23,7 @@ pub fn run(b: &Backend, a: Args) -> anyhow::Result<ExitCode> {
     if a.unmatched {
         let rows = b.unmatched()?;
         if a.json {
-            print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
+            print_json(&rows)?;
         } else if rows.is_empty() {
             print_stdout("every actor seen so far matched an account (or staff)\n")?;
         } else {
@@ -57,7 +57,7 @@ pub fn run(b: &Backend, a: Args) -> anyhow::Result<ExitCode> {
     })?;
     let (at, rows) = (page.at, page.accounts);
     if a.json {
-        print_stdout(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
+        print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
     let table: Vec<Vec<String>> = rows

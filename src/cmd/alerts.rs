@@ -3,13 +3,13 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{Backend, print_stdout, table_text};
+use super::{Backend, print_json, print_stdout, table_text};
 use crate::alert::Status;
 
 pub fn run(b: &Backend, json: bool) -> anyhow::Result<ExitCode> {
     let records = b.alerts()?;
     if json {
-        print_stdout(&(serde_json::to_string_pretty(&records)? + "\n"))?;
+        print_json(&records)?;
         return Ok(ExitCode::SUCCESS);
     }
     if records.is_empty() {

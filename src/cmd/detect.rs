@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{Backend, print_stdout, table_text};
+use super::{Backend, print_json, print_stdout, table_text};
 use crate::app::ops::DetectRequest;
 use crate::detect::{AccountJudgement, ChannelStatus};
 use crate::say;
@@ -27,7 +27,7 @@ pub fn run(
         );
     }
     if json {
-        print_stdout(&(serde_json::to_string_pretty(&run.accounts)? + "\n"))?;
+        print_json(&run.accounts)?;
     } else {
         print_stdout(&text(&run.accounts))?;
     }

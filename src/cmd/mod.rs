@@ -138,6 +138,22 @@ pub fn error_text(e: &anyhow::Error) -> String {
     out
 }
 
+/// Writes `value` to stdout as pretty JSON and a newline, as it is
+/// serialised: the text of 100,000 accounts with their channels (~200 MB)
+/// is never held whole. A reader that went away is not an error.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Writes a command's result to stdout. A reader that went away
 /// (`lull accounts | head`) is not an error.
 pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {

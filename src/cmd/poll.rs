@@ -107,7 +107,7 @@ pub fn run(
         say!("  see `lull accounts --unmatched` for the actors that matched no account");
     }
     if json {
-        super::print_stdout(&(serde_json::to_string_pretty(&reports)? + "\n"))?;
+        super::print_json(&reports)?;
     }
     Ok(if failed > 0 {
         say!(
