@@ -84,25 +84,24 @@ fn parse_in_parts(
     mut on_part: impl FnMut(usize, Vec<RawAccount>),
 ) -> Option<Vec<Diagnostic>> {
     let text = &src.text;
+    // Each header's offset, and the lines before it.
     let mut headers = Vec::new();
     let mut at = 0;
-    for line in text.split_inclusive('\n') {
+    for (n, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_end() == "[[account]]" {
-            headers.push(at);
+            headers.push((at, n));
         }
         at += line.len();
     }
     if headers.len() <= PART_ACCOUNTS {
         return None;
     }
-    let mut cuts: Vec<usize> = headers.iter().step_by(PART_ACCOUNTS).copied().collect();
-    cuts[0] = 0;
-    cuts.push(text.len());
+    let mut cuts: Vec<(usize, usize)> = headers.iter().step_by(PART_ACCOUNTS).copied().collect();
+    cuts[0] = (0, 0);
+    cuts.push((text.len(), 0));
     let mut problems = Vec::new();
-    // Lines before the current part, counted part by part.
-    let mut lines_before = 0;
     for w in cuts.windows(2) {
-        let (start, end) = (w[0], w[1]);
+        let ((start, lines_before), (end, _)) = (w[0], w[1]);
         let part = SourceText::new(&src.path, text[start..end].to_string());
         match part.parse_toml::<RawFile>() {
             Ok((raw, p)) => {
@@ -121,7 +120,6 @@ fn parse_in_parts(
             // the whole file says which.
             Err(_) => return None,
         }
-        lines_before += text[start..end].bytes().filter(|b| *b == b'\n').count();
     }
     Some(problems)
 }
@@ -496,20 +494,21 @@ struct IdIndex {
 }
 
 impl IdIndex {
-    fn hash(&self, id: &str) -> u64 {
-        std::hash::BuildHasher::hash_one(&self.hasher, id)
+    /// The one hash of an id, for looking up and for placing alike.
+    fn hash(hasher: &foldhash::fast::RandomState, id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(hasher, id)
     }
 
     fn get(&self, accounts: &[Account], id: &str) -> Option<usize> {
         self.table
-            .find(self.hash(id), |&i| accounts[i].id.0 == id)
+            .find(Self::hash(&self.hasher, id), |&i| accounts[i].id.0 == id)
             .copied()
     }
 
     /// Indexes `accounts[idx]` by its id (not indexed yet).
     fn insert(&mut self, accounts: &[Account], idx: usize) {
         let hasher = &self.hasher;
-        let hash = |i: &usize| std::hash::BuildHasher::hash_one(hasher, accounts[*i].id.0.as_str());
+        let hash = |i: &usize| Self::hash(hasher, accounts[*i].id.as_str());
         self.table.insert_unique(hash(&idx), idx, hash);
     }
 }

@@ -148,10 +148,7 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush());
-    match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
-        _ => Ok(()),
-    }
+    unless_reader_gone(written)
 }
 
 /// Writes a command's result to stdout. A reader that went away
@@ -159,7 +156,13 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
 pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    unless_reader_gone(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// A write to stdout whose reader went away (a broken pipe) did what was
+/// asked: nobody is left to read the rest.
+fn unless_reader_gone(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
         _ => Ok(()),
     }
