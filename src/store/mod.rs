@@ -906,8 +906,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// The test store in `dir`. A handle dropped just before (a test
+    /// reopening its store) lets go of sled's file lock only when sled's
+    /// flusher thread has seen it go, a moment later on a busy machine:
+    /// until then the open says `Locked`, and is tried again.
     pub(crate) fn open(dir: &Path) -> Store {
-        Store::open(&config(dir)).unwrap()
+        for _ in 0..250 {
+            match Store::open(&config(dir)) {
+                Err(StoreError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                opened => return opened.unwrap(),
+            }
+        }
+        panic!("the test store in {} stayed locked", dir.display())
     }
 
     #[test]

@@ -526,10 +526,19 @@ mod tests {
     /// Opens the closed store at `dir` with sled itself and runs `f` on
     /// its activity tree, as another program (an older lull) would.
     fn with_raw(dir: &std::path::Path, f: impl FnOnce(&sled::Tree)) {
-        let db = sled::Config::new()
-            .path(crate::store::tests::config(dir).path)
-            .open()
-            .unwrap();
+        // The store dropped just before may hold sled's file lock a moment
+        // longer (see `store::tests::open`).
+        let path = crate::store::tests::config(dir).path;
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new().path(&path).open() {
+                Err(e) if tries < 250 && e.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => break opened.unwrap(),
+            }
+        };
         f(&db.open_tree(crate::store::TREE_ACTIVITY).unwrap());
         db.flush().unwrap();
     }
