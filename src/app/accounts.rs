@@ -451,16 +451,20 @@ fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<
     let started = Instant::now();
     let generation = store.generation();
     let mut rows = summarise(store, &live.registry, &live.detect, today)?;
-    let states = store.states::<Memory>()?;
+    // Rows are in registry order; each saved state goes to its row as it
+    // is read (no map of 100,000 states beside the rows).
+    store.visit_states_between(crate::store::Accounts::ALL, |account, m: Memory| {
+        let Some(row) = live.registry.by_id(account).and_then(|i| rows.get_mut(i)) else {
+            return;
+        };
+        row.state = m.state.as_str().to_string();
+        if m.state == State::Silent {
+            row.silent_since = m.episode.map(|e| e.since.unwrap_or(e.started));
+        }
+        row.watch = m.dropping();
+    })?;
     let mut snoozed = snoozes(store, today)?;
     for row in &mut rows {
-        if let Some(m) = states.get(&row.account) {
-            row.state = m.state.as_str().to_string();
-            if m.state == State::Silent {
-                row.silent_since = m.episode.map(|e| e.since.unwrap_or(e.started));
-            }
-            row.watch = m.dropping();
-        }
         row.snoozed = snoozed.remove(&row.account);
     }
     let (history, timeline) = timeline_for(store, &live.detect, Day(i32::MIN / 2), today)?;
