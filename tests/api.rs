@@ -602,6 +602,62 @@ fn a_snooze_stops_a_queued_alert_and_check_reports_every_problem() {
     }
 }
 
+/// The console's list reads a compact index built at start; `lull
+/// accounts` summarises and judges afresh. On the day the last detection
+/// judged, both say the same of every account.
+#[test]
+fn the_console_index_and_lull_accounts_agree_on_every_account() {
+    let port = free_port();
+    let h = with_history(&config(port, ""));
+    assert!(h.run(&["detect", "--no-send"]).status.success());
+    let out = h.run(&[
+        "snooze",
+        "globex",
+        "--until",
+        "2099-01-01",
+        "--reason",
+        "renewal",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = h.run(&["accounts", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fresh: Value = serde_json::from_str(&stdout(&out)).unwrap();
+
+    let r = Running::start(&h, port, &ENV);
+    r.wait_for_log("account index built", Duration::from_secs(60));
+    let (status, body) = request(port, "GET", "/api/v1/accounts?limit=100", Some(READ), None);
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    drop(r);
+
+    let without_channels = |rows: &Value| -> Vec<Value> {
+        let mut rows = rows.as_array().unwrap().clone();
+        for row in &mut rows {
+            row.as_object_mut().unwrap().remove("channels");
+        }
+        rows.sort_by_key(|r| r["account"].as_str().unwrap().to_string());
+        rows
+    };
+    let (indexed, judged) = (
+        without_channels(&page["accounts"]),
+        without_channels(&fresh),
+    );
+    assert_eq!(indexed.len(), 3, "{page}");
+    assert_eq!(indexed, judged);
+    // What the comparison covers: a silent account, a snooze, weekly counts.
+    let by = |id: &str| indexed.iter().find(|r| r["account"] == id).unwrap().clone();
+    assert_eq!(by("acme")["state"], "silent", "{page}");
+    assert!(by("acme")["silent_since"].is_string(), "{page}");
+    assert_eq!(by("acme")["segment"], "enterprise", "{page}");
+    assert_eq!(by("globex")["snoozed"]["until"], "2099-01-01", "{page}");
+    assert_eq!(by("globex")["events_8w"], 55, "{page}");
+    assert_eq!(
+        by("globex")["weekly"].as_array().unwrap().len(),
+        8,
+        "{page}"
+    );
+}
+
 #[test]
 fn the_openapi_document_describes_every_route() {
     let port = free_port();

@@ -21,7 +21,7 @@ use crate::detect::{
     judge_day_as_recorded, snoozes, timeline_for, watch,
 };
 use crate::store::UnmatchedActor;
-use crate::summary::{AccountSummary, summarise, summarise_one};
+use crate::summary::{AccountSummary, SUMMARY_WEEKS, summarise, summarise_one};
 use crate::types::{AccountId, Day};
 
 /// How stale the index may get while the store changes under it.
@@ -130,12 +130,146 @@ pub struct Cached {
     built: Instant,
     /// How long it took to build.
     took: Duration,
-    /// Every account, in registry order, as the index shows it.
-    rows: Vec<AccountSummary>,
+    /// Every account, in registry order, as the index shows it (with
+    /// `registry`'s account at the same index).
+    rows: Vec<IndexRow>,
     /// Detection inputs over the whole stored history up to `day`.
     inputs: Arc<Inputs>,
     /// The first covered day (replays start there).
     history: Day,
+}
+
+/// One account of the index, compact: who the account is (id, name,
+/// CSM, segment) comes from the registry the index was built with, so a
+/// row holds only what detection and the store say (~130 bytes; a whole
+/// [`AccountSummary`] per account was ~380 with its copies of the
+/// registry's strings: 38 MB at 100,000 accounts, held all day).
+#[derive(Debug, Clone)]
+struct IndexRow {
+    state: &'static str,
+    silent_since: Option<Day>,
+    last_activity: Option<Day>,
+    last_seen_by: Option<Box<str>>,
+    weekly: [u64; SUMMARY_WEEKS],
+    watch: bool,
+    snoozed: Option<Box<Snooze>>,
+}
+
+impl IndexRow {
+    fn new(s: AccountSummary) -> Self {
+        let mut weekly = [0; SUMMARY_WEEKS];
+        for (w, v) in weekly.iter_mut().zip(&s.weekly) {
+            *w = *v;
+        }
+        IndexRow {
+            state: "unknown",
+            silent_since: s.silent_since,
+            last_activity: s.last_activity,
+            last_seen_by: s.last_seen_by.map(String::into_boxed_str),
+            weekly,
+            watch: s.watch,
+            snoozed: s.snoozed.map(Box::new),
+        }
+    }
+}
+
+/// A row of an accounts list, however it is held: what the list
+/// filters and sorts by, and the summary a page shows.
+trait ListRow {
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn csm(&self) -> &str;
+    fn segment(&self) -> Option<&str>;
+    fn state(&self) -> &str;
+    fn silent_since(&self) -> Option<Day>;
+    fn last_activity(&self) -> Option<Day>;
+    fn summary(&self) -> AccountSummary;
+}
+
+impl ListRow for &AccountSummary {
+    fn id(&self) -> &str {
+        self.account.as_str()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn csm(&self) -> &str {
+        &self.csm
+    }
+    fn segment(&self) -> Option<&str> {
+        self.segment.as_deref()
+    }
+    fn state(&self) -> &str {
+        &self.state
+    }
+    fn silent_since(&self) -> Option<Day> {
+        self.silent_since
+    }
+    fn last_activity(&self) -> Option<Day> {
+        self.last_activity
+    }
+    fn summary(&self) -> AccountSummary {
+        (*self).clone()
+    }
+}
+
+/// An index row with its account.
+struct Indexed<'a> {
+    account: &'a crate::accounts::Account,
+    row: &'a IndexRow,
+}
+
+impl ListRow for Indexed<'_> {
+    fn id(&self) -> &str {
+        self.account.id.as_str()
+    }
+    fn name(&self) -> &str {
+        &self.account.name
+    }
+    fn csm(&self) -> &str {
+        &self.account.csm
+    }
+    fn segment(&self) -> Option<&str> {
+        self.account.segment.as_deref()
+    }
+    fn state(&self) -> &str {
+        self.row.state
+    }
+    fn silent_since(&self) -> Option<Day> {
+        self.row.silent_since
+    }
+    fn last_activity(&self) -> Option<Day> {
+        self.row.last_activity
+    }
+    fn summary(&self) -> AccountSummary {
+        let r = self.row;
+        AccountSummary {
+            account: self.account.id.clone(),
+            name: self.account.name.clone(),
+            csm: self.account.csm.clone(),
+            segment: self.account.segment.clone(),
+            state: r.state.to_string(),
+            silent_since: r.silent_since,
+            last_activity: r.last_activity,
+            last_seen_by: r.last_seen_by.as_deref().map(str::to_string),
+            events_8w: r.weekly.iter().sum(),
+            weekly: r.weekly.to_vec(),
+            channels: Vec::new(),
+            watch: r.watch,
+            snoozed: r.snoozed.as_deref().cloned(),
+        }
+    }
+}
+
+impl Cached {
+    /// The index's rows with their accounts, in registry order.
+    fn indexed(&self) -> impl Iterator<Item = Indexed<'_>> {
+        self.registry
+            .accounts()
+            .iter()
+            .zip(&self.rows)
+            .map(|(account, row)| Indexed { account, row })
+    }
 }
 
 fn state_rank(state: &str) -> u8 {
@@ -154,10 +288,10 @@ impl App {
         if q.evidence || q.at.is_some_and(|d| d != today) {
             let at = q.at.unwrap_or(today);
             let rows = self.judged_rows(at)?;
-            return Ok(page_of(at, &rows, q));
+            return Ok(page_of(at, rows.iter(), q));
         }
         let cache = self.cached()?;
-        Ok(page_of(today, &cache.rows, q))
+        Ok(page_of(today, cache.indexed(), q))
     }
 
     /// Every account judged on `at` (a dry run), with channel evidence and
@@ -309,7 +443,14 @@ impl App {
         let account = live.registry.get(idx).clone();
         let cache = self.cached()?;
         let today = cache.day;
-        let summary = cache.rows[idx].clone();
+        let summary = match (cache.registry.accounts().get(idx), cache.rows.get(idx)) {
+            // The index is of the registry this page reads (a reload
+            // rebuilds it before a page uses it).
+            (Some(account), Some(row)) if account.id == live.registry.get(idx).id => {
+                Indexed { account, row }.summary()
+            }
+            _ => summary_now(self, &account.id)?,
+        };
         let detector = Detector::with_inputs(
             &live.registry,
             &live.detect,
@@ -404,29 +545,28 @@ impl App {
 }
 
 /// The page of `rows` that `q` asks for (only that page is copied).
-fn page_of(at: Day, rows: &[AccountSummary], q: &AccountsQuery) -> AccountsPage {
+fn page_of<R: ListRow>(at: Day, rows: impl Iterator<Item = R>, q: &AccountsQuery) -> AccountsPage {
     let lower = |s: &Option<String>| s.as_ref().map(|x| x.to_lowercase());
     let (csm, q_text) = (lower(&q.csm), lower(&q.q));
     let mut states = std::collections::BTreeMap::new();
-    let mut matching: Vec<&AccountSummary> = rows
-        .iter()
-        .filter(|r| csm.as_ref().is_none_or(|c| r.csm.eq_ignore_ascii_case(c)))
-        .filter(|r| q.segment.is_none() || r.segment == q.segment)
+    let mut matching: Vec<R> = rows
+        .filter(|r| csm.as_ref().is_none_or(|c| r.csm().eq_ignore_ascii_case(c)))
+        .filter(|r| q.segment.is_none() || r.segment() == q.segment.as_deref())
         .filter(|r| {
             q_text.as_ref().is_none_or(|t| {
-                r.account.as_str().to_lowercase().contains(t) || r.name.to_lowercase().contains(t)
+                r.id().to_lowercase().contains(t) || r.name().to_lowercase().contains(t)
             })
         })
-        .inspect(|r| *states.entry(r.state.clone()).or_insert(0) += 1)
-        .filter(|r| q.state.as_ref().is_none_or(|s| r.state == *s))
+        .inspect(|r| *states.entry(r.state().to_string()).or_insert(0) += 1)
+        .filter(|r| q.state.as_ref().is_none_or(|s| r.state() == s))
         .collect();
     if q.sort == Sort::Attention {
         matching.sort_by(|a, b| {
-            state_rank(&a.state)
-                .cmp(&state_rank(&b.state))
-                .then(a.silent_since.cmp(&b.silent_since))
-                .then(a.last_activity.cmp(&b.last_activity))
-                .then(a.account.cmp(&b.account))
+            state_rank(a.state())
+                .cmp(&state_rank(b.state()))
+                .then(a.silent_since().cmp(&b.silent_since()))
+                .then(a.last_activity().cmp(&b.last_activity()))
+                .then(a.id().cmp(b.id()))
         });
     }
     let total = matching.len();
@@ -440,7 +580,7 @@ fn page_of(at: Day, rows: &[AccountSummary], q: &AccountsQuery) -> AccountsPage 
             .into_iter()
             .skip(offset)
             .take(limit)
-            .cloned()
+            .map(|r| r.summary())
             .collect(),
         states,
     }
@@ -450,22 +590,33 @@ fn page_of(at: Day, rows: &[AccountSummary], q: &AccountsQuery) -> AccountsPage 
 fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<Cached, AppError> {
     let started = Instant::now();
     let generation = store.generation();
-    let mut rows = summarise(store, &live.registry, &live.detect, today)?;
-    // Rows are in registry order; each saved state goes to its row as it
-    // is read (no map of 100,000 states beside the rows).
+    let registry = &live.registry;
+    // One compact row per account, in registry order, each made as its
+    // summary is.
+    let mut rows = registry
+        .accounts()
+        .iter()
+        .map(|a| summarise_one(store, registry, &live.detect, a, today).map(IndexRow::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each saved state goes to its row as it is read (no map of 100,000
+    // states beside the rows).
     store.visit_states_between(crate::store::Accounts::ALL, |account, m: Memory| {
-        let Some(row) = live.registry.by_id(account).and_then(|i| rows.get_mut(i)) else {
+        let Some(row) = registry.by_id(account).and_then(|i| rows.get_mut(i)) else {
             return;
         };
-        row.state = m.state.as_str().to_string();
+        row.state = m.state.as_str();
         if m.state == State::Silent {
             row.silent_since = m.episode.map(|e| e.since.unwrap_or(e.started));
         }
         row.watch = m.dropping();
     })?;
-    let mut snoozed = snoozes(store, today)?;
-    for row in &mut rows {
-        row.snoozed = snoozed.remove(&row.account);
+    for (account, snooze) in snoozes(store, today)? {
+        if let Some(row) = registry
+            .by_id(account.as_str())
+            .and_then(|i| rows.get_mut(i))
+        {
+            row.snoozed = Some(Box::new(snooze));
+        }
     }
     let (history, timeline) = timeline_for(store, &live.detect, Day(i32::MIN / 2), today)?;
     let inputs = Inputs::load(store, &live.registry, timeline)?;
