@@ -264,22 +264,19 @@ fn judge(
                     }
                 }
             }
-            (h.account, judgement, notices, candidates)
+            (judgement, notices, candidates)
         },
         |_| {},
     )?;
     let mut notices = Vec::new();
     let mut candidates = Vec::new();
-    for (_, _, n, c) in &mut judged {
+    for (_, n, c) in &mut judged {
         notices.append(n);
         candidates.append(c);
     }
-    // Into registry order where they lie, each judgement moved once: no
-    // second array of 100,000 judgements beside the first (~30 MB at the
-    // daily run's peak), and no sort by a looked-up key (a third of a
-    // second).
-    into_index_order(&mut judged, |j| j.0);
-    let mut accounts: Vec<AccountJudgement> = judged.into_iter().map(|j| j.1).collect();
+    // In registry order as `map_accounts` gives them (each account's
+    // outcome went to its slot as it was made).
+    let mut accounts: Vec<AccountJudgement> = judged.into_iter().map(|j| j.0).collect();
     // One judgement per registered account: `saved` is matched by index.
     debug_assert_eq!(accounts.len(), registry.len());
     debug_assert!(
@@ -323,23 +320,6 @@ fn judge(
         reported_stale: store.stale_sources()?,
         saved: memories,
     })
-}
-
-/// Puts `items` in the order of their indices (`index` of each; a
-/// permutation of `0..items.len()`) by swapping: each swap puts one item
-/// where it belongs. An index out of range or given twice (never, when
-/// the indices are a permutation) leaves items out of order rather than
-/// looping.
-fn into_index_order<T>(items: &mut [T], index: impl Fn(&T) -> usize) {
-    for i in 0..items.len() {
-        loop {
-            let j = index(&items[i]);
-            if j == i || j >= items.len() || index(&items[j]) == j {
-                break;
-            }
-            items.swap(i, j);
-        }
-    }
 }
 
 impl DayRun {
@@ -452,37 +432,6 @@ impl DayRun {
 mod tests {
     use super::*;
     use crate::store::{Ingest, Origin, Owner, Span};
-
-    #[test]
-    fn items_swapped_into_index_order_come_out_sorted_and_bad_indices_do_not_hang() {
-        // Permutations of several sizes, with cycles of every length.
-        for n in [0usize, 1, 2, 3, 7, 100] {
-            for step in [1usize, 3, 7, 11] {
-                let mut items: Vec<(usize, String)> = (0..n)
-                    .map(|k| {
-                        let i = (k * step + n / 2) % n.max(1);
-                        (i, format!("item {i}"))
-                    })
-                    .collect();
-                let mut seen: Vec<usize> = items.iter().map(|x| x.0).collect();
-                seen.sort_unstable();
-                seen.dedup();
-                if seen.len() != n {
-                    continue; // step not coprime with n: not a permutation
-                }
-                into_index_order(&mut items, |x| x.0);
-                for (k, (i, name)) in items.iter().enumerate() {
-                    assert_eq!((*i, name.as_str()), (k, format!("item {k}").as_str()));
-                }
-            }
-        }
-        // Not a permutation: it ends, and keeps every item.
-        let mut bad = vec![(2usize, 'a'), (2, 'b'), (9, 'c')];
-        into_index_order(&mut bad, |x| x.0);
-        let mut kept: Vec<char> = bad.iter().map(|x| x.1).collect();
-        kept.sort_unstable();
-        assert_eq!(kept, ['a', 'b', 'c']);
-    }
 
     const ACCOUNTS: usize = 120;
     /// A Monday: the watch digest's day.

@@ -548,9 +548,9 @@ impl<'a> Detector<'a> {
     }
 
     /// Runs `f` on every registered account's history, on every core, and
-    /// gives the outcomes in store order, then the accounts without stored
-    /// activity (an empty history each) in registry order: the same order
-    /// and outcome as one thread reading the store from start to end.
+    /// gives the outcomes in registry order (an account without stored
+    /// activity is judged on an empty history): the same outcomes as one
+    /// thread reading the store from start to end.
     ///
     /// The store is cut into ranges of account ids, several per core, and
     /// each worker reads, builds and judges whole ranges: reading is half
@@ -565,52 +565,62 @@ impl<'a> Detector<'a> {
     ) -> Result<Vec<R>, StoreError> {
         let workers = workers();
         let ranges = account_ranges(self.registry);
-        // The ranges hold equal shares of the accounts: each part's
-        // outcomes sized once, not grown by doubling (a daily run at
-        // 100,000 accounts: peak heap 306.6 -> 299.5 MB, heaptrack).
-        let share = self.registry.len().div_ceil(ranges.len().max(1));
+        // Each outcome goes to its account's slot as it is made: one array
+        // of outcomes in registry order, not a part per range beside a
+        // second array they are gathered into (two arrays of ~34 MB each
+        // at the daily run's peak at 100,000 accounts, heaptrack).
+        let slots: Vec<std::sync::Mutex<Option<R>>> = (0..self.registry.len())
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        let set = |i: usize, r: R| {
+            if let Some(slot) = slots.get(i) {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            }
+        };
         let stored = on_workers(
             workers,
             &ranges,
             |range, tick| {
-                let mut out = Vec::with_capacity(share);
                 self.for_each_stored(store, *range, people, |i, series, people| {
-                    out.push((i, self.judged(store, i, series, people, &f)?));
+                    set(i, self.judged(store, i, series, people, &f)?);
                     tick();
                     Ok(())
-                })?;
-                Ok(out)
+                })
             },
             &mut progress,
         );
-        let mut results = Vec::with_capacity(self.registry.len());
-        let mut seen = vec![false; self.registry.len()];
-        for part in stored {
-            for (i, r) in part? {
-                seen[i] = true;
-                results.push(r);
-            }
-        }
-        let unseen: Vec<usize> = (0..seen.len()).filter(|i| !seen[*i]).collect();
+        stored.into_iter().collect::<Result<(), _>>()?;
+        let unseen: Vec<usize> = (slots.iter().enumerate())
+            .filter(|(_, s)| s.lock().unwrap_or_else(|p| p.into_inner()).is_none())
+            .map(|(i, _)| i)
+            .collect();
         let chunks: Vec<&[usize]> = unseen.chunks(1024).collect();
-        let done = results.len();
+        let done = slots.len() - unseen.len();
         let empty = on_workers(
             workers,
             &chunks,
             |chunk, tick| {
-                let mut out = Vec::with_capacity(chunk.len());
                 for i in chunk.iter() {
-                    out.push(f(&self.history(*i, Vec::new(), Some(Vec::new()))?));
+                    set(*i, f(&self.history(*i, Vec::new(), Some(Vec::new()))?));
                     tick();
                 }
-                Ok(out)
+                Ok(())
             },
             &mut |n| progress(done + n),
         );
-        for part in empty {
-            results.extend(part?);
-        }
-        Ok(results)
+        empty.into_iter().collect::<Result<(), StoreError>>()?;
+        // Every slot is set (a failed worker returned above); an unset one
+        // would be judged here rather than left out.
+        slots
+            .into_iter()
+            .enumerate()
+            .map(
+                |(i, slot)| match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                    Some(r) => Ok(r),
+                    None => Ok(f(&self.history(i, Vec::new(), Some(Vec::new()))?)),
+                },
+            )
+            .collect()
     }
 
     /// `f` on the history of one account. Without its people (not read
