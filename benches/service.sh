@@ -68,7 +68,7 @@ write_config Pacific/Pago_Pago
 start
 echo "started: RSS $(rss $pid) MiB"
 peak=0
-until grep -q "detection done" "$work/run.log"; do
+until grep -q "detection done.*seconds=" "$work/run.log"; do
   r=$(rss $pid); [ "$r" -gt "$peak" ] && peak=$r
   sleep 0.2
 done
@@ -87,7 +87,7 @@ echo "SIGTERM → exit, idle: $took s"
 # daily run from saved state.
 write_config Pacific/Kiritimati
 start
-until grep -q "detection done" "$work/run.log"; do sleep 0.2; done
+until grep -q "detection done.*seconds=" "$work/run.log"; do sleep 0.2; done
 echo "daily detection: $(grep 'detection done' "$work/run.log" | grep -o 'seconds=[0-9.]*' | tail -1), peak RSS $(hwm $pid) MiB"
 sleep 10
 echo "idle after it: RSS $(rss $pid) MiB"
