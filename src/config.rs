@@ -16,10 +16,10 @@ pub const DEFAULT_STORE_PATH: &str = "data/lull.db";
 /// The accounts file when the config does not name one.
 pub const DEFAULT_ACCOUNTS_FILE: &str = "accounts.toml";
 /// sled's page cache. sled's own default is 1 GiB. With the patched sled
-/// (vendor/sled) it bounds what reads keep; 16 MiB keeps `lull run` small
-/// at 100k accounts without slowing detection (every run reads each
-/// account once, so a bigger cache buys it nothing).
-pub const DEFAULT_CACHE_MB: u64 = 16;
+/// (vendor/sled) it bounds what reads keep; 8 MiB keeps `lull run` small
+/// at 100k accounts without slowing detection, export or imports (every
+/// run reads each account once, so a bigger cache buys it nothing).
+pub const DEFAULT_CACHE_MB: u64 = 8;
 /// Free space lull keeps on the store's disk: below it, writes are refused
 /// (and retried later) instead of letting sled meet a full disk, on which
 /// it can hang or leave files it later reads as corruption.
