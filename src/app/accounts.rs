@@ -146,7 +146,7 @@ pub struct Cached {
 /// registry's strings: 38 MB at 100,000 accounts, held all day).
 #[derive(Debug, Clone)]
 struct IndexRow {
-    state: &'static str,
+    state: State,
     silent_since: Option<Day>,
     last_activity: Option<Day>,
     last_seen_by: Option<Box<str>>,
@@ -162,7 +162,8 @@ impl IndexRow {
             *w = *v;
         }
         IndexRow {
-            state: "unknown",
+            // The saved state, when there is one, is set after.
+            state: State::Unknown,
             silent_since: s.silent_since,
             last_activity: s.last_activity,
             last_seen_by: s.last_seen_by.map(String::into_boxed_str),
@@ -233,7 +234,7 @@ impl ListRow for Indexed<'_> {
         self.account.segment.as_deref()
     }
     fn state(&self) -> &str {
-        self.row.state
+        self.row.state.as_str()
     }
     fn silent_since(&self) -> Option<Day> {
         self.row.silent_since
@@ -248,7 +249,7 @@ impl ListRow for Indexed<'_> {
             name: self.account.name.clone(),
             csm: self.account.csm.clone(),
             segment: self.account.segment.clone(),
-            state: r.state.to_string(),
+            state: r.state.as_str().to_string(),
             silent_since: r.silent_since,
             last_activity: r.last_activity,
             last_seen_by: r.last_seen_by.as_deref().map(str::to_string),
@@ -604,7 +605,7 @@ fn build(store: &crate::store::Store, live: &super::Live, today: Day) -> Result<
         let Some(row) = registry.by_id(account).and_then(|i| rows.get_mut(i)) else {
             return;
         };
-        row.state = m.state.as_str();
+        row.state = m.state;
         if m.state == State::Silent {
             row.silent_since = m.episode.map(|e| e.since.unwrap_or(e.started));
         }
