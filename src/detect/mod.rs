@@ -572,6 +572,10 @@ impl<'a> Detector<'a> {
         let slots: Vec<std::sync::Mutex<Option<R>>> = (0..self.registry.len())
             .map(|_| std::sync::Mutex::new(None))
             .collect();
+        // An account without stored activity: an empty history.
+        let unstored = |i: usize| -> Result<R, StoreError> {
+            Ok(f(&self.history(i, Vec::new(), Some(Vec::new()))?))
+        };
         let set = |i: usize, r: R| {
             if let Some(slot) = slots.get(i) {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
@@ -601,7 +605,7 @@ impl<'a> Detector<'a> {
             &chunks,
             |chunk, tick| {
                 for i in chunk.iter() {
-                    set(*i, f(&self.history(*i, Vec::new(), Some(Vec::new()))?));
+                    set(*i, unstored(*i)?);
                     tick();
                 }
                 Ok(())
@@ -617,7 +621,7 @@ impl<'a> Detector<'a> {
             .map(
                 |(i, slot)| match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
                     Some(r) => Ok(r),
-                    None => Ok(f(&self.history(i, Vec::new(), Some(Vec::new()))?)),
+                    None => unstored(i),
                 },
             )
             .collect()
